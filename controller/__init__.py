@@ -1,0 +1,1 @@
+"""The kopf wiring and the generic reconciler. Never imports a cloud SDK."""

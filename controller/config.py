@@ -1,0 +1,38 @@
+"""The controller's own settings, from `kumo run` flags or KUMO_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    controller_namespace: str = "kumo-system"  # where ClusterProviderConfig credentials live
+    cluster_id: str = ""  # empty: the UID of the kube-system namespace
+    workers: int = 16  # reconciles in flight at once
+    threads: int = 64  # blocking SDK and Kubernetes calls in flight at once
+    kubeconfig: str = ""  # empty: in-cluster config, else KUBECONFIG / ~/.kube/config
+    health_port: int = 0  # 0: no health endpoint
+    health_host: str = "127.0.0.1"  # 0.0.0.0 in a Pod, so the kubelet's probes reach it
+    log_format: str = "text"
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ControllerConfig:
+        env = dict(os.environ if env is None else env)
+        namespaces = tuple(n for n in env.get("KUMO_NAMESPACES", "").split(",") if n)
+        return cls(
+            namespaces=namespaces,
+            controller_namespace=env.get("KUMO_CONTROLLER_NAMESPACE", cls.controller_namespace),
+            cluster_id=env.get("KUMO_CLUSTER_ID", ""),
+            workers=int(env.get("KUMO_WORKERS", cls.workers)),
+            threads=int(env.get("KUMO_THREADS", cls.threads)),
+            kubeconfig=env.get("KUBECONFIG", ""),
+            health_port=int(env.get("KUMO_HEALTH_PORT", 0)),
+            health_host=env.get("KUMO_HEALTH_HOST", cls.health_host),
+            log_format=env.get("KUMO_LOG_FORMAT", cls.log_format),
+            log_level=env.get("KUMO_LOG_LEVEL", cls.log_level),
+        )

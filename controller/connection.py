@@ -1,0 +1,72 @@
+"""Connection Secrets: what an app needs to reach its database or bucket.
+
+The master password is generated here with a cryptographic generator, in a character set every
+engine accepts without quoting (letters, digits, `-` and `_`), and it is stored in the Secret
+**before** the cloud is asked to create anything, so a crash can never lose it. The Secret also
+records, in annotations that hold no secret, whether the password is known to be set on the
+instance (`password-state`) and which rotation request it answers (`rotation`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_"
+PASSWORD_LENGTH = 32
+
+ANNOTATION_PASSWORD_STATE = "kumo.dev/password-state"
+ANNOTATION_ROTATION = "kumo.dev/rotation"
+PASSWORD_PENDING = "pending"  # stored, not yet known to be set on the instance
+PASSWORD_APPLIED = "applied"
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kumo"
+LABEL_OWNER_KIND = "kumo.dev/owner-kind"
+LABEL_OWNER_NAME = "kumo.dev/owner-name"
+
+URI_SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
+DATABASE_KEYS = ("host", "port", "username", "password", "database", "engine", "uri")
+BUCKET_KEYS = ("bucket", "region", "endpoint", "url")
+
+
+def generate_password() -> str:
+    # A letter first: some engines and tools dislike a leading digit or dash.
+    first = secrets.choice(string.ascii_letters)
+    return first + "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH - 1))
+
+
+def database_uri(engine: str, username: str, password: str, host: str, port: str, database: str) -> str:
+    """A driver-ready URL with user and password percent-escaped."""
+    scheme = URI_SCHEMES.get(engine, engine)
+    path = f"/{quote(database, safe='')}" if database else ""
+    return f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{port}{path}"
+
+
+def database_data(connection: Mapping[str, str], username: str, password: str) -> dict[str, str]:
+    """The full Database Secret data from the provider's (non-secret) connection details."""
+    engine = connection.get("engine", "")
+    data = {k: str(v) for k, v in connection.items()}
+    data.update({"username": connection.get("username") or username, "password": password, "engine": engine})
+    data.setdefault("database", "")
+    if data.get("host"):
+        data["uri"] = database_uri(
+            engine, data["username"], password, data["host"], data.get("port", ""), data["database"]
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class StoredPassword:
+    """The password as the Secret holds it, and what the controller knows about it."""
+
+    value: str
+    state: str
+    rotation: str
+
+    @property
+    def applied(self) -> bool:
+        return self.state == PASSWORD_APPLIED

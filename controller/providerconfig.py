@@ -1,0 +1,64 @@
+"""Resolving a managed object's providerConfigRef into `ProviderSettings`.
+
+Tenancy lives here. A namespaced ProviderConfig is only looked up in the object's own namespace
+and only reads its credentials Secret from that same namespace; a ClusterProviderConfig reads its
+credentials Secret from the controller's own namespace. No reference ever names another
+namespace, so a user in namespace A cannot point kumo at a Secret in namespace B.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from kumo.providers.base import ProviderSettings
+
+from .kube import KubeClient, NotFound
+
+DEFAULT_REF = {"kind": "ClusterProviderConfig", "name": "default"}
+
+
+class ProviderConfigError(Exception):
+    """The reference cannot be resolved (missing config, Secret or key): the user must act."""
+
+
+async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+    ref = body.get("spec", {}).get("providerConfigRef") or DEFAULT_REF
+    kind, name = ref.get("kind", DEFAULT_REF["kind"]), ref["name"]
+    namespace = body["metadata"]["namespace"]
+    try:
+        config = await kube.get_provider_config(kind, namespace, name)
+    except NotFound:
+        where = f" in namespace {namespace}" if kind == "ProviderConfig" else ""
+        raise ProviderConfigError(f"spec.providerConfigRef: {kind} {name!r} not found{where}") from None
+    spec = config.get("spec", {})
+    secret_namespace = namespace if kind == "ProviderConfig" else controller_namespace
+    credentials = await _credentials(kube, spec.get("credentials") or {}, secret_namespace, kind, name)
+    return ProviderSettings(
+        provider=spec["provider"],
+        region=spec.get("region", ""),
+        project=spec.get("project", ""),
+        credentials=credentials,
+        endpoints=dict(spec.get("endpoints") or {}),
+    )
+
+
+async def _credentials(
+    kube: KubeClient, spec: Mapping[str, Any], namespace: str, kind: str, name: str
+) -> dict[str, str]:
+    if spec.get("source", "Environment") != "Secret":
+        return {}  # the environment's default chain: IRSA, Workload Identity, instance roles
+    ref = spec.get("secretRef") or {}
+    secret = await kube.read_secret(namespace, ref.get("name", ""))
+    if secret is None:
+        raise ProviderConfigError(f"{kind} {name!r}: credentials Secret {namespace}/{ref.get('name')} not found")
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    key = ref.get("key")
+    if not key:
+        return data
+    if key not in data:
+        raise ProviderConfigError(
+            f"{kind} {name!r}: key {key!r} not found in credentials Secret {namespace}/{ref['name']}"
+        )
+    return {"document": data[key]}

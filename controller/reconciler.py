@@ -1,0 +1,476 @@
+"""The one generic reconcile path for every managed kind and every provider.
+
+Create, update, resume after a restart and (later) drift sweeps all end up in `reconcile()`. It
+owns the order of operations; providers only observe, create, update and delete:
+
+1. Being deleted? Delete the cloud resource (or retain it), wait until it is gone, delete the
+   connection Secret, release the finalizer.
+2. Add the finalizer. For databases, make sure the connection Secret holds a password **before**
+   anything is created in the cloud, so a crash can never lose it.
+3. Observe. Absent: create under the deterministic external name with ownership tags. Present
+   but tagged for another owner: refuse and say so.
+4. Not ready yet: report Creating and look again later (a requeue, not a sleeping thread).
+5. Drifted: update the cloud.
+6. Make sure the password is set on the instance, write the connection details into the
+   Secret, and write status only when it changed.
+
+Every failure branch looks the same: log, event (once per distinct message, not per retry),
+Synced=False with the cloud's message, requeue with backoff.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kumo.providers.base import (
+    CallHooks,
+    DatabaseClient,
+    ExternalClient,
+    Kind,
+    ManagedResource,
+    Observation,
+    ProviderError,
+    Retryable,
+    Terminal,
+)
+from kumo.providers.registry import ProviderRegistry
+
+from . import conditions as cond
+from . import connection as conn
+from .kube import KubeClient
+from .providerconfig import ProviderConfigError, resolve
+from .resources import (
+    FINALIZER,
+    ObjectKey,
+    connection_secret_name,
+    managed_resource,
+    owner_reference,
+)
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_ROTATE_PASSWORD = "kumo.dev/rotate-password"
+ANNOTATION_ADOPT = "kumo.dev/adopt"
+
+# Event reasons: one constant each, so users can filter on them.
+EVENT_CREATED = "CreatedExternalResource"
+EVENT_UPDATED = "UpdatedExternalResource"
+EVENT_DELETED = "DeletedExternalResource"
+EVENT_RETAINED = "RetainedExternalResource"
+EVENT_RECONCILE_ERROR = "ReconcileError"
+EVENT_OWNED_BY_ANOTHER = "OwnedByAnotherResource"
+EVENT_PASSWORD_SET = "PasswordSet"
+
+NORMAL, WARNING = "Normal", "Warning"
+
+
+class OwnershipConflict(Terminal):
+    """The cloud resource exists under our external name but belongs to someone else."""
+
+
+class SecretConflict(Terminal):
+    """The connection Secret's name is taken by a Secret this object does not own."""
+
+
+class InvalidSpec(Terminal):
+    """The provider found values in the spec it cannot accept; nothing was called."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How soon to look again; all in seconds."""
+
+    poll_min: float = 2.0  # first look at a resource that is still provisioning
+    poll_max: float = 30.0
+    terminal_retry: float = 300.0  # errors a retry soon won't fix
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the worker does next with the key."""
+
+    requeue_after: float | None = None  # look again after this long (not an error)
+    error: ProviderError | Exception | None = None
+    terminal: bool = False
+
+
+@dataclass
+class _Pass:
+    """Mutable state of one reconcile pass over one object."""
+
+    key: ObjectKey
+    body: Mapping[str, Any]
+    resource: ManagedResource | None = None
+    conditions: list[cond.Condition] = field(default_factory=list)
+    at_provider: dict[str, Any] | None = None
+    secret: Any = None  # the V1Secret as read this pass
+    written_secret: dict[str, Any] | None = None  # the Secret body written this pass
+    password: conn.StoredPassword | None = None
+    created_now: bool = False
+    done: bool = False  # object fully handled (finalizer released): no status write
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation", 0))
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.body.get("status") or {}
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return self.body["metadata"].get("annotations") or {}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: KubeClient,
+        providers: ProviderRegistry,
+        *,
+        cluster_id: str,
+        controller_namespace: str,
+        hooks: CallHooks | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.kube = kube
+        self.providers = providers
+        self.cluster_id = cluster_id
+        self.controller_namespace = controller_namespace
+        self.hooks = hooks
+        self.timing = timing or Timing()
+        self._last_event: dict[ObjectKey, tuple[str, str]] = {}
+        self._polls: dict[ObjectKey, int] = {}
+
+    def forget(self, key: ObjectKey) -> None:
+        self._last_event.pop(key, None)
+        self._polls.pop(key, None)
+
+    async def reconcile(self, key: ObjectKey, body: Mapping[str, Any]) -> Result:
+        work = _Pass(key, body)
+        try:
+            result = await self._reconcile(work)
+        except (ProviderError, ProviderConfigError) as error:
+            result = await self._failed(work, error)
+        if not work.done:
+            await self._write_status(work)
+        return result
+
+    async def _reconcile(self, work: _Pass) -> Result:
+        settings = await resolve(self.kube, work.body, self.controller_namespace)
+        provider = self.providers.get(settings.provider)
+        if work.key.kind not in provider.kinds:
+            raise Terminal(f"provider {settings.provider!r} does not manage {work.key.kind} objects")
+        client = provider.client(work.key.kind, settings, self.hooks)
+        work.resource = managed_resource(work.key.kind, work.body, self.cluster_id)
+        if work.body["metadata"].get("deletionTimestamp"):
+            return await self._finalize(work, client)
+        problems = provider.validate(work.resource)
+        if problems:
+            raise InvalidSpec("; ".join(problems))
+        await self._ensure_finalizer(work)
+        if work.key.kind is Kind.DATABASE:
+            await self._ensure_password_stored(work)
+        observation = await self._observe_or_create(work, client)
+        if observation is None:
+            return self._creating(work, None)
+        self._check_owner(work, observation)
+        if not observation.ready:
+            return self._creating(work, observation)
+        if observation.drift:
+            return await self._correct(work, client, observation)
+        if isinstance(client, DatabaseClient):
+            await self._ensure_password_applied(work, client)
+        await self._write_connection_secret(work, observation)
+        self._polls.pop(work.key, None)
+        work.at_provider = self._at_provider(work, observation)
+        work.conditions += [
+            cond.Condition(cond.READY, True, cond.AVAILABLE),
+            cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
+        ]
+        return Result()
+
+    # ------------------------------------------------------------------ steps
+
+    async def _ensure_finalizer(self, work: _Pass) -> None:
+        finalizers = list(work.body["metadata"].get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            await self.kube.add_finalizer(work.key, finalizers, FINALIZER)
+
+    async def _observe_or_create(self, work: _Pass, client: ExternalClient) -> Observation | None:
+        assert work.resource is not None
+        observation = await client.observe(work.resource)
+        if observation is not None:
+            return observation
+        password = work.password.value if work.password else None
+        creation = await client.create(work.resource, password)
+        work.created_now = True
+        await self._event(
+            work,
+            NORMAL,
+            EVENT_CREATED,
+            f"Creating {work.key.kind.lower()} {creation.external_name} (state: {creation.state})",
+        )
+        # Many resources are usable at once (buckets, emulators); one look saves a requeue.
+        return await client.observe(work.resource)
+
+    def _check_owner(self, work: _Pass, observation: Observation) -> None:
+        owner = observation.owner
+        if owner is not None and owner.uid == work.uid:
+            return
+        if owner is None and work.annotations.get(ANNOTATION_ADOPT) == "true":
+            return  # adoption asked for explicitly: the next update writes our tags
+        if owner is None:
+            raise OwnershipConflict(
+                f"{observation.external_name} already exists and is not managed by kumo; "
+                f'to adopt it set spec.externalName and the annotation {ANNOTATION_ADOPT}: "true"'
+            )
+        raise OwnershipConflict(
+            f"{observation.external_name} belongs to {owner.object_ref} (uid {owner.uid}, "
+            f"cluster {owner.cluster_id}); refusing to modify it"
+        )
+
+    def _creating(self, work: _Pass, observation: Observation | None) -> Result:
+        polls = self._polls.get(work.key, 0) + 1
+        self._polls[work.key] = polls
+        if observation is not None:
+            work.at_provider = self._at_provider(work, observation)
+        state = observation.state if observation else "requested"
+        work.conditions += [
+            cond.Condition(cond.READY, False, cond.CREATING, f"cloud state: {state}"),
+            cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
+        ]
+        delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
+        return Result(requeue_after=delay)
+
+    async def _correct(self, work: _Pass, client: ExternalClient, observation: Observation) -> Result:
+        assert work.resource is not None
+        update = await client.update(work.resource, observation.drift)
+        fields = ", ".join(update.changed) or "nothing"
+        await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
+        work.at_provider = self._at_provider(work, observation)
+        work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS))
+        return Result(requeue_after=self.timing.poll_min)
+
+    async def _finalize(self, work: _Pass, client: ExternalClient) -> Result:
+        assert work.resource is not None
+        finalizers = list(work.body["metadata"].get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            work.done = True
+            return Result()
+        if work.body.get("spec", {}).get("deletionPolicy", "Delete") == "Retain":
+            await self._event(
+                work,
+                NORMAL,
+                EVENT_RETAINED,
+                f"deletionPolicy is Retain: {work.resource.external_name} is left in the cloud",
+            )
+        else:
+            observation = await client.observe(work.resource)
+            if observation is not None and observation.owner is not None and observation.owner.uid == work.uid:
+                deletion = await client.delete(work.resource)
+                if not deletion.gone:
+                    work.conditions.append(
+                        cond.Condition(cond.READY, False, cond.DELETING, f"cloud state: {deletion.state}")
+                    )
+                    return Result(requeue_after=self.timing.poll_min * 2)
+                await self._event(work, NORMAL, EVENT_DELETED, f"Deleted {work.resource.external_name}")
+        await self._delete_owned_secret(work)
+        await self.kube.remove_finalizer(work.key, finalizers, FINALIZER)
+        work.done = True
+        self.forget(work.key)
+        return Result()
+
+    # ------------------------------------------------------------------ the connection Secret
+
+    async def _read_secret(self, work: _Pass) -> Any:
+        name = connection_secret_name(work.body)
+        secret = await self.kube.read_secret(work.key.namespace, name)
+        if secret is not None and not _owned_by(secret, work.uid):
+            raise SecretConflict(
+                f"spec.writeConnectionSecretToRef: Secret {name!r} exists and is not owned by this "
+                f"{work.key.kind}; choose another name or delete that Secret"
+            )
+        return secret
+
+    async def _ensure_password_stored(self, work: _Pass) -> None:
+        """Step 2: a password in the Secret before any create call."""
+        secret = work.secret = await self._read_secret(work)
+        rotation = work.annotations.get(ANNOTATION_ROTATE_PASSWORD, "")
+        stored = _stored_password(secret)
+        if stored is not None and stored.rotation == rotation:
+            work.password = stored
+            return
+        work.password = conn.StoredPassword(conn.generate_password(), conn.PASSWORD_PENDING, rotation)
+        data = dict(_secret_data(secret)) if secret is not None else {}
+        data["password"] = work.password.value
+        body = self._secret_body(work, data, work.password)
+        if secret is None:
+            await self.kube.create_secret(work.key.namespace, body)
+        else:
+            body["metadata"]["resourceVersion"] = secret.metadata.resource_version
+            await self.kube.replace_secret(work.key.namespace, secret.metadata.name, body)
+        work.written_secret = body  # the final write compares against what is there now
+
+    async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient) -> None:
+        assert work.password is not None and work.resource is not None
+        if work.password.applied:
+            return
+        if not work.created_now:
+            # The instance was created earlier, or the password changed since: set it. Safe to
+            # repeat, so a crash between this call and the Secret write only costs a retry.
+            await client.set_password(work.resource, work.password.value)
+            await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
+        work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
+
+    async def _write_connection_secret(self, work: _Pass, observation: Observation) -> None:
+        if work.key.kind is Kind.DATABASE:
+            assert work.password is not None and work.resource is not None
+            data = conn.database_data(
+                observation.connection, work.resource.database.master_username, work.password.value
+            )
+        else:
+            data = {k: str(v) for k, v in observation.connection.items()}
+            work.secret = await self._read_secret(work)
+        wanted = self._secret_body(work, data, work.password)
+        current = work.written_secret or _as_body(work.secret)
+        if current is None:
+            await self.kube.create_secret(work.key.namespace, wanted)
+        elif not _same_secret(current, wanted):
+            if current["metadata"].get("resourceVersion"):
+                wanted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await self.kube.replace_secret(work.key.namespace, wanted["metadata"]["name"], wanted)
+
+    def _secret_body(
+        self, work: _Pass, data: Mapping[str, str], password: conn.StoredPassword | None
+    ) -> dict[str, Any]:
+        annotations = {}
+        if password is not None:
+            annotations = {
+                conn.ANNOTATION_PASSWORD_STATE: password.state,
+                conn.ANNOTATION_ROTATION: password.rotation,
+            }
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": connection_secret_name(work.body),
+                "namespace": work.key.namespace,
+                "labels": {
+                    conn.LABEL_MANAGED_BY: conn.MANAGED_BY,
+                    conn.LABEL_OWNER_KIND: str(work.key.kind),
+                    conn.LABEL_OWNER_NAME: work.key.name,
+                },
+                "annotations": annotations,
+                "ownerReferences": [owner_reference(work.key.kind, work.body)],
+            },
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+        }
+
+    async def _delete_owned_secret(self, work: _Pass) -> None:
+        # Garbage collection would remove it through the ownerReference, but not every cluster
+        # runs the collector promptly (test control planes run none); delete it explicitly.
+        name = connection_secret_name(work.body)
+        secret = await self.kube.read_secret(work.key.namespace, name)
+        if secret is not None and _owned_by(secret, work.uid):
+            await self.kube.delete_secret(work.key.namespace, name)
+
+    # ------------------------------------------------------------------ status, events, errors
+
+    def _at_provider(self, work: _Pass, observation: Observation) -> dict[str, Any]:
+        assert work.resource is not None
+        facts = {"externalName": observation.external_name, "state": observation.state}
+        facts.update(observation.at_provider)
+        return facts
+
+    async def _failed(self, work: _Pass, error: Exception) -> Result:
+        terminal = isinstance(error, Terminal | ProviderConfigError)
+        reason = cond.RECONCILE_ERROR
+        if isinstance(error, OwnershipConflict):
+            reason = cond.OWNED_BY_ANOTHER
+        elif isinstance(error, InvalidSpec):
+            reason = cond.INVALID_SPEC
+        message = str(error)
+        log.warning("reconcile of %s failed (%s): %s", work.key, reason, message)
+        event_reason = EVENT_OWNED_BY_ANOTHER if reason == cond.OWNED_BY_ANOTHER else EVENT_RECONCILE_ERROR
+        await self._event(work, WARNING, event_reason, message)
+        work.conditions.append(cond.Condition(cond.SYNCED, False, reason, message))
+        if cond.find(work.status.get("conditions") or [], cond.READY) is None:
+            work.conditions.append(
+                cond.Condition(cond.READY, False, cond.CREATING, "waiting for a successful reconcile")
+            )
+        return Result(error=error, terminal=terminal and not isinstance(error, Retryable))
+
+    async def _write_status(self, work: _Pass) -> None:
+        current = work.status
+        new: dict[str, Any] = {
+            "conditions": cond.merge(current.get("conditions") or [], work.conditions, work.generation),
+        }
+        synced = not any(c.type == cond.SYNCED and not c.status for c in work.conditions)
+        new["observedGeneration"] = work.generation if synced else current.get("observedGeneration", 0)
+        if work.at_provider is not None:
+            new["atProvider"] = work.at_provider
+        if all(current.get(k) == v for k, v in new.items()):
+            return
+        await self.kube.patch_status(work.key, new)
+
+    async def _event(self, work: _Pass, event_type: str, reason: str, message: str) -> None:
+        if self._last_event.get(work.key) == (reason, message):
+            return  # the same news again (a retry): say it once
+        self._last_event[work.key] = (reason, message)
+        await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
+
+
+# ---------------------------------------------------------------------- Secret helpers
+
+
+def _owned_by(secret: Any, uid: str) -> bool:
+    refs = secret.metadata.owner_references or []
+    return any(ref.uid == uid for ref in refs)
+
+
+def _secret_data(secret: Any) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def _stored_password(secret: Any) -> conn.StoredPassword | None:
+    if secret is None or not (secret.data or {}).get("password"):
+        return None
+    annotations = secret.metadata.annotations or {}
+    return conn.StoredPassword(
+        value=base64.b64decode(secret.data["password"]).decode(),
+        state=annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING),
+        rotation=annotations.get(conn.ANNOTATION_ROTATION, ""),
+    )
+
+
+def _as_body(secret: Any) -> dict[str, Any] | None:
+    if secret is None:
+        return None
+    return {
+        "metadata": {
+            "name": secret.metadata.name,
+            "labels": secret.metadata.labels or {},
+            "annotations": secret.metadata.annotations or {},
+            "resourceVersion": secret.metadata.resource_version,
+        },
+        "data": dict(secret.data or {}),
+    }
+
+
+def _same_secret(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    meta, want_meta = current["metadata"], wanted["metadata"]
+    return (
+        current.get("data") == wanted["data"]
+        and all((meta.get("labels") or {}).get(k) == v for k, v in want_meta["labels"].items())
+        and all((meta.get("annotations") or {}).get(k) == v for k, v in want_meta["annotations"].items())
+    )

@@ -1,0 +1,133 @@
+"""The `kumo` command: `run` the controller, and `dev up|down|status` for the local test bed.
+
+Also installed as `kubectl-kumo`, so `kubectl kumo ...` works as a kubectl plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kumo", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(title="commands")
+
+    run = commands.add_parser("run", help="run the controller (flags override KUMO_* variables)")
+    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)")
+    run.add_argument("--controller-namespace", help="where ClusterProviderConfig credentials live")
+    run.add_argument("--cluster-id", help="written into ownership tags (default: kube-system UID)")
+    run.add_argument("--workers", type=int, help="reconciles in flight at once")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    run.add_argument("--health-port", type=int, help="serve /healthz on this port")
+    run.add_argument("--health-host", help="address for /healthz (0.0.0.0 inside a Pod)")
+    run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    run.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    run.set_defaults(handler=_run)
+
+    dev = commands.add_parser("dev", help="the local test bed: control plane + emulated clouds")
+    dev_commands = dev.add_subparsers(title="dev commands")
+    up = dev_commands.add_parser("up", help="start it in the background and write the env file")
+    up.add_argument("--env-file", type=Path, default=None)
+    up.add_argument("--audit-log", action="store_true", help="record every API write")
+    up.set_defaults(handler=_dev_up)
+    down = dev_commands.add_parser("down", help="stop everything `dev up` started")
+    down.add_argument("--env-file", type=Path, default=None)
+    down.set_defaults(handler=_dev_down)
+    status = dev_commands.add_parser("status", help="say what runs")
+    status.add_argument("--env-file", type=Path, default=None)
+    status.set_defaults(handler=_dev_status)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kumo.controller.config import ControllerConfig
+    from kumo.controller.logs import configure_logging
+    from kumo.controller.operator import run
+
+    config = ControllerConfig.from_env()
+    overrides = {
+        "namespaces": tuple(args.namespace) or None,
+        "controller_namespace": args.controller_namespace,
+        "cluster_id": args.cluster_id,
+        "workers": args.workers,
+        "kubeconfig": args.kubeconfig,
+        "health_port": args.health_port,
+        "health_host": args.health_host,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(config.log_format, config.log_level)
+    asyncio.run(run(config))
+    return 0
+
+
+def _env_file(args: argparse.Namespace) -> Path:
+    from kumo.testbed.bed import DEFAULT_ENV_FILE
+
+    return Path(args.env_file or DEFAULT_ENV_FILE)
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    from kumo.testbed.bed import TestBed
+
+    path = _env_file(args)
+    if path.exists():
+        running = TestBed.from_env_file(path)
+        if running.status() and all(alive for _, _, alive in running.status()):
+            print(f"test bed already running: {path}")
+            return 0
+        running.stop()
+    bed = TestBed.start(progress=True, audit_log=args.audit_log)
+    bed.write_env_file(path)
+    print(f"test bed up in {bed.env['startup_seconds']}s; environment: {path.resolve()}")
+    print(f"  export KUBECONFIG={bed.env['kubeconfig']}")
+    return 0
+
+
+def _dev_down(args: argparse.Namespace) -> int:
+    from kumo.testbed.bed import TestBed
+
+    path = _env_file(args)
+    if not path.exists():
+        print("no test bed running")
+        return 0
+    TestBed.from_env_file(path).stop()
+    path.unlink()
+    print("test bed stopped")
+    return 0
+
+
+def _dev_status(args: argparse.Namespace) -> int:
+    from kumo.testbed.bed import TestBed
+
+    path = _env_file(args)
+    if not path.exists():
+        print("no test bed running")
+        return 1
+    bed = TestBed.from_env_file(path)
+    states = bed.status()
+    for name, pid, alive in states:
+        print(f"{name:16} pid {pid:<8} {'running' if alive else 'STOPPED'}")
+    print(json.dumps({k: bed.env[k] for k in ("kubeconfig", "aws", "gcp")}, indent=2))
+    return 0 if all(alive for _, _, alive in states) else 1
+
+
+if __name__ == "__main__":
+    logging.basicConfig()
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Provider plugins: the interface (base), discovery (registry) and the built-in clouds."""

@@ -1,0 +1,318 @@
+"""The contract between kumo's generic reconciler and a cloud provider.
+
+A provider plugin implements, per kind it supports, an `ExternalClient`: four verbs
+(observe / create / update / delete) plus the batched `observe_many` used by drift sweeps.
+Every verb takes a `ManagedResource` (the desired state already translated out of
+Kubernetes) and returns a small dataclass. Providers import neither kopf nor the
+kubernetes client; the controller never imports a cloud SDK. That one rule is the whole
+separation.
+
+Errors carry meaning by type: `Retryable` (throttling, 5xx, not ready yet: try again
+soon) versus `Terminal` (invalid value, access denied, quota: report, retry slowly).
+Both keep the cloud's own message so the user sees what the cloud said.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Kind(enum.StrEnum):
+    """The managed kinds, named as their Kubernetes kinds."""
+
+    DATABASE = "Database"
+    BUCKET = "Bucket"
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class ProviderError(Exception):
+    """Base of every error a provider raises on purpose.
+
+    `code` is the cloud's error code (e.g. ``InvalidParameterValue``) when there is one;
+    the message is the cloud's own text, never a secret value.
+    """
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Retryable(ProviderError):
+    """A temporary condition: throttling, a 5xx, a timeout, a resource not ready yet."""
+
+
+class Terminal(ProviderError):
+    """A condition that retrying soon will not fix: bad input, denied access, quota."""
+
+
+class Unavailable(ProviderError):
+    """The provider cannot work here at all (its SDK is missing or broken)."""
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who a cloud resource belongs to; written as tags / labels on everything created."""
+
+    uid: str
+    namespace: str
+    name: str
+    cluster_id: str
+
+    @property
+    def object_ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """The portable Database vocabulary (see crds/database.yaml for the meaning of each)."""
+
+    engine: str  # postgres | mysql
+    version: str  # major version, e.g. "16" or "8.0"
+    size: str = "small"  # small | medium | large, mapped by the provider to a class / tier
+    instance_class: str = ""  # explicit per-provider override of `size`
+    storage_gb: int = 20
+    high_availability: bool = False
+    backup_retention_days: int = 7
+    deletion_protection: bool = False
+    publicly_accessible: bool = False
+    database_name: str = ""
+    master_username: str = "kumo"
+    skip_final_snapshot: bool = True
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """The portable Bucket vocabulary (see crds/bucket.yaml)."""
+
+    location: str = ""  # empty: the provider config's region
+    versioning: bool = False
+    public_access: bool = False
+    encryption: bool = True
+    lifecycle_expire_days: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    force_destroy: bool = False
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManagedResource:
+    """One desired cloud resource: what the provider is asked to make true."""
+
+    kind: Kind
+    external_name: str
+    owner: Ownership
+    spec: DatabaseSpec | BucketSpec
+
+    @property
+    def database(self) -> DatabaseSpec:
+        assert isinstance(self.spec, DatabaseSpec), self.kind
+        return self.spec
+
+    @property
+    def bucket(self) -> BucketSpec:
+        assert isinstance(self.spec, BucketSpec), self.kind
+        return self.spec
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """A resolved ProviderConfig: where and as whom to talk to the cloud.
+
+    `credentials` holds the keys of the referenced credentials Secret, or is empty when the
+    environment's default chain (IRSA, Workload Identity, instance roles) is to be used.
+    `endpoints` overrides service endpoints by service name (``rds``, ``s3``, ``sqladmin``,
+    ``storage``, ...) for emulators and LocalStack.
+    """
+
+    provider: str
+    region: str = ""
+    project: str = ""
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+    def scope_key(self) -> tuple[str, str, str]:
+        """Identifies one cloud account and region, the unit of rate limiting."""
+        account = self.credentials.get("aws_access_key_id", "") or self.project
+        return (self.provider, account, self.region)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class FieldDrift:
+    """One managed setting whose cloud value differs from the desired one."""
+
+    field: str
+    desired: Any
+    actual: Any
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a read of the cloud found for one resource.
+
+    `settings` are the managed settings as the cloud has them, keyed like `desired()`;
+    `drift` lists those that differ from the spec. `ready` says the resource can be used;
+    `state` is the cloud's own word for its status. `connection` holds the non-secret
+    connection details (host, port, bucket, endpoint, url, ...). `owner` is read from the
+    resource's tags: None when it carries no kumo ownership tags.
+    """
+
+    external_name: str
+    state: str
+    ready: bool
+    owner: Ownership | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    drift: tuple[FieldDrift, ...] = ()
+    connection: Mapping[str, str] = field(default_factory=dict)
+    at_provider: Mapping[str, Any] = field(default_factory=dict)
+    empty: bool | None = None  # buckets: whether it holds no objects, when known
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.drift
+
+
+@dataclass(frozen=True)
+class Creation:
+    """A create call was accepted; the resource may still be provisioning."""
+
+    external_name: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Update:
+    """The settings an update call changed (portable field names)."""
+
+    changed: tuple[str, ...]
+    pending: tuple[str, ...] = ()  # accepted but applied later by the cloud
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """`gone` is True once nothing is left in the cloud."""
+
+    gone: bool
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class CloudCall:
+    """One SDK call as it happened, for metrics and call counting."""
+
+    provider: str
+    service: str  # rds, s3, sqladmin, storage, ...
+    operation: str  # the cloud's operation name, e.g. DescribeDBInstances
+    outcome: str  # "ok", or the error code / HTTP status the cloud answered with
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CallHooks:
+    """What the controller wraps around every SDK call a client makes.
+
+    `before` is awaited before each call (the shared token bucket per account and region: it
+    may wait); `after` is told how each call went (metrics, counters). Providers must route
+    every cloud call through both.
+    """
+
+    before: Callable[[str, str], Awaitable[None]] | None = None
+    after: Callable[[CloudCall], None] | None = None
+
+
+# ---------------------------------------------------------------------------- the verbs
+
+
+@runtime_checkable
+class ExternalClient(Protocol):
+    """One kind's client for one provider config. Every method is a coroutine that never
+    blocks the event loop, and every method is idempotent: calling it again after a crash
+    finds and continues what an earlier attempt did."""
+
+    def desired(self, resource: ManagedResource) -> dict[str, Any]:
+        """The cloud settings the spec renders to, keyed by portable field name. Pure: no
+        cloud call. Used by `kumo plan` and to compute drift."""
+        ...
+
+    async def observe(self, resource: ManagedResource) -> Observation | None:
+        """Read the resource. Must not modify anything. None when it does not exist."""
+        ...
+
+    async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
+        """Read many resources with the fewest paged list calls the cloud allows.
+        Keys are external names; resources absent from the cloud are absent from the result."""
+        ...
+
+    async def create(self, resource: ManagedResource, password: str | None) -> Creation:
+        """Start creating the resource with ownership tags. `password` is the master password
+        for databases (already stored by the caller), None for buckets. A resource that
+        already exists under this name is not an error when it is ours."""
+        ...
+
+    async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
+        """Bring the drifted settings back to the spec. Ownership tags included."""
+        ...
+
+    async def delete(self, resource: ManagedResource) -> Deletion:
+        """Start or continue deleting. A resource already gone is a success (`gone=True`)."""
+        ...
+
+
+@runtime_checkable
+class DatabaseClient(ExternalClient, Protocol):
+    """Databases also have a master password that can be set after creation."""
+
+    async def set_password(self, resource: ManagedResource, password: str) -> None:
+        """Set the master user's password on an existing instance (idempotent)."""
+        ...
+
+
+class Provider(Protocol):
+    """The object a `kumo.providers` entry point resolves to (a class or an instance)."""
+
+    name: str
+    kinds: frozenset[Kind]
+
+    def client(self, kind: Kind, settings: ProviderSettings, hooks: CallHooks | None = None) -> ExternalClient:
+        """A client for one kind under one provider config. Cheap to call repeatedly; may
+        cache SDK clients per settings."""
+        ...
+
+    def validate(self, resource: ManagedResource) -> list[str]:
+        """Problems with the spec that only this provider can judge (an unknown instance
+        class, a bad providerOptions key), each naming the field. Empty when fine."""
+        ...
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def diff_settings(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> tuple[FieldDrift, ...]:
+    """The generic comparison: every desired key whose actual value differs.
+
+    Mappings (tags, labels) are compared on the desired keys only, so tags added by someone
+    else (cost allocation, AWS-managed tags) are not drift.
+    """
+    drift: list[FieldDrift] = []
+    for name, want in desired.items():
+        have = actual.get(name)
+        if isinstance(want, Mapping):
+            have_map = have if isinstance(have, Mapping) else {}
+            if any(have_map.get(k) != v for k, v in want.items()):
+                subset = {k: have_map.get(k) for k in want}
+                drift.append(FieldDrift(name, dict(want), subset))
+        elif have != want:
+            drift.append(FieldDrift(name, want, have))
+    return tuple(drift)

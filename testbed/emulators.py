@@ -1,0 +1,67 @@
+"""The emulated clouds of the test bed, each a separate server process on loopback.
+
+- AWS: moto in server mode (RDS, S3, IAM, STS, Secrets Manager on one port), reached by boto3
+  with `endpoint_url`. moto makes RDS instances `available` at once.
+- GCS: gcp-storage-emulator, in memory. It ignores bucket settings sent on create and stores
+  them on PATCH, so the GCP provider creates a bucket and then patches its settings; the same
+  two calls work against the real GCS API.
+- Cloud SQL Admin: kumo's own emulator (`kumo.testbed.cloudsql_emulator`), with asynchronous
+  operations and the real REST shapes.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .process import LOOPBACK, ManagedProcess, free_port, port_open
+
+# Fixed fake credentials: moto accepts any, and a fixed pair keeps tests and demo simple.
+AWS_ACCESS_KEY_ID = "testing"
+AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - an emulator credential, not a secret
+AWS_REGION = "us-east-1"
+GCP_PROJECT = "kumo-dev-project"
+GCP_REGION = "europe-west1"
+
+
+@dataclass(frozen=True)
+class EmulatorSpec:
+    """How to start one emulator: `argv` with `{port}` filled in."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+EMULATORS = (
+    EmulatorSpec("moto", (sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", "{port}")),
+    EmulatorSpec(
+        "gcs",
+        (
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            LOOPBACK,
+            "--port",
+            "{port}",
+            "--in-memory",
+            "--quiet",
+        ),
+    ),
+    EmulatorSpec(
+        "cloudsql",
+        (sys.executable, "-m", "kumo.testbed.cloudsql_emulator", "--port", "{port}"),
+    ),
+)
+
+
+def start_emulator(spec: EmulatorSpec, workdir: Path) -> tuple[ManagedProcess, str]:
+    """Start one emulator on a free port; returns the process and its endpoint URL."""
+    port = free_port()
+    argv = [part.format(port=port) for part in spec.argv]
+    process = ManagedProcess(spec.name, argv, workdir / f"{spec.name}.log", ready=lambda: port_open(port)).start(
+        timeout=60
+    )
+    return process, f"http://{LOOPBACK}:{port}"

@@ -1,0 +1,121 @@
+"""Background server processes for the test bed: start, wait until ready, stop without leftovers.
+
+Every server of the test bed (etcd, kube-apiserver, the three emulators) runs as a child in its
+own process group, binds 127.0.0.1 only and logs to a file in the test bed's work directory. A
+process started by `kumo dev up` outlives the command, so it is found again later by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class StartupError(RuntimeError):
+    """A server did not become ready; the message ends with the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); it is gone for our purposes.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def stop_process_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group led by `pid`, SIGKILL it after `timeout` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@dataclass
+class ManagedProcess:
+    """One server of the test bed."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    env: dict[str, str] | None = None
+    pid: int = 0
+
+    def start(self, timeout: float = 60.0) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                list(self.argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,  # own process group: stopped as a whole, survives `dev up`
+            )
+        self.pid = proc.pid
+        self._wait_ready(proc, timeout)
+        return self
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StartupError(f"{self.name} exited with {proc.returncode}\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if self.ready():
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise StartupError(f"{self.name} not ready after {timeout:.0f}s\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.pid:
+            stop_process_group(self.pid)
+
+    def alive(self) -> bool:
+        return bool(self.pid) and pid_alive(self.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

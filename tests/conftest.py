@@ -1,0 +1,56 @@
+"""Shared pytest fixtures: one test bed per session, a fresh namespace per test.
+
+The test bed (real kube-apiserver + etcd, moto, the GCS emulator and kumo's Cloud SQL emulator)
+is started once for the whole session, or reused from a running `kumo dev up` when
+`KUMO_TESTBED_ENV` points at its env file. Unit tests never touch it: the fixtures start it only
+when an e2e test asks.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from kumo.testbed.bed import TestBed, install_crds
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[TestBed]:
+    env_file = os.environ.get("KUMO_TESTBED_ENV")
+    if env_file:
+        yield TestBed.from_env_file(Path(env_file))
+        return
+    bed = TestBed.start(progress=True, audit_log=True)
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+def api_client_for(kubeconfig: str) -> client.ApiClient:
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+@pytest.fixture(scope="session")
+def kube_api(testbed: TestBed) -> client.ApiClient:
+    """Cluster-admin access to the local API server, with kumo's CRDs installed."""
+    api = api_client_for(testbed.env["kubeconfig"])
+    install_crds(api)
+    return api
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    # No controller-manager runs, so the namespace stays Terminating; that is harmless here.
+    core.delete_namespace(name)
