@@ -187,7 +187,9 @@ class Reconciler:
             return self._creating(work, observation)
         if observation.drift:
             return await self._correct(work, client, observation)
-        if isinstance(client, DatabaseClient):
+        if work.key.kind is Kind.DATABASE:
+            if not isinstance(client, DatabaseClient):
+                raise Terminal(f"provider {provider.name!r} cannot set database passwords")
             await self._ensure_password_applied(work, client)
         await self._write_connection_secret(work, observation)
         self._polls.pop(work.key, None)

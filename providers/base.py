@@ -243,7 +243,8 @@ class ExternalClient(Protocol):
 
     def desired(self, resource: ManagedResource) -> dict[str, Any]:
         """The cloud settings the spec renders to, keyed by portable field name. Pure: no
-        cloud call. Used by `kumo plan` and to compute drift."""
+        cloud call. Used by `kumo plan` and to compute drift. Must include the ownership tags,
+        so that an adopted (untagged) resource shows drift until `update` has tagged it."""
         ...
 
     async def observe(self, resource: ManagedResource) -> Observation | None:

@@ -1,0 +1,204 @@
+"""In-memory stand-ins for the Kubernetes API and a cloud, for the reconciler's unit tests.
+
+Both record every call in one shared journal, so a test can assert on the order of operations
+("the password was stored before the create call") and on the number of writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client import V1ObjectMeta, V1OwnerReference, V1Secret
+
+from kumo.providers.base import (
+    Creation,
+    Deletion,
+    FieldDrift,
+    Kind,
+    ManagedResource,
+    Observation,
+    Ownership,
+    ProviderSettings,
+    Update,
+)
+
+_versions = itertools.count(1)
+
+
+@dataclass
+class FakeKube:
+    journal: list[tuple[str, ...]]
+    secrets: dict[tuple[str, str], V1Secret] = field(default_factory=dict)
+    provider_configs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finalizers: dict[str, list[str]] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[tuple[str, ...]]:
+        return [entry for entry in self.journal if entry[0].startswith("kube:")]
+
+    async def patch_status(self, key, status):
+        self.journal.append(("kube:status", key.name))
+        self.statuses[key.name] = copy.deepcopy(dict(status))
+
+    async def add_finalizer(self, key, current, finalizer):
+        self.journal.append(("kube:add-finalizer", key.name))
+        self.finalizers[key.name] = [*current, finalizer]
+
+    async def remove_finalizer(self, key, current, finalizer):
+        self.journal.append(("kube:remove-finalizer", key.name))
+        self.finalizers[key.name] = [f for f in current if f != finalizer]
+
+    async def get_provider_config(self, kind, namespace, name):
+        from kumo.controller.kube import NotFound
+
+        found = self.provider_configs.get((kind, "" if kind == "ClusterProviderConfig" else namespace, name))
+        if found is None:
+            raise NotFound(f"{kind} {name!r} not found")
+        return found
+
+    async def read_secret(self, namespace, name):
+        return copy.deepcopy(self.secrets.get((namespace, name)))
+
+    async def create_secret(self, namespace, body):
+        self.journal.append(("kube:create-secret", body["metadata"]["name"]))
+        self.secrets[(namespace, body["metadata"]["name"])] = to_v1_secret(body)
+
+    async def replace_secret(self, namespace, name, body):
+        self.journal.append(("kube:replace-secret", name))
+        self.secrets[(namespace, name)] = to_v1_secret(body)
+
+    async def delete_secret(self, namespace, name):
+        self.journal.append(("kube:delete-secret", name))
+        self.secrets.pop((namespace, name), None)
+
+    async def emit_event(self, key, uid, event_type, reason, message):
+        self.journal.append(("kube:event", reason))
+        self.events.append((event_type, reason, message))
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        return base64.b64decode(self.secrets[(namespace, name)].data[key]).decode()
+
+
+def to_v1_secret(body: dict[str, Any]) -> V1Secret:
+    meta = body["metadata"]
+    refs = [
+        V1OwnerReference(api_version=r["apiVersion"], kind=r["kind"], name=r["name"], uid=r["uid"])
+        for r in meta.get("ownerReferences", [])
+    ]
+    return V1Secret(
+        metadata=V1ObjectMeta(
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            owner_references=refs,
+            resource_version=str(next(_versions)),
+        ),
+        data=dict(body.get("data") or {}),
+    )
+
+
+@dataclass
+class CloudRecord:
+    owner: Ownership | None
+    settings: dict[str, Any]
+    state: str = "available"
+    password: str | None = None
+
+
+class FakeCloudClient:
+    """A database-capable client over a dict; `settings` are compared key by key."""
+
+    def __init__(self, cloud: FakeCloud) -> None:
+        self.cloud = cloud
+
+    def desired(self, resource: ManagedResource) -> dict[str, Any]:
+        spec = resource.spec
+        return {
+            "storageGB": getattr(spec, "storage_gb", None),
+            "versioning": getattr(spec, "versioning", None),
+            "owner": resource.owner,
+        }
+
+    async def observe(self, resource):
+        self.cloud.journal.append(("cloud:observe", resource.external_name))
+        self.cloud.raise_if_failing("observe")
+        record = self.cloud.records.get(resource.external_name)
+        if record is None:
+            return None
+        actual = {**record.settings, "owner": record.owner}
+        drift = tuple(FieldDrift(k, v, actual.get(k)) for k, v in self.desired(resource).items() if actual.get(k) != v)
+        return Observation(
+            external_name=resource.external_name,
+            state=record.state,
+            ready=record.state == "available",
+            owner=record.owner,
+            settings=dict(record.settings),
+            drift=drift,
+            connection={"host": f"{resource.external_name}.db.example", "port": "5432", "engine": "postgres",
+                        "database": "app"} if resource.kind is Kind.DATABASE else {"bucket": resource.external_name},
+            at_provider={"provider": "fake"},
+        )
+
+    async def observe_many(self, resources):
+        return {}
+
+    async def create(self, resource, password):
+        self.cloud.journal.append(("cloud:create", resource.external_name))
+        self.cloud.raise_if_failing("create")
+        settings = {k: v for k, v in self.desired(resource).items() if k != "owner"}
+        record = CloudRecord(resource.owner, settings, self.cloud.initial_state, password)
+        self.cloud.records[resource.external_name] = record
+        return Creation(resource.external_name, self.cloud.initial_state)
+
+    async def update(self, resource, drift):
+        self.cloud.journal.append(("cloud:update", resource.external_name, ",".join(d.field for d in drift)))
+        record = self.cloud.records[resource.external_name]
+        record.settings.update({k: v for k, v in self.desired(resource).items() if k != "owner"})
+        record.owner = resource.owner
+        return Update(changed=tuple(d.field for d in drift))
+
+    async def delete(self, resource):
+        self.cloud.journal.append(("cloud:delete", resource.external_name))
+        record = self.cloud.records.get(resource.external_name)
+        if record is None:
+            return Deletion(gone=True)
+        if self.cloud.slow_delete and record.state != "deleting":
+            record.state = "deleting"
+            return Deletion(gone=False, state="deleting")
+        del self.cloud.records[resource.external_name]
+        return Deletion(gone=True)
+
+    async def set_password(self, resource, password):
+        self.cloud.journal.append(("cloud:set-password", resource.external_name))
+        self.cloud.records[resource.external_name].password = password
+
+
+@dataclass
+class FakeCloud:
+    """The provider object the registry hands out, plus the cloud's state."""
+
+    journal: list[tuple[str, ...]]
+    records: dict[str, CloudRecord] = field(default_factory=dict)
+    initial_state: str = "available"
+    slow_delete: bool = False
+    failing: dict[str, Exception] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    name: str = "fake"
+    kinds: frozenset[Kind] = frozenset({Kind.DATABASE, Kind.BUCKET})
+
+    def client(self, kind: Kind, settings: ProviderSettings, hooks=None) -> FakeCloudClient:
+        return FakeCloudClient(self)
+
+    def validate(self, resource: ManagedResource) -> list[str]:
+        return list(self.problems)
+
+    def raise_if_failing(self, verb: str) -> None:
+        if verb in self.failing:
+            raise self.failing[verb]

@@ -1,0 +1,317 @@
+"""The generic reconciler's order of operations, against an in-memory cloud and API server.
+
+Each test is one scenario; its docstring says what it proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from kumo.controller import conditions as cond
+from kumo.controller.reconciler import Reconciler
+from kumo.controller.resources import FINALIZER, ObjectKey, derived_external_name
+from kumo.providers.base import Kind, Ownership, Retryable, Terminal
+from kumo.providers.registry import ProviderRegistry
+
+from .fakes import CloudRecord, FakeCloud, FakeKube, to_v1_secret
+
+NS, NAME, UID, CLUSTER = "team-a", "orders", "uid-1", "cluster-1"
+EXTERNAL = derived_external_name(NS, NAME, CLUSTER)
+SECRET = f"{NAME}-connection"
+
+
+class World:
+    """One object, the fake API server and the fake cloud, and a reconcile() that feeds the
+    reconciler the object as the API server now has it (status and finalizers included)."""
+
+    def __init__(self, kind: Kind = Kind.DATABASE, **cloud: Any) -> None:
+        self.journal: list[tuple[str, ...]] = []
+        self.kube = FakeKube(self.journal)
+        self.cloud = FakeCloud(self.journal, **cloud)
+        self.kube.provider_configs[("ClusterProviderConfig", "", "default")] = {"spec": {"provider": "fake"}}
+        self.reconciler = Reconciler(
+            self.kube,  # type: ignore[arg-type]
+            ProviderRegistry(providers={"fake": self.cloud}),  # type: ignore[dict-item]
+            cluster_id=CLUSTER,
+            controller_namespace="kumo-system",
+        )
+        self.kind = kind
+        spec = {"engine": "postgres", "version": "16", "storageGB": 20} if kind is Kind.DATABASE else {}
+        self.body: dict[str, Any] = {
+            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1, "annotations": {}},
+            "spec": spec,
+            "status": {},
+        }
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, NS, NAME)
+
+    def reconcile(self):
+        body = copy.deepcopy(self.body)
+        body["metadata"]["finalizers"] = self.kube.finalizers.get(NAME, [])
+        body["status"] = self.kube.statuses.get(NAME, {})
+        return asyncio.run(self.reconciler.reconcile(self.key, body))
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        found = cond.find(self.kube.statuses[NAME]["conditions"], type_)
+        assert found is not None
+        return dict(found)
+
+    def ours(self, **kwargs: Any) -> CloudRecord:
+        return CloudRecord(Ownership(UID, NS, NAME, CLUSTER), {"storageGB": 20, "versioning": None}, **kwargs)
+
+
+def entries(journal, prefix):
+    return [e for e in journal if e[0] == prefix]
+
+
+def test_new_database_stores_password_before_creating():
+    """The Secret with the password is written before the cloud create call, and the instance
+    gets exactly that password: a crash in between can never lose it."""
+    world = World()
+    result = world.reconcile()
+    order = [e[0] for e in world.journal if e[0] in ("kube:create-secret", "cloud:create")]
+    assert order == ["kube:create-secret", "cloud:create"]
+    assert world.cloud.records[EXTERNAL].password == world.kube.secret_value(NS, SECRET, "password")
+    assert world.kube.finalizers[NAME] == [FINALIZER]
+    assert world.condition("Ready")["status"] == "True"
+    assert world.condition("Synced")["reason"] == cond.RECONCILE_SUCCESS
+    assert result.requeue_after is None and result.error is None
+
+
+def test_connection_secret_has_every_key_and_a_driver_ready_uri():
+    """The Secret carries host, port, username, password, database, engine and uri, and the uri
+    is built from exactly those values."""
+    world = World()
+    world.reconcile()
+    value = lambda key: world.kube.secret_value(NS, SECRET, key)  # noqa: E731
+    assert value("host") == f"{EXTERNAL}.db.example" and value("port") == "5432"
+    assert value("username") == "kumo" and value("engine") == "postgres" and value("database") == "app"
+    assert value("uri") == f"postgresql://kumo:{value('password')}@{EXTERNAL}.db.example:5432/app"
+    annotations = world.kube.secrets[(NS, SECRET)].metadata.annotations
+    assert annotations["kumo.dev/password-state"] == "applied"
+
+
+def test_steady_state_makes_no_kubernetes_writes():
+    """A second reconcile of an unchanged, Ready object writes nothing to Kubernetes."""
+    world = World()
+    world.reconcile()
+    before = len(world.kube.writes)
+    world.reconcile()
+    assert len(world.kube.writes) == before
+
+
+def test_writes_to_reach_ready():
+    """A new Database reaches Ready with finalizer, Secret (password), Secret (connection
+    details), status and one Created event: five writes; a Bucket needs four."""
+    database, bucket = World(), World(Kind.BUCKET)
+    database.reconcile()
+    bucket.reconcile()
+    assert len(database.kube.writes) == 5, database.kube.writes
+    assert len(bucket.kube.writes) == 4, bucket.kube.writes
+
+
+def test_restart_finds_existing_resource_and_creates_nothing():
+    """After a restart the object is reconciled again: the resource is observed, not created,
+    and the known password is not reset."""
+    world = World()
+    world.reconcile()
+    world.journal.clear()
+    world.reconciler = Reconciler(world.kube, world.reconciler.providers, cluster_id=CLUSTER,  # type: ignore[arg-type]
+                                  controller_namespace="kumo-system")
+    world.reconcile()
+    assert entries(world.journal, "cloud:create") == []
+    assert entries(world.journal, "cloud:set-password") == []
+
+
+def test_crash_after_create_before_secret_update_resets_nothing_twice():
+    """A crash after the create call leaves the password 'pending'; the next reconcile sets it
+    on the instance once (idempotent) and marks it applied."""
+    world = World()
+    world.cloud.failing["observe"] = Retryable("connection reset")
+    world.reconcile()  # Secret written with a pending password, then the observe fails
+    del world.cloud.failing["observe"]
+    world.cloud.records[EXTERNAL] = world.ours(password=world.kube.secret_value(NS, SECRET, "password"))
+    world.reconcile()
+    assert len(entries(world.journal, "cloud:set-password")) == 1
+    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    world.reconcile()
+    assert len(entries(world.journal, "cloud:set-password")) == 1
+
+
+def test_resource_owned_by_another_object_is_left_alone():
+    """Same external name, other owner: no update, no delete, Synced=False naming the owner."""
+    world = World()
+    world.cloud.records[EXTERNAL] = CloudRecord(Ownership("uid-other", "team-b", "x", CLUSTER), {"storageGB": 99})
+    result = world.reconcile()
+    assert entries(world.journal, "cloud:update") == [] and entries(world.journal, "cloud:create") == []
+    synced = world.condition("Synced")
+    assert synced["status"] == "False" and synced["reason"] == cond.OWNED_BY_ANOTHER
+    assert "team-b/x" in synced["message"]
+    assert result.terminal
+
+
+@pytest.mark.parametrize(("adopt", "adopted"), [("", False), ("true", True)], ids=["refused", "adopted-on-request"])
+def test_unowned_resource_is_adopted_only_when_asked(adopt, adopted):
+    """An existing resource without kumo tags is adopted only with the adopt annotation; the
+    adopting update writes our ownership tags."""
+    world = World()
+    world.body["metadata"]["annotations"]["kumo.dev/adopt"] = adopt
+    world.cloud.records[EXTERNAL] = CloudRecord(None, {"storageGB": 20, "versioning": None})
+    world.reconcile()
+    owner = world.cloud.records[EXTERNAL].owner
+    assert (owner is not None and owner.uid == UID) is adopted
+
+
+def test_drift_is_corrected_and_announced():
+    """A setting changed in the cloud is put back by update(), with an Updated event."""
+    world = World()
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    world.reconcile()
+    assert entries(world.journal, "cloud:update") == [("cloud:update", EXTERNAL, "storageGB")]
+    assert world.cloud.records[EXTERNAL].settings["storageGB"] == 20
+    assert any(reason == "UpdatedExternalResource" for _, reason, _ in world.kube.events)
+
+
+def test_provisioning_resource_reports_creating_and_polls_with_growing_delay():
+    """While the cloud says 'creating', Ready=False/Creating and the key is requeued with a
+    delay that grows (no thread sleeps per instance)."""
+    world = World(initial_state="creating")
+    first = world.reconcile()
+    second = world.reconcile()
+    assert world.condition("Ready")["reason"] == cond.CREATING
+    assert first.requeue_after is not None and second.requeue_after is not None
+    assert second.requeue_after > first.requeue_after
+    world.cloud.records[EXTERNAL].state = "available"
+    assert world.reconcile().requeue_after is None
+    assert world.condition("Ready")["status"] == "True"
+
+
+def test_deleted_secret_is_recreated_with_a_new_password_set_on_the_instance():
+    """If the Secret disappears, the password is no longer known: a new one is generated,
+    stored, and set on the instance."""
+    world = World()
+    world.reconcile()
+    old = world.kube.secret_value(NS, SECRET, "password")
+    world.kube.secrets.clear()
+    world.reconcile()
+    new = world.kube.secret_value(NS, SECRET, "password")
+    assert new != old and world.cloud.records[EXTERNAL].password == new
+
+
+def test_rotation_annotation_rotates_the_password_once():
+    """A new value of kumo.dev/rotate-password sets a new password once; the same value again
+    changes nothing."""
+    world = World()
+    world.reconcile()
+    old = world.kube.secret_value(NS, SECRET, "password")
+    world.body["metadata"]["annotations"]["kumo.dev/rotate-password"] = "2026-11-22"
+    world.reconcile()
+    new = world.kube.secret_value(NS, SECRET, "password")
+    assert new != old and world.cloud.records[EXTERNAL].password == new
+    world.reconcile()
+    assert world.kube.secret_value(NS, SECRET, "password") == new
+    assert len(entries(world.journal, "cloud:set-password")) == 1
+
+
+def test_foreign_secret_with_the_same_name_blocks_creation():
+    """A Secret of that name not owned by this object is never overwritten, and nothing is
+    created in the cloud."""
+    world = World()
+    world.kube.secrets[(NS, SECRET)] = to_v1_secret(
+        {"metadata": {"name": SECRET}, "data": {"password": "c2VjcmV0"}}
+    )
+    world.reconcile()
+    assert entries(world.journal, "cloud:create") == []
+    assert "writeConnectionSecretToRef" in world.condition("Synced")["message"]
+
+
+def test_invalid_spec_is_reported_without_any_cloud_call():
+    """Values only the provider can judge are reported in Synced; no cloud call is made."""
+    world = World()
+    world.cloud.problems.append("spec.instanceClass: 'db.bogus' is not a known class")
+    result = world.reconcile()
+    assert [e for e in world.journal if e[0].startswith("cloud:")] == []
+    assert world.condition("Synced")["reason"] == cond.INVALID_SPEC
+    assert "spec.instanceClass" in world.condition("Synced")["message"] and result.terminal
+
+
+@pytest.mark.parametrize(
+    ("error", "terminal"),
+    [(Retryable("Throttling: Rate exceeded"), False), (Terminal("InvalidParameterValue: bad class"), True)],
+    ids=["retryable-backs-off", "terminal-retries-slowly"],
+)
+def test_cloud_errors_are_reported_once_and_classified(error, terminal):
+    """Cloud errors land in Synced with the cloud's message; repeated retries post one event."""
+    world = World()
+    world.cloud.failing["create"] = error
+    results = [world.reconcile(), world.reconcile()]
+    assert all(r.error is error and r.terminal is terminal for r in results)
+    assert str(error) in world.condition("Synced")["message"]
+    assert [r for _, r, _ in world.kube.events if r == "ReconcileError"] == ["ReconcileError"]
+
+
+def test_missing_provider_config_names_the_field():
+    """A reference to a missing ProviderConfig says so in Synced and calls no cloud."""
+    world = World()
+    world.body["spec"]["providerConfigRef"] = {"kind": "ProviderConfig", "name": "nope"}
+    world.reconcile()
+    message = world.condition("Synced")["message"]
+    assert "spec.providerConfigRef" in message and "nope" in message
+    assert [e for e in world.journal if e[0].startswith("cloud:")] == []
+
+
+def _mark_deleted(world: World, policy: str = "Delete") -> None:
+    world.body["metadata"]["deletionTimestamp"] = "2026-11-22T00:00:00Z"
+    world.body["spec"]["deletionPolicy"] = policy
+
+
+def test_delete_waits_until_gone_then_releases_the_finalizer_and_the_secret():
+    """Delete policy: the cloud delete is started, the object shows Deleting until the resource
+    is gone, then the Secret is deleted and the finalizer released."""
+    world = World(slow_delete=True)
+    world.reconcile()
+    _mark_deleted(world)
+    first = world.reconcile()
+    assert world.condition("Ready")["reason"] == cond.DELETING and first.requeue_after
+    assert world.kube.finalizers[NAME] == [FINALIZER]
+    world.reconcile()
+    assert EXTERNAL not in world.cloud.records
+    assert world.kube.finalizers[NAME] == [] and (NS, SECRET) not in world.kube.secrets
+
+
+def test_retain_keeps_the_cloud_resource():
+    """Retain policy: no cloud delete; the finalizer is released with a Retained event."""
+    world = World()
+    world.reconcile()
+    _mark_deleted(world, "Retain")
+    world.reconcile()
+    assert EXTERNAL in world.cloud.records and entries(world.journal, "cloud:delete") == []
+    assert world.kube.finalizers[NAME] == []
+    assert any(reason == "RetainedExternalResource" for _, reason, _ in world.kube.events)
+
+
+def test_resource_already_gone_never_blocks_deletion():
+    """If the cloud resource vanished already, deletion completes without a delete call."""
+    world = World()
+    world.reconcile()
+    world.cloud.records.clear()
+    _mark_deleted(world)
+    world.reconcile()
+    assert entries(world.journal, "cloud:delete") == [] and world.kube.finalizers[NAME] == []
+
+
+def test_deletion_never_touches_a_resource_owned_by_someone_else():
+    """Deleting an object whose external name is owned by another object deletes nothing."""
+    world = World()
+    world.kube.finalizers[NAME] = [FINALIZER]
+    world.cloud.records[EXTERNAL] = CloudRecord(Ownership("uid-other", "team-b", "x", CLUSTER), {})
+    _mark_deleted(world)
+    world.reconcile()
+    assert EXTERNAL in world.cloud.records and world.kube.finalizers[NAME] == []
