@@ -6,6 +6,7 @@ exactly as a crashed Pod would be, and read everything it logged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -51,10 +52,8 @@ class ControllerProcess:
     def kill(self) -> None:
         """SIGKILL, no clean-up: what a node failure or OOM kill does."""
         if self.process:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             stop_process_group(self.process.pid, timeout=5)
             self.process = None
 

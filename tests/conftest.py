@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-
 from kumo.testbed.bed import TestBed, install_crds
 
 

@@ -19,7 +19,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
-
 from kumo.testbed.process import pid_alive
 
 from ..conftest import api_client_for
@@ -176,8 +175,12 @@ def test_moto_serves_boto3_over_http(testbed):
     rds = boto3.client("rds", **common)
     name = f"probe-{uuid.uuid4().hex[:8]}"
     rds.create_db_instance(
-        DBInstanceIdentifier=name, Engine="postgres", DBInstanceClass="db.t3.micro",
-        AllocatedStorage=20, MasterUsername="probe", MasterUserPassword="probe-password-1",
+        DBInstanceIdentifier=name,
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="probe",
+        MasterUserPassword="probe-password-1",
     )
     described = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
     assert described["DBInstanceStatus"] == "available"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import V1ObjectMeta, V1OwnerReference, V1Secret
-
 from kumo.providers.base import (
     Creation,
     Deletion,
@@ -141,8 +140,14 @@ class FakeCloudClient:
             owner=record.owner,
             settings=dict(record.settings),
             drift=drift,
-            connection={"host": f"{resource.external_name}.db.example", "port": "5432", "engine": "postgres",
-                        "database": "app"} if resource.kind is Kind.DATABASE else {"bucket": resource.external_name},
+            connection={
+                "host": f"{resource.external_name}.db.example",
+                "port": "5432",
+                "engine": "postgres",
+                "database": "app",
+            }
+            if resource.kind is Kind.DATABASE
+            else {"bucket": resource.external_name},
             at_provider={"provider": "fake"},
         )
 

@@ -10,7 +10,6 @@ import copy
 from typing import Any
 
 import pytest
-
 from kumo.controller import conditions as cond
 from kumo.controller.reconciler import Reconciler
 from kumo.controller.resources import FINALIZER, ObjectKey, derived_external_name
@@ -122,8 +121,12 @@ def test_restart_finds_existing_resource_and_creates_nothing():
     world = World()
     world.reconcile()
     world.journal.clear()
-    world.reconciler = Reconciler(world.kube, world.reconciler.providers, cluster_id=CLUSTER,  # type: ignore[arg-type]
-                                  controller_namespace="kumo-system")
+    world.reconciler = Reconciler(
+        world.kube,
+        world.reconciler.providers,
+        cluster_id=CLUSTER,  # type: ignore[arg-type]
+        controller_namespace="kumo-system",
+    )
     world.reconcile()
     assert entries(world.journal, "cloud:create") == []
     assert entries(world.journal, "cloud:set-password") == []
@@ -224,9 +227,7 @@ def test_foreign_secret_with_the_same_name_blocks_creation():
     """A Secret of that name not owned by this object is never overwritten, and nothing is
     created in the cloud."""
     world = World()
-    world.kube.secrets[(NS, SECRET)] = to_v1_secret(
-        {"metadata": {"name": SECRET}, "data": {"password": "c2VjcmV0"}}
-    )
+    world.kube.secrets[(NS, SECRET)] = to_v1_secret({"metadata": {"name": SECRET}, "data": {"password": "c2VjcmV0"}})
     world.reconcile()
     assert entries(world.journal, "cloud:create") == []
     assert "writeConnectionSecretToRef" in world.condition("Synced")["message"]
