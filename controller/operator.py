@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from kumo.providers.registry import ProviderRegistry
 
 from kumo import API_GROUP, API_VERSION
 
+from .cloudcalls import CloudCallLedger
 from .config import ControllerConfig
 from .connection import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
 from .kube import KubeClient
@@ -100,7 +102,10 @@ class Controller:
             try:
                 body = self.cache.get(key)
                 if body is not None:
-                    self._schedule(key, await self.reconciler.reconcile(key, body))
+                    started = time.monotonic()
+                    result = await self.reconciler.reconcile(key, body)
+                    log.debug("reconciled %s in %.3fs: %s", key, time.monotonic() - started, _describe(result))
+                    self._schedule(key, result)
             except Exception:  # one object's bug must never stop a worker
                 log.exception("unexpected error reconciling %s", key)
                 self.queue.add_rate_limited(key)
@@ -118,6 +123,12 @@ class Controller:
             self.queue.add_after(key, result.requeue_after)
         else:
             self.queue.forget(key)
+
+
+def _describe(result: Result) -> str:
+    if result.error is not None:
+        return f"{'terminal' if result.terminal else 'retryable'} error"
+    return f"requeue in {result.requeue_after:.1f}s" if result.requeue_after is not None else "done"
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,8 +170,13 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(config.threads, "kumo-io"))
         kube = KubeClient(api_client(config))
         cluster_id = config.cluster_id or await kube.namespace_uid("kube-system")
+        ledger = CloudCallLedger()
         reconciler = Reconciler(
-            kube, providers, cluster_id=cluster_id, controller_namespace=config.controller_namespace
+            kube,
+            providers,
+            cluster_id=cluster_id,
+            controller_namespace=config.controller_namespace,
+            hooks=ledger.hooks(),
         )
         memo["controller"] = controller = Controller(reconciler, workers=config.workers)
         controller.start()

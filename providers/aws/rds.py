@@ -1,0 +1,430 @@
+"""Databases on Amazon RDS: the `DatabaseClient` for provider "aws".
+
+The portable spec maps onto one DB instance whose identifier is the external name. Managed
+settings (those compared for drift) are the instance class, storage, Multi-AZ, backup
+retention, deletion protection, public accessibility, the engine version (by prefix: "16"
+matches 16.4) and the ownership tags. Engine, database name and master user are create-only.
+
+Every call goes through `ServiceCaller`; a drift sweep over N instances costs ceil(N/100)
+DescribeDBInstances calls. The master password is passed to AWS and nowhere else: it never
+appears in a log line, an Observation or an exception message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kumo.providers.base import (
+    Creation,
+    DatabaseSpec,
+    Deletion,
+    FieldDrift,
+    ManagedResource,
+    Observation,
+    ProviderSettings,
+    Retryable,
+    Terminal,
+    Update,
+    diff_settings,
+)
+
+from .session import (
+    PROVIDER_NAME,
+    ProviderOption,
+    ServiceCaller,
+    integer_between,
+    is_kms_key,
+    list_of,
+    one_of,
+    option_parameters,
+    option_problems,
+    owner_from_tags,
+    ownership_tags,
+    tags_to_dict,
+    tags_to_list,
+    text_matching,
+)
+
+SIZE_CLASSES = {"small": "db.t3.micro", "medium": "db.t3.large", "large": "db.m6i.xlarge"}
+INSTANCE_CLASS_PREFIX = "db."
+ENGINES = ("postgres", "mysql")
+# The database a client lands in when the spec names none: RDS PostgreSQL always has
+# "postgres"; MySQL connects without a default schema.
+DEFAULT_DATABASES = {"postgres": "postgres", "mysql": ""}
+# MySQL majors have two components (8.0, 8.4); PostgreSQL majors one (15, 16) since 10.
+MAJOR_COMPONENTS = {"mysql": 2, "mariadb": 2}
+MIN_STORAGE_GB, MAX_STORAGE_GB = 20, 65536
+MAX_BACKUP_RETENTION_DAYS = 35
+PAGE_SIZE = 100  # the DescribeDBInstances maximum
+
+# Statuses in which the instance accepts connections (see the RDS "DB instance status" table).
+READY_STATES = frozenset(
+    {
+        "available",
+        "backing-up",
+        "modifying",
+        "storage-optimization",
+        "maintenance",
+        "renaming",
+        "resetting-master-credentials",
+        "moving-to-vpc",
+        "converting-to-vpc",
+        "storage-config-upgrade",
+        "upgrading",  # minor upgrades; major ones report a short outage as "rebooting"
+    }
+)
+READY_STATE_PREFIXES = ("configuring-",)  # configuring-enhanced-monitoring, -log-exports, ...
+STATE_DELETING = "deleting"
+STATE_ALREADY_EXISTS = "already-exists"
+STATE_DELETED = "deleted"
+
+CODES_NOT_FOUND = ("DBInstanceNotFound", "DBInstanceNotFoundFault")
+CODE_ALREADY_EXISTS = "DBInstanceAlreadyExists"
+CODE_INVALID_STATE = "InvalidDBInstanceState"
+CODE_NO_PASSWORD = "NoMasterPassword"  # noqa: S105 - an error code, not a secret
+MESSAGE_BEING_DELETED = "being deleted"
+
+# Managed settings: portable field name -> the CreateDBInstance / ModifyDBInstance parameter,
+# which is also the key DescribeDBInstances and PendingModifiedValues report it under.
+FIELD_TAGS = "tags"
+FIELD_VERSION = "version"
+SETTING_PARAMETERS = {
+    "instanceClass": "DBInstanceClass",
+    "storageGB": "AllocatedStorage",
+    "highAvailability": "MultiAZ",
+    "backupRetentionDays": "BackupRetentionPeriod",
+    "deletionProtection": "DeletionProtection",
+    "publiclyAccessible": "PubliclyAccessible",
+    FIELD_VERSION: "EngineVersion",
+}
+
+_HOUR_MINUTE = r"([01]\d|2[0-3]):[0-5]\d"
+_DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
+_GROUP_NAME = r"[A-Za-z][\w.-]{0,254}"
+# The documented `spec.providerOptions` for Databases on AWS, and the API parameters they become.
+OPTIONS = (
+    ProviderOption(
+        "dbSubnetGroupName", "DBSubnetGroupName", text_matching(r"[\w .-]{1,255}", "a DB subnet group name")
+    ),
+    ProviderOption(
+        "vpcSecurityGroupIds",
+        "VpcSecurityGroupIds",
+        list_of(text_matching(r"sg-[0-9a-f]+", "a security group id (sg-...)")),
+    ),
+    ProviderOption("storageType", "StorageType", one_of("gp2", "gp3", "io1", "io2", "standard")),
+    ProviderOption("iops", "Iops", integer_between(1000, 256000)),
+    ProviderOption("storageThroughput", "StorageThroughput", integer_between(125, 4000)),
+    ProviderOption("kmsKeyId", "KmsKeyId", is_kms_key),
+    ProviderOption(
+        "parameterGroupName", "DBParameterGroupName", text_matching(_GROUP_NAME, "a DB parameter group name")
+    ),
+    ProviderOption("optionGroupName", "OptionGroupName", text_matching(_GROUP_NAME, "an option group name")),
+    ProviderOption("port", "Port", integer_between(1150, 65535)),
+    ProviderOption(
+        "availabilityZone",
+        "AvailabilityZone",
+        text_matching(r"[a-z]{2}(-[a-z]+)+-\d[a-z]", "an availability zone such as eu-west-1a"),
+    ),
+    ProviderOption(
+        "preferredMaintenanceWindow",
+        "PreferredMaintenanceWindow",
+        text_matching(f"{_DAY}:{_HOUR_MINUTE}-{_DAY}:{_HOUR_MINUTE}", "ddd:hh24:mi-ddd:hh24:mi (UTC)"),
+    ),
+    ProviderOption(
+        "preferredBackupWindow",
+        "PreferredBackupWindow",
+        text_matching(f"{_HOUR_MINUTE}-{_HOUR_MINUTE}", "hh24:mi-hh24:mi (UTC)"),
+    ),
+)
+IOPS_STORAGE_TYPES = ("io1", "io2", "gp3")
+
+
+# ---------------------------------------------------------------------------- pure mapping
+
+
+def instance_class(spec: DatabaseSpec) -> str:
+    """`spec.instanceClass` when set, else the class the portable size maps to."""
+    return spec.instance_class or SIZE_CLASSES.get(spec.size, SIZE_CLASSES["small"])
+
+
+def version_matches(desired: str, actual: str) -> bool:
+    """Whether the actual version is within the desired one: "16" matches "16.4", "8.0"
+    matches "8.0.39", "8.0" does not match "8.4.1"."""
+    wanted = desired.split(".")
+    return actual.split(".")[: len(wanted)] == wanted
+
+
+def major_version(engine: str, version: str) -> str:
+    return ".".join(version.split(".")[: MAJOR_COMPONENTS.get(engine, 1)])
+
+
+def desired_settings(resource: ManagedResource) -> dict[str, Any]:
+    """The managed settings the spec renders to, keyed by portable field name."""
+    spec = resource.database
+    return {
+        "instanceClass": instance_class(spec),
+        "storageGB": spec.storage_gb,
+        "highAvailability": spec.high_availability,
+        "backupRetentionDays": spec.backup_retention_days,
+        "deletionProtection": spec.deletion_protection,
+        "publiclyAccessible": spec.publicly_accessible,
+        FIELD_VERSION: spec.version,
+        FIELD_TAGS: ownership_tags(resource.owner),
+    }
+
+
+def actual_settings(instance: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
+    """The managed settings as a DescribeDBInstances entry reports them."""
+    settings = {field: instance.get(parameter) for field, parameter in SETTING_PARAMETERS.items()}
+    settings[FIELD_TAGS] = dict(tags)
+    return settings
+
+
+def instance_drift(
+    desired: Mapping[str, Any], instance: Mapping[str, Any], tags: Mapping[str, str]
+) -> tuple[FieldDrift, ...]:
+    """Drift of one instance. A version within the desired one is no drift, and neither is a
+    value already waiting in PendingModifiedValues (requested, applied at the next window):
+    re-issuing the modify every sweep would change nothing."""
+    effective = actual_settings(instance, tags)
+    pending = instance.get("PendingModifiedValues") or {}
+    for field, parameter in SETTING_PARAMETERS.items():
+        want = desired[field]
+        if _same(field, want, effective[field]) or (parameter in pending and _same(field, want, pending[parameter])):
+            effective[field] = want
+    return diff_settings(desired, effective)
+
+
+def _same(field: str, desired: Any, actual: Any) -> bool:
+    if field == FIELD_VERSION:
+        return isinstance(actual, str) and version_matches(str(desired), actual)
+    return bool(desired == actual)
+
+
+def is_ready(state: str) -> bool:
+    return state in READY_STATES or state.startswith(READY_STATE_PREFIXES)
+
+
+def connection_details(instance: Mapping[str, Any]) -> dict[str, str]:
+    """Host, port, user, database and engine; host and port only once RDS assigned them."""
+    engine = str(instance.get("Engine", ""))
+    details = {
+        "username": str(instance.get("MasterUsername", "")),
+        "database": str(instance.get("DBName") or DEFAULT_DATABASES.get(engine, "")),
+        "engine": engine,
+    }
+    endpoint = instance.get("Endpoint") or {}
+    if endpoint.get("Address"):
+        details["host"] = str(endpoint["Address"])
+        details["port"] = str(endpoint.get("Port", ""))
+    return details
+
+
+def final_snapshot_name(external_name: str) -> str:
+    """Deterministic, so a retried delete never takes a second snapshot."""
+    return f"{external_name}-final"
+
+
+def validate_database(spec: DatabaseSpec) -> list[str]:
+    """Problems only RDS can judge, each naming its field."""
+    problems = option_problems(spec.provider_options, OPTIONS)
+    if spec.instance_class and not spec.instance_class.startswith(INSTANCE_CLASS_PREFIX):
+        problems.append(
+            f"spec.instanceClass: {spec.instance_class!r} is not an RDS instance class "
+            f"(they start with {INSTANCE_CLASS_PREFIX!r}, e.g. db.t3.micro)"
+        )
+    if spec.engine not in ENGINES:
+        problems.append(f"spec.engine: aws supports {', '.join(ENGINES)}, not {spec.engine!r}")
+    if not re.fullmatch(r"\d+(\.\d+)*", spec.version):
+        problems.append(f"spec.version: {spec.version!r} is not a version such as 16 or 8.0")
+    if not MIN_STORAGE_GB <= spec.storage_gb <= MAX_STORAGE_GB:
+        problems.append(f"spec.storageGB: RDS allows {MIN_STORAGE_GB} to {MAX_STORAGE_GB}")
+    if not 0 <= spec.backup_retention_days <= MAX_BACKUP_RETENTION_DAYS:
+        problems.append(f"spec.backupRetentionDays: RDS allows 0 to {MAX_BACKUP_RETENTION_DAYS}")
+    storage_type = spec.provider_options.get("storageType", "gp2")
+    if "iops" in spec.provider_options and storage_type not in IOPS_STORAGE_TYPES:
+        problems.append(
+            f"spec.providerOptions.iops: needs spec.providerOptions.storageType {' / '.join(IOPS_STORAGE_TYPES)}"
+        )
+    return problems
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class RDSClient:
+    """The Database client for one provider config (see `DatabaseClient` for the contract)."""
+
+    def __init__(self, rds: ServiceCaller, settings: ProviderSettings) -> None:
+        self.rds = rds
+        self.settings = settings
+
+    def desired(self, resource: ManagedResource) -> dict[str, Any]:
+        return desired_settings(resource)
+
+    async def observe(self, resource: ManagedResource) -> Observation | None:
+        found = await self.rds.find(
+            "DescribeDBInstances",
+            missing=CODES_NOT_FOUND,
+            DBInstanceIdentifier=resource.external_name,
+        )
+        instances = (found or {}).get("DBInstances") or []
+        return await self._observation(resource, instances[0]) if instances else None
+
+    async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
+        # RDS stores identifiers lowercased; match case-insensitively, answer by external name.
+        wanted = {resource.external_name.lower(): resource for resource in resources}
+        found: dict[str, Observation] = {}
+        marker = ""
+        while wanted:
+            page = await self.rds.call(
+                "DescribeDBInstances", MaxRecords=PAGE_SIZE, **({"Marker": marker} if marker else {})
+            )
+            for instance in page.get("DBInstances", []):
+                resource = wanted.pop(str(instance["DBInstanceIdentifier"]).lower(), None)
+                if resource is not None:
+                    found[resource.external_name] = await self._observation(resource, instance)
+            marker = page.get("Marker") or ""
+            if not marker:
+                break
+        return found
+
+    async def create(self, resource: ManagedResource, password: str | None) -> Creation:
+        if not password:
+            raise Terminal("a master password is required to create a database", code=CODE_NO_PASSWORD)
+        params = self._create_parameters(resource)
+        try:
+            response = await self.rds.call(
+                "CreateDBInstance", secrets=(password,), MasterUserPassword=password, **params
+            )
+        except Terminal as error:
+            if error.code != CODE_ALREADY_EXISTS:
+                raise
+            # An earlier attempt (or someone else) got there first; the caller checks the owner.
+            return Creation(resource.external_name, STATE_ALREADY_EXISTS)
+        return Creation(resource.external_name, str(response["DBInstance"].get("DBInstanceStatus", "")))
+
+    async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
+        desired = self.desired(resource)
+        fields = {entry.field for entry in drift}
+        instance = await self._modify(resource, desired, drift) or {}
+        if FIELD_TAGS in fields:
+            arn = str(instance.get("DBInstanceArn") or await self._arn(resource))
+            await self._add_tags(arn, desired[FIELD_TAGS])
+        changed = tuple(f for f in desired if f in fields)
+        return Update(changed=changed, pending=_pending_fields(instance, fields))
+
+    async def set_password(self, resource: ManagedResource, password: str) -> None:
+        await self.rds.call(
+            "ModifyDBInstance",
+            secrets=(password,),
+            DBInstanceIdentifier=resource.external_name,
+            MasterUserPassword=password,
+            ApplyImmediately=True,
+        )
+
+    async def delete(self, resource: ManagedResource) -> Deletion:
+        spec = resource.database
+        params: dict[str, Any] = {
+            "DBInstanceIdentifier": resource.external_name,
+            "SkipFinalSnapshot": spec.skip_final_snapshot,
+            "DeleteAutomatedBackups": True,
+        }
+        if not spec.skip_final_snapshot:
+            params["FinalDBSnapshotIdentifier"] = final_snapshot_name(resource.external_name)
+        try:
+            response = await self.rds.find("DeleteDBInstance", missing=CODES_NOT_FOUND, **params)
+        except Retryable as error:
+            if error.code == CODE_INVALID_STATE and MESSAGE_BEING_DELETED in str(error):
+                return Deletion(gone=False, state=STATE_DELETING)
+            raise
+        if response is None:
+            return Deletion(gone=True, state=STATE_DELETED)
+        return Deletion(gone=False, state=str(response["DBInstance"].get("DBInstanceStatus", STATE_DELETING)))
+
+    # ------------------------------------------------------------------------ helpers
+
+    def _create_parameters(self, resource: ManagedResource) -> dict[str, Any]:
+        spec = resource.database
+        desired = self.desired(resource)
+        params: dict[str, Any] = {
+            "DBInstanceIdentifier": resource.external_name,
+            "Engine": spec.engine,
+            "MasterUsername": spec.master_username,
+            "StorageEncrypted": True,
+            "CopyTagsToSnapshot": True,
+            "Tags": tags_to_list(desired[FIELD_TAGS]),
+            **{parameter: desired[field] for field, parameter in SETTING_PARAMETERS.items()},
+        }
+        if spec.database_name:
+            params["DBName"] = spec.database_name
+        params.update(option_parameters(spec.provider_options, OPTIONS))
+        return params
+
+    async def _observation(self, resource: ManagedResource, instance: Mapping[str, Any]) -> Observation:
+        tags = await self._tags(instance)
+        state = str(instance.get("DBInstanceStatus", ""))
+        endpoint = instance.get("Endpoint") or {}
+        return Observation(
+            external_name=resource.external_name,
+            state=state,
+            ready=is_ready(state),
+            owner=owner_from_tags(tags),
+            settings=actual_settings(instance, tags),
+            drift=instance_drift(self.desired(resource), instance, tags),
+            connection=connection_details(instance),
+            at_provider={
+                "externalName": resource.external_name,
+                "provider": PROVIDER_NAME,
+                "region": self.settings.region or self.rds.region,
+                "state": state,
+                "endpoint": f"{endpoint['Address']}:{endpoint.get('Port', '')}" if endpoint.get("Address") else "",
+                "arn": instance.get("DBInstanceArn", ""),
+                "engineVersion": instance.get("EngineVersion", ""),
+                "instanceClass": instance.get("DBInstanceClass", ""),
+            },
+        )
+
+    async def _modify(
+        self, resource: ManagedResource, desired: Mapping[str, Any], drift: tuple[FieldDrift, ...]
+    ) -> dict[str, Any] | None:
+        """One ModifyDBInstance with only the drifted settings; None when only tags drifted."""
+        fields = {entry.field for entry in drift}
+        changes = {SETTING_PARAMETERS[f]: desired[f] for f in SETTING_PARAMETERS if f in fields}
+        if not changes:
+            return None
+        if FIELD_VERSION in fields and self._major_change(resource, drift):
+            changes["AllowMajorVersionUpgrade"] = True
+        response = await self.rds.call(
+            "ModifyDBInstance", DBInstanceIdentifier=resource.external_name, ApplyImmediately=True, **changes
+        )
+        return dict(response["DBInstance"])
+
+    async def _tags(self, instance: Mapping[str, Any]) -> dict[str, str]:
+        # DescribeDBInstances includes TagList; older API answers did not, so ask when absent.
+        if "TagList" in instance:
+            return tags_to_dict(instance["TagList"])
+        response = await self.rds.call("ListTagsForResource", ResourceName=instance["DBInstanceArn"])
+        return tags_to_dict(response.get("TagList"))
+
+    async def _arn(self, resource: ManagedResource) -> str:
+        response = await self.rds.call("DescribeDBInstances", DBInstanceIdentifier=resource.external_name)
+        return str(response["DBInstances"][0]["DBInstanceArn"])
+
+    async def _add_tags(self, arn: str, tags: Mapping[str, str]) -> None:
+        # AddTagsToResource merges: tags someone else put on the instance stay.
+        await self.rds.call("AddTagsToResource", ResourceName=arn, Tags=tags_to_list(tags))
+
+    @staticmethod
+    def _major_change(resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> bool:
+        engine = resource.database.engine
+        actual = next((str(d.actual or "") for d in drift if d.field == FIELD_VERSION), "")
+        return major_version(engine, resource.database.version) != major_version(engine, actual)
+
+
+def _pending_fields(instance: Mapping[str, Any], fields: set[str]) -> tuple[str, ...]:
+    """The fields RDS accepted but has not applied yet."""
+    pending = instance.get("PendingModifiedValues") or {}
+    return tuple(f for f, parameter in SETTING_PARAMETERS.items() if f in fields and parameter in pending)

@@ -1,0 +1,497 @@
+"""Buckets on Amazon S3: the `ExternalClient` for Bucket objects under provider "aws".
+
+The bucket name is the external name. Managed settings are versioning, the public access block
+(all four switches), default encryption, one lifecycle rule (`kumo-expire`) and tags. Settings
+that kumo does not manage are left alone: foreign tags and foreign lifecycle rules are read and
+written back whenever kumo has to rewrite the whole tag set or rule list.
+
+S3 has no batch read of bucket settings, so observing a bucket costs five reads; `observe_many`
+saves only the HeadBucket per bucket (one ListBuckets tells which buckets exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kumo.providers.base import (
+    BucketSpec,
+    Creation,
+    Deletion,
+    FieldDrift,
+    ManagedResource,
+    Observation,
+    ProviderSettings,
+    Retryable,
+    Terminal,
+    Update,
+    diff_settings,
+)
+
+from .session import (
+    OWNERSHIP_TAG_KEYS,
+    PROVIDER_NAME,
+    ProviderOption,
+    ServiceCaller,
+    classify,
+    is_kms_key,
+    option_problems,
+    owner_from_tags,
+    ownership_tags,
+    tags_to_dict,
+    tags_to_list,
+)
+
+FIELD_VERSIONING = "versioning"
+FIELD_PUBLIC_ACCESS_BLOCK = "publicAccessBlock"
+FIELD_ENCRYPTION = "encryption"
+FIELD_LIFECYCLE = "lifecycleExpireDays"
+FIELD_TAGS = "tags"
+# The order create applies settings in; also the order `Update.changed` lists them.
+SETTING_ORDER = (
+    FIELD_PUBLIC_ACCESS_BLOCK,
+    FIELD_ENCRYPTION,
+    FIELD_VERSIONING,
+    FIELD_LIFECYCLE,
+    FIELD_TAGS,
+)
+
+SSE_S3 = "AES256"
+SSE_KMS = "aws:kms"
+OPTION_KMS_KEY = "kmsKeyId"
+OPTIONS = (ProviderOption(OPTION_KMS_KEY, "KMSMasterKeyID", is_kms_key),)
+LIFECYCLE_RULE_ID = "kumo-expire"
+PUBLIC_ACCESS_BLOCK_SWITCHES = (
+    "BlockPublicAcls",
+    "IgnorePublicAcls",
+    "BlockPublicPolicy",
+    "RestrictPublicBuckets",
+)
+US_EAST_1 = "us-east-1"  # the one region CreateBucket takes without a LocationConstraint
+STATE_AVAILABLE = "available"
+STATE_DELETED = "deleted"
+MAX_DELETE_BATCH = 1000  # the DeleteObjects maximum
+MAX_CONCURRENT_BUCKETS = 8  # buckets observe_many reads at once (5 calls each)
+MAX_TAGS = 50
+REGION_PATTERN = r"[a-z]{2}(-[a-z]+)+-\d"
+
+CODES_NO_BUCKET = ("NoSuchBucket", "404", "NotFound")
+CODES_FORBIDDEN = ("403", "Forbidden", "AccessDenied")
+CODES_NO_PUBLIC_ACCESS_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
+CODES_NO_ENCRYPTION = ("ServerSideEncryptionConfigurationNotFoundError",)
+CODES_NO_LIFECYCLE = ("NoSuchLifecycleConfiguration",)
+CODES_NO_TAG_SET = ("NoSuchTagSet",)
+CODE_ALREADY_OWNED = "BucketAlreadyOwnedByYou"
+CODE_NAME_TAKEN = "BucketAlreadyExists"
+CODE_NOT_EMPTY = "BucketNotEmpty"
+CODE_OWNED_BY_OTHER = "OwnedByAnotherObject"
+
+MESSAGE_NAME_TAKEN = (
+    "bucket name {name!r} is taken by another AWS account (bucket names are global); "
+    "choose another with spec.externalName"
+)
+MESSAGE_FORBIDDEN = (
+    "bucket {name!r} exists but belongs to another account "
+    "(or these credentials may not read it: HeadBucket answered 403)"
+)
+MESSAGE_NOT_EMPTY = (
+    "bucket {name!r} still holds objects; empty it, or set spec.forceDestroy: true "
+    "to let kumo delete every object version with the bucket"
+)
+MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
+
+
+# ---------------------------------------------------------------------------- pure mapping
+
+
+def bucket_region(resource: ManagedResource, settings: ProviderSettings) -> str:
+    return resource.bucket.location or settings.region or US_EAST_1
+
+
+def desired_encryption(spec: BucketSpec) -> str | None:
+    if not spec.encryption:
+        return None
+    return SSE_KMS if spec.provider_options.get(OPTION_KMS_KEY) else SSE_S3
+
+
+def desired_settings(resource: ManagedResource) -> dict[str, Any]:
+    """The managed settings the spec renders to, keyed by portable field name."""
+    spec = resource.bucket
+    return {
+        FIELD_VERSIONING: spec.versioning,
+        FIELD_PUBLIC_ACCESS_BLOCK: not spec.public_access,
+        FIELD_ENCRYPTION: desired_encryption(spec),
+        FIELD_LIFECYCLE: spec.lifecycle_expire_days,
+        FIELD_TAGS: {**spec.labels, **ownership_tags(resource.owner)},
+    }
+
+
+@dataclass(frozen=True)
+class BucketReads:
+    """The five setting reads of one bucket, as S3 answered them (None: not configured)."""
+
+    versioning: Mapping[str, Any]
+    public_access_block: Mapping[str, Any] | None
+    encryption: Mapping[str, Any] | None
+    lifecycle: Mapping[str, Any] | None
+    tagging: Mapping[str, Any] | None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return tags_to_dict((self.tagging or {}).get("TagSet"))
+
+    @property
+    def rules(self) -> list[dict[str, Any]]:
+        return list((self.lifecycle or {}).get("Rules") or [])
+
+    def settings(self) -> dict[str, Any]:
+        """The managed settings in the portable vocabulary."""
+        block = (self.public_access_block or {}).get("PublicAccessBlockConfiguration") or {}
+        return {
+            FIELD_VERSIONING: self.versioning.get("Status") == "Enabled",
+            FIELD_PUBLIC_ACCESS_BLOCK: all(block.get(s) for s in PUBLIC_ACCESS_BLOCK_SWITCHES),
+            FIELD_ENCRYPTION: _encryption_algorithm(self.encryption),
+            FIELD_LIFECYCLE: _expire_days(self.rules),
+            FIELD_TAGS: self.tags,
+        }
+
+
+def _encryption_algorithm(encryption: Mapping[str, Any] | None) -> str | None:
+    rules = ((encryption or {}).get("ServerSideEncryptionConfiguration") or {}).get("Rules") or []
+    for rule in rules:
+        algorithm = (rule.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")
+        if algorithm:
+            return str(algorithm)
+    return None
+
+
+def _expire_days(rules: list[dict[str, Any]]) -> int | None:
+    for rule in rules:
+        if rule.get("ID") == LIFECYCLE_RULE_ID and rule.get("Status") == "Enabled":
+            days = (rule.get("Expiration") or {}).get("Days")
+            return int(days) if days is not None else None
+    return None
+
+
+def bucket_drift(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> tuple[FieldDrift, ...]:
+    """Drift of one bucket. Since January 2023 S3 encrypts every bucket with SSE-S3 and that
+    cannot be switched off, so "no encryption" is satisfied by AES256 (real S3 answers AES256
+    after DeleteBucketEncryption; emulators answer "not configured")."""
+    comparable = dict(actual)
+    if desired[FIELD_ENCRYPTION] is None and actual.get(FIELD_ENCRYPTION) == SSE_S3:
+        comparable[FIELD_ENCRYPTION] = None
+    return diff_settings(desired, comparable)
+
+
+def lifecycle_rules(current: list[dict[str, Any]], expire_days: int | None) -> list[dict[str, Any]]:
+    """The bucket's rule list with kumo's rule replaced (or removed); other rules are kept."""
+    rules = [rule for rule in current if rule.get("ID") != LIFECYCLE_RULE_ID]
+    if expire_days is not None:
+        rules.append(
+            {
+                "ID": LIFECYCLE_RULE_ID,
+                "Status": "Enabled",
+                "Filter": {},  # the whole bucket
+                "Expiration": {"Days": expire_days},
+            }
+        )
+    return rules
+
+
+def encryption_configuration(spec: BucketSpec) -> dict[str, Any]:
+    algorithm = desired_encryption(spec)
+    default: dict[str, Any] = {"SSEAlgorithm": algorithm}
+    if algorithm == SSE_KMS:
+        default["KMSMasterKeyID"] = spec.provider_options[OPTION_KMS_KEY]
+    # Bucket keys cut KMS request costs by orders of magnitude; SSE-S3 ignores the flag.
+    return {"Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": algorithm == SSE_KMS}]}
+
+
+def connection_details(name: str, region: str, endpoint_override: str) -> dict[str, str]:
+    return {
+        "bucket": name,
+        "region": region,
+        "endpoint": endpoint_override or f"https://s3.{region}.amazonaws.com",
+        "url": f"s3://{name}",
+    }
+
+
+def validate_bucket(spec: BucketSpec) -> list[str]:
+    """Problems only S3 can judge, each naming its field."""
+    problems = option_problems(spec.provider_options, OPTIONS)
+    if spec.provider_options.get(OPTION_KMS_KEY) and not spec.encryption:
+        problems.append(f"spec.providerOptions.{OPTION_KMS_KEY}: set, but spec.encryption is false")
+    if spec.location and not re.fullmatch(REGION_PATTERN, spec.location):
+        problems.append(f"spec.location: {spec.location!r} is not an AWS region such as eu-west-1")
+    if spec.lifecycle_expire_days is not None and spec.lifecycle_expire_days < 1:
+        problems.append("spec.lifecycle.expireAfterDays: S3 expires objects after 1 day at the soonest")
+    return problems + _label_problems(spec.labels)
+
+
+def _label_problems(labels: Mapping[str, str]) -> list[str]:
+    problems = []
+    room = MAX_TAGS - len(OWNERSHIP_TAG_KEYS)
+    if len(labels) > room:
+        problems.append(f"spec.labels: S3 allows {room} labels next to kumo's ownership tags")
+    for key, value in labels.items():
+        if key.startswith(("kumo.dev/", "aws:")):
+            problems.append(f"spec.labels.{key}: the kumo.dev/ and aws: prefixes are reserved")
+        elif not 1 <= len(key) <= 128 or len(str(value)) > 256:
+            problems.append(f"spec.labels.{key}: S3 tag keys hold 1-128 characters, values 256")
+    return problems
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+# Writes one managed setting; `creating` skips calls a brand-new bucket does not need.
+_Writer = Callable[[ManagedResource, Any, bool], Awaitable[None]]
+
+
+class S3Client:
+    """The Bucket client for one provider config (see `ExternalClient` for the contract)."""
+
+    def __init__(self, s3: ServiceCaller, settings: ProviderSettings) -> None:
+        self.s3 = s3
+        self.settings = settings
+        self._writers: dict[str, _Writer] = {
+            FIELD_PUBLIC_ACCESS_BLOCK: self._write_public_access_block,
+            FIELD_ENCRYPTION: self._write_encryption,
+            FIELD_VERSIONING: self._write_versioning,
+            FIELD_LIFECYCLE: self._write_lifecycle,
+            FIELD_TAGS: self._write_tags,
+        }
+
+    def desired(self, resource: ManagedResource) -> dict[str, Any]:
+        return desired_settings(resource)
+
+    async def observe(self, resource: ManagedResource) -> Observation | None:
+        name = resource.external_name
+        try:
+            head = await self.s3.find("HeadBucket", missing=CODES_NO_BUCKET, Bucket=name)
+        except Terminal as error:
+            if error.code in CODES_FORBIDDEN:
+                raise Terminal(MESSAGE_FORBIDDEN.format(name=name), code=error.code) from None
+            raise
+        if head is None:
+            return None
+        return await self._observe_existing(resource, str(head.get("BucketRegion") or ""))
+
+    async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
+        # S3 has no batch read of bucket settings: one listing says which buckets exist, then
+        # each existing bucket costs its five setting reads (bounded concurrency).
+        existing = await self._list_buckets()
+        limit = asyncio.Semaphore(MAX_CONCURRENT_BUCKETS)
+
+        async def observe_one(resource: ManagedResource) -> Observation | None:
+            async with limit:
+                return await self._observe_existing(resource, existing[resource.external_name])
+
+        managed = [r for r in resources if r.external_name in existing]
+        observed = await asyncio.gather(*(observe_one(r) for r in managed))
+        return {obs.external_name: obs for obs in observed if obs is not None}
+
+    async def create(self, resource: ManagedResource, password: str | None = None) -> Creation:
+        name = resource.external_name
+        region = bucket_region(resource, self.settings)
+        params: dict[str, Any] = {"Bucket": name}
+        if region != US_EAST_1:
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await self.s3.call("CreateBucket", **params)
+        except Terminal as error:
+            if error.code == CODE_NAME_TAKEN:
+                raise Terminal(MESSAGE_NAME_TAKEN.format(name=name), code=error.code) from None
+            if error.code != CODE_ALREADY_OWNED:
+                raise
+            await self._refuse_foreign(resource)  # ours from an earlier attempt: continue
+        await self._apply(resource, SETTING_ORDER, creating=True)
+        return Creation(name, STATE_AVAILABLE)
+
+    async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
+        fields = {entry.field for entry in drift}
+        changed = tuple(f for f in SETTING_ORDER if f in fields)
+        await self._apply(resource, changed, creating=False)
+        return Update(changed=changed)
+
+    async def delete(self, resource: ManagedResource) -> Deletion:
+        name = resource.external_name
+        clear = self._empty if resource.bucket.force_destroy else self._refuse_if_not_empty
+        if not await clear(name):
+            return Deletion(gone=True, state=STATE_DELETED)  # gone before we got to it
+        try:
+            await self.s3.find("DeleteBucket", missing=CODES_NO_BUCKET, Bucket=name)
+        except Terminal as error:
+            if error.code != CODE_NOT_EMPTY:
+                raise
+            # Objects arrived since the listing: with forceDestroy, the next attempt empties again.
+            message = MESSAGE_NOT_EMPTY.format(name=name)
+            kind = Retryable if resource.bucket.force_destroy else Terminal
+            raise kind(message, code=CODE_NOT_EMPTY) from None
+        return Deletion(gone=True, state=STATE_DELETED)
+
+    # ------------------------------------------------------------------------ reading
+
+    async def _list_buckets(self) -> dict[str, str]:
+        """Bucket name -> region ("" when the listing does not say) of every bucket we see."""
+        buckets: dict[str, str] = {}
+        token = ""
+        while True:
+            page = await self.s3.call("ListBuckets", **({"ContinuationToken": token} if token else {}))
+            for bucket in page.get("Buckets", []):
+                buckets[bucket["Name"]] = str(bucket.get("BucketRegion") or "")
+            token = page.get("ContinuationToken") or ""
+            if not token:
+                return buckets
+
+    async def _observe_existing(self, resource: ManagedResource, region: str) -> Observation | None:
+        reads = await self._read(resource.external_name)
+        if reads is None:
+            return None  # deleted between the listing and the reads
+        return self._observation(resource, reads, region or bucket_region(resource, self.settings))
+
+    async def _read(self, name: str) -> BucketReads | None:
+        try:
+            versioning, block, encryption, lifecycle, tagging = await asyncio.gather(
+                self.s3.call("GetBucketVersioning", Bucket=name),
+                self.s3.find("GetPublicAccessBlock", missing=CODES_NO_PUBLIC_ACCESS_BLOCK, Bucket=name),
+                self.s3.find("GetBucketEncryption", missing=CODES_NO_ENCRYPTION, Bucket=name),
+                self.s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name),
+                self.s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name),
+            )
+        except Terminal as error:
+            if error.code in CODES_NO_BUCKET:
+                return None
+            raise
+        return BucketReads(versioning, block, encryption, lifecycle, tagging)
+
+    def _observation(self, resource: ManagedResource, reads: BucketReads, region: str) -> Observation:
+        name = resource.external_name
+        actual = reads.settings()
+        return Observation(
+            external_name=name,
+            state=STATE_AVAILABLE,
+            ready=True,
+            owner=owner_from_tags(reads.tags),
+            settings=actual,
+            drift=bucket_drift(self.desired(resource), actual),
+            connection=connection_details(name, region, self.settings.endpoints.get("s3", "")),
+            at_provider={
+                "externalName": name,
+                "provider": PROVIDER_NAME,
+                "region": region,
+                "arn": f"arn:aws:s3:::{name}",
+            },
+        )
+
+    async def _current_tags(self, name: str) -> dict[str, str]:
+        tagging = await self.s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
+        return tags_to_dict((tagging or {}).get("TagSet"))
+
+    async def _refuse_foreign(self, resource: ManagedResource) -> None:
+        """Stop a create from re-tagging a bucket of ours that another object owns."""
+        owner = owner_from_tags(await self._current_tags(resource.external_name))
+        if owner is not None and owner.uid != resource.owner.uid:
+            message = MESSAGE_OWNED_BY_OTHER.format(name=resource.external_name, owner=owner.object_ref)
+            raise Terminal(message, code=CODE_OWNED_BY_OTHER)
+
+    # ------------------------------------------------------------------------ writing
+
+    async def _apply(self, resource: ManagedResource, fields: tuple[str, ...], *, creating: bool) -> None:
+        # One call after another: S3 answers OperationAborted to concurrent changes of a bucket.
+        desired = self.desired(resource)
+        for name in fields:
+            try:
+                await self._writers[name](resource, desired[name], creating)
+            except Terminal as error:
+                if creating and error.code in CODES_NO_BUCKET:
+                    # A just-created bucket may take a moment to be visible to every endpoint.
+                    raise Retryable(str(error), code=error.code) from None
+                raise
+
+    async def _write_public_access_block(self, resource: ManagedResource, block: Any, creating: bool) -> None:
+        name = resource.external_name
+        if block:
+            config = dict.fromkeys(PUBLIC_ACCESS_BLOCK_SWITCHES, True)
+            await self.s3.call("PutPublicAccessBlock", Bucket=name, PublicAccessBlockConfiguration=config)
+        else:
+            await self.s3.call("DeletePublicAccessBlock", Bucket=name)
+
+    async def _write_encryption(self, resource: ManagedResource, algorithm: Any, creating: bool) -> None:
+        name = resource.external_name
+        if algorithm is None:
+            await self.s3.call("DeleteBucketEncryption", Bucket=name)
+            return
+        config = encryption_configuration(resource.bucket)
+        await self.s3.call("PutBucketEncryption", Bucket=name, ServerSideEncryptionConfiguration=config)
+
+    async def _write_versioning(self, resource: ManagedResource, enabled: Any, creating: bool) -> None:
+        if creating and not enabled:
+            return  # a new bucket is unversioned; "Suspended" would only add noise
+        status = "Enabled" if enabled else "Suspended"
+        await self.s3.call(
+            "PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status}
+        )
+
+    async def _write_lifecycle(self, resource: ManagedResource, days: Any, creating: bool) -> None:
+        name = resource.external_name
+        if creating and days is None:
+            return
+        current: list[dict[str, Any]] = []
+        if not creating:  # keep rules someone else added
+            found = await self.s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
+            current = list((found or {}).get("Rules") or [])
+        rules = lifecycle_rules(current, days)
+        if rules:
+            await self.s3.call("PutBucketLifecycleConfiguration", Bucket=name, LifecycleConfiguration={"Rules": rules})
+        else:
+            await self.s3.call("DeleteBucketLifecycle", Bucket=name)
+
+    async def _write_tags(self, resource: ManagedResource, tags: Any, creating: bool) -> None:
+        # PutBucketTagging replaces the whole set: merge into what is there so foreign tags stay.
+        name = resource.external_name
+        current = {} if creating else await self._current_tags(name)
+        merged = {**current, **tags}
+        await self.s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
+
+    # ------------------------------------------------------------------------ deleting
+
+    async def _refuse_if_not_empty(self, name: str) -> bool:
+        """`Terminal` BucketNotEmpty when the bucket holds anything; False when it is gone."""
+        page = await self.s3.find("ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=1)
+        if page is None:
+            return False
+        if page.get("Versions") or page.get("DeleteMarkers"):
+            raise Terminal(MESSAGE_NOT_EMPTY.format(name=name), code=CODE_NOT_EMPTY)
+        return True
+
+    async def _empty(self, name: str) -> bool:
+        """Delete every object version and delete marker, a page at a time; False when the
+        bucket is gone. Each round lists from the start again, so an interrupted delete simply
+        continues where it stopped."""
+        while True:
+            page = await self.s3.find(
+                "ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=MAX_DELETE_BATCH
+            )
+            if page is None:
+                return False
+            entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if not entries:
+                return True
+            for start in range(0, len(entries), MAX_DELETE_BATCH):
+                await self._delete_batch(name, entries[start : start + MAX_DELETE_BATCH])
+
+    async def _delete_batch(self, name: str, entries: list[dict[str, Any]]) -> None:
+        objects = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in entries]
+        response = await self.s3.call("DeleteObjects", Bucket=name, Delete={"Objects": objects, "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            message = (
+                f"DeleteObjects failed for {len(errors)} object version(s), "
+                f"e.g. {first.get('Key')!r}: {first.get('Message')}"
+            )
+            raise classify(str(first.get("Code", "")), message)

@@ -1,0 +1,446 @@
+"""Shared plumbing of the AWS provider: sessions and clients per provider config, the one call
+wrapper every SDK call goes through, the translation of AWS errors into kumo's two kinds, the
+ownership tags, and the checking of `spec.providerOptions` against each kind's allow-list.
+
+`ClientCache` builds one boto3 Session and its clients per distinct `ProviderSettings` and reuses
+them: a Session is not thread-safe but the clients it makes are, and calls run in worker threads.
+`ServiceCaller` is the only place that touches a client: it awaits `CallHooks.before` (the shared
+token bucket), runs the blocking call in a thread, reports the outcome to `CallHooks.after`, and
+raises `Retryable` or `Terminal` carrying AWS's own message and code. `rds.py` and `s3.py` use
+nothing else from boto3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kumo.providers.base import (
+    CallHooks,
+    CloudCall,
+    Ownership,
+    ProviderError,
+    ProviderSettings,
+    Retryable,
+    Terminal,
+    Unavailable,
+)
+
+try:
+    import boto3
+    import botocore.exceptions as boto_errors
+    from botocore import xform_name
+    from botocore.config import Config
+except ImportError as missing_sdk:  # the registry logs this and skips the provider
+    raise Unavailable("the aws provider needs boto3 (pip install boto3)") from missing_sdk
+
+PROVIDER_NAME = "aws"
+
+# ---------------------------------------------------------------------------- ownership tags
+
+TAG_OWNER_UID = "kumo.dev/owner-uid"
+TAG_OWNER_NAMESPACE = "kumo.dev/owner-namespace"
+TAG_OWNER_NAME = "kumo.dev/owner-name"
+TAG_CLUSTER_ID = "kumo.dev/cluster-id"
+OWNERSHIP_TAG_KEYS = (TAG_OWNER_UID, TAG_OWNER_NAMESPACE, TAG_OWNER_NAME, TAG_CLUSTER_ID)
+
+
+def ownership_tags(owner: Ownership) -> dict[str, str]:
+    """The tags written on everything kumo creates, naming the object that owns it."""
+    return {
+        TAG_OWNER_UID: owner.uid,
+        TAG_OWNER_NAMESPACE: owner.namespace,
+        TAG_OWNER_NAME: owner.name,
+        TAG_CLUSTER_ID: owner.cluster_id,
+    }
+
+
+def owner_from_tags(tags: Mapping[str, str]) -> Ownership | None:
+    """The owner the tags name; None when the uid tag is absent (not created by kumo)."""
+    uid = tags.get(TAG_OWNER_UID)
+    if not uid:
+        return None
+    return Ownership(
+        uid=uid,
+        namespace=tags.get(TAG_OWNER_NAMESPACE, ""),
+        name=tags.get(TAG_OWNER_NAME, ""),
+        cluster_id=tags.get(TAG_CLUSTER_ID, ""),
+    )
+
+
+def tags_to_dict(tag_list: Collection[Mapping[str, str]] | None) -> dict[str, str]:
+    """AWS's `[{"Key": k, "Value": v}]` shape as a plain mapping."""
+    return {tag["Key"]: tag.get("Value", "") for tag in tag_list or ()}
+
+
+def tags_to_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """A plain mapping in AWS's `[{"Key": k, "Value": v}]` shape, sorted for stable requests."""
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+# ---------------------------------------------------------------------------- provider options
+
+OPTIONS_FIELD = "spec.providerOptions"
+CODE_INVALID_OPTIONS = "InvalidProviderOptions"
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    """One allowed `spec.providerOptions` key: the API parameter it becomes and how its value is
+    checked (`check` returns what is wrong with a value, or None)."""
+
+    name: str
+    parameter: str
+    check: Callable[[Any], str | None]
+
+
+def option_problems(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> list[str]:
+    """What is wrong with the options, each message naming its `spec.providerOptions.<key>`."""
+    by_name = {option.name: option for option in allowed}
+    known = ", ".join(sorted(by_name))
+    problems: list[str] = []
+    for key, value in options.items():
+        option = by_name.get(key)
+        if option is None:
+            problems.append(f"{OPTIONS_FIELD}.{key}: unknown option for aws; known: {known}")
+        elif (problem := option.check(value)) is not None:
+            problems.append(f"{OPTIONS_FIELD}.{key}: {problem}")
+    return problems
+
+
+def option_parameters(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> dict[str, Any]:
+    """The API parameters the options map to; `Terminal` when any option is invalid (validate()
+    normally caught that earlier, but a create must never send a half-understood request)."""
+    problems = option_problems(options, allowed)
+    if problems:
+        raise Terminal("; ".join(problems), code=CODE_INVALID_OPTIONS)
+    by_name = {option.name: option for option in allowed}
+    return {by_name[key].parameter: value for key, value in options.items()}
+
+
+def text_matching(pattern: str, shape: str) -> Callable[[Any], str | None]:
+    """A check accepting strings that fully match `pattern`; `shape` describes it to the user."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and compiled.fullmatch(value):
+            return None
+        return f"must be {shape}, got {value!r}"
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def integer_between(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"must be an integer from {low} to {high}, got {value!r}"
+
+    return check
+
+
+def list_of(item: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, list) or not value:
+            return f"must be a non-empty list, got {value!r}"
+        return next((problem for problem in map(item, value) if problem is not None), None)
+
+    return check
+
+
+# A KMS key as AWS accepts it: key id, multi-Region key id, alias name, or either as an ARN.
+_KMS_ARN = r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:"
+_KMS_KEY_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
+_KMS_ALIAS = r"alias/[A-Za-z0-9/_-]+"
+KMS_KEY_PATTERN = rf"(?:{_KMS_ARN}key/)?(?:{_KMS_KEY_ID})|(?:{_KMS_ARN})?{_KMS_ALIAS}"
+KMS_KEY_SHAPE = "a KMS key id, alias/<name>, or a KMS key or alias ARN"
+is_kms_key = text_matching(KMS_KEY_PATTERN, KMS_KEY_SHAPE)
+
+
+# ---------------------------------------------------------------------------- error translation
+
+# Codes AWS uses for "slow down"; botocore already retried them (standard mode) before we see them.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    }
+)
+# Conditions that clear by themselves: the instance is busy (creating, modifying, rebooting), or
+# AWS had an internal hiccup that it reported with a 4xx-looking code.
+TRANSIENT_CODES = frozenset(
+    {
+        "InvalidDBInstanceState",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "OperationAborted",  # S3: a conflicting operation on the same bucket is in progress
+    }
+)
+# Network-level failures: the request may never have reached AWS.
+TRANSIENT_SDK_ERRORS: tuple[type[Exception], ...] = (
+    boto_errors.EndpointConnectionError,
+    boto_errors.ConnectTimeoutError,
+    boto_errors.ReadTimeoutError,
+    boto_errors.ConnectionClosedError,
+    boto_errors.ConnectionError,
+    boto_errors.HTTPClientError,
+    boto_errors.CredentialRetrievalError,  # IRSA / instance role: STS or IMDS briefly unreachable
+    boto_errors.MetadataRetrievalError,
+)
+CODE_PARAMETER_VALIDATION = "ParamValidation"
+CODE_NO_CREDENTIALS = "NoCredentials"
+
+
+def error_code(error: Exception) -> str:
+    """AWS's error code for a ClientError (the HTTP status when a HEAD had no body), else the
+    botocore exception's class name."""
+    if isinstance(error, boto_errors.ClientError):
+        code = str(error.response.get("Error", {}).get("Code") or "")
+        return code or str(http_status(error))
+    return type(error).__name__
+
+
+def http_status(error: boto_errors.ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def translate(error: Exception, operation: str) -> ProviderError:
+    """`Retryable` for throttling, 5xx, busy instances and network failures; `Terminal` for
+    everything else (bad values, denied access, quotas, names taken), with AWS's own message."""
+    if isinstance(error, boto_errors.ClientError):
+        return _translate_client_error(error, operation)
+    if isinstance(error, TRANSIENT_SDK_ERRORS):
+        return Retryable(f"{operation}: {error}", code=type(error).__name__)
+    if isinstance(error, boto_errors.ParamValidationError):
+        # botocore's report quotes the offending values, which may include a password.
+        return Terminal(
+            f"{operation}: the request parameters failed botocore's validation",
+            code=CODE_PARAMETER_VALIDATION,
+        )
+    if isinstance(error, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
+        return Terminal(f"{operation}: {error}", code=CODE_NO_CREDENTIALS)
+    return Terminal(f"{operation}: {error}", code=type(error).__name__)
+
+
+def _translate_client_error(error: boto_errors.ClientError, operation: str) -> ProviderError:
+    status = http_status(error)
+    message = str(error.response.get("Error", {}).get("Message") or "")
+    return classify(error_code(error), message or f"{operation} answered HTTP {status}", status)
+
+
+def classify(code: str, message: str, status: int = 0) -> ProviderError:
+    """The error an AWS error code (and HTTP status, when known) stands for."""
+    if code in THROTTLING_CODES or code in TRANSIENT_CODES or status >= 500:
+        return Retryable(message, code=code)
+    return Terminal(message, code=code)
+
+
+def _redact(error: ProviderError, secrets: Collection[str]) -> ProviderError:
+    """The same error with every secret value replaced, in case AWS echoed one back."""
+    message = str(error)
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return type(error)(message, code=error.code)
+
+
+# ---------------------------------------------------------------------------- the call wrapper
+
+
+@dataclass(frozen=True)
+class ServiceCaller:
+    """Every call to one AWS service for one provider config goes through here.
+
+    Operations are named as AWS names them (``DescribeDBInstances``), which is also what
+    `CloudCall.operation` reports. Callers that expect "not found"-style answers pass those codes
+    as `missing` and get None back instead of an exception.
+    """
+
+    client: Any  # a botocore client; thread-safe, shared between callers
+    service: str
+    hooks: CallHooks = field(default_factory=CallHooks)
+
+    @property
+    def region(self) -> str:
+        return str(self.client.meta.region_name or "")
+
+    async def call(self, operation: str, *, secrets: Collection[str] = (), **params: Any) -> dict[str, Any]:
+        """Run one operation; raise `Retryable` / `Terminal` on any AWS error."""
+        response = await self._run(operation, params, missing=(), secrets=secrets)
+        assert response is not None  # only `missing` codes produce None
+        return response
+
+    async def find(self, operation: str, *, missing: Collection[str], **params: Any) -> dict[str, Any] | None:
+        """Run one operation; None when AWS answers with one of the `missing` codes."""
+        return await self._run(operation, params, missing=missing, secrets=())
+
+    async def _run(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        *,
+        missing: Collection[str],
+        secrets: Collection[str],
+    ) -> dict[str, Any] | None:
+        if self.hooks.before is not None:
+            await self.hooks.before(self.service, operation)
+        method = getattr(self.client, xform_name(operation))
+        started = time.monotonic()
+        try:
+            response: dict[str, Any] = await asyncio.to_thread(method, **params)
+        except Exception as error:
+            code = error_code(error)
+            self._report(operation, code, started)
+            if not isinstance(error, boto_errors.ClientError | boto_errors.BotoCoreError):
+                raise  # a bug, not an answer from AWS: keep its traceback
+            if code in missing:
+                return None
+            # `from None`: botocore's own text (a ParamValidationError quotes parameter values,
+            # passwords included) must not ride along as the cause in logged tracebacks.
+            raise _redact(translate(error, operation), secrets) from None
+        self._report(operation, "ok", started)
+        return response
+
+    def _report(self, operation: str, outcome: str, started: float) -> None:
+        if self.hooks.after is not None:
+            seconds = time.monotonic() - started
+            self.hooks.after(CloudCall(PROVIDER_NAME, self.service, operation, outcome, seconds))
+
+
+# ---------------------------------------------------------------------------- sessions and clients
+
+CLIENT_CONFIG = Config(
+    # Three attempts in all, as "max_attempts 3" means in the AWS SDKs' standard mode; botocore's
+    # own `max_attempts` key counts retries only and would make four.
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=32,  # observe_many runs many reads at once from worker threads
+    user_agent_extra="kumo",
+)
+# Keys a credentials Secret may hold.
+KEY_ACCESS_KEY_ID = "aws_access_key_id"
+KEY_SECRET_ACCESS_KEY = "aws_secret_access_key"  # noqa: S105 - a key name, not a secret
+KEY_SESSION_TOKEN = "aws_session_token"  # noqa: S105 - a key name, not a secret
+KEY_CREDENTIALS_DOCUMENT = "document"
+CREDENTIALS_PROFILE = "default"
+# Services whose endpoint a provider config may override (emulators, LocalStack, VPC endpoints).
+ENDPOINT_SERVICES = ("rds", "s3", "sts")
+MAX_CACHED_SETTINGS = 64  # rotated credentials make new entries; keep the old ones bounded
+
+
+def session_credentials(credentials: Mapping[str, str]) -> dict[str, str]:
+    """boto3 Session keyword arguments from a credentials Secret's keys.
+
+    Either the three ``aws_*`` keys, or ``document`` holding an AWS credentials file (its
+    ``[default]`` profile, else the first one). Empty credentials mean the default chain
+    (environment, IRSA web identity, instance role): no keywords at all.
+    """
+    if not credentials:
+        return {}
+    keys = dict(credentials)
+    if KEY_CREDENTIALS_DOCUMENT in keys:
+        keys = _profile_from_document(keys[KEY_CREDENTIALS_DOCUMENT])
+    if not keys.get(KEY_ACCESS_KEY_ID) or not keys.get(KEY_SECRET_ACCESS_KEY):
+        raise Terminal(
+            f"credentials: need {KEY_ACCESS_KEY_ID} and {KEY_SECRET_ACCESS_KEY}, "
+            f"or {KEY_CREDENTIALS_DOCUMENT} holding an AWS credentials file",
+            code=CODE_NO_CREDENTIALS,
+        )
+    wanted = (KEY_ACCESS_KEY_ID, KEY_SECRET_ACCESS_KEY, KEY_SESSION_TOKEN)
+    return {key: keys[key].strip() for key in wanted if keys.get(key)}
+
+
+def _profile_from_document(document: str) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(document)
+    except configparser.Error:
+        # configparser quotes the offending line, which may hold a key: say only where it is.
+        raise Terminal(
+            f"credentials.{KEY_CREDENTIALS_DOCUMENT}: not an AWS credentials file (INI)",
+            code=CODE_NO_CREDENTIALS,
+        ) from None
+    sections = parser.sections()
+    if not sections:
+        return {}
+    profile = CREDENTIALS_PROFILE if CREDENTIALS_PROFILE in sections else sections[0]
+    return dict(parser[profile])
+
+
+def _settings_key(settings: ProviderSettings) -> str:
+    """A digest identifying the settings, so no credential sits in a dictionary key."""
+    parts = (
+        settings.region,
+        sorted(settings.credentials.items()),
+        sorted(settings.endpoints.items()),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+@dataclass
+class _SessionClients:
+    session: Any  # boto3.Session: used only under ClientCache's lock
+    clients: dict[str, Any] = field(default_factory=dict)
+
+
+class ClientCache:
+    """boto3 clients per provider config, built once under a lock and shared afterwards."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _SessionClients] = {}
+
+    def client(self, settings: ProviderSettings, service: str) -> Any:
+        key = _settings_key(settings)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._new_entry(key, settings)
+            if service not in entry.clients:
+                entry.clients[service] = _make_client(entry.session, settings, service)
+            return entry.clients[service]
+
+    def _new_entry(self, key: str, settings: ProviderSettings) -> _SessionClients:
+        if len(self._entries) >= MAX_CACHED_SETTINGS:
+            self._entries.pop(next(iter(self._entries)))  # the oldest
+        session = boto3.Session(region_name=settings.region or None, **session_credentials(settings.credentials))
+        entry = self._entries[key] = _SessionClients(session)
+        return entry
+
+
+def _make_client(session: Any, settings: ProviderSettings, service: str) -> Any:
+    endpoint = settings.endpoints.get(service) or None
+    config = CLIENT_CONFIG
+    if service == "s3" and endpoint:
+        # Emulators and most S3-compatible endpoints have no wildcard DNS for bucket hosts.
+        config = config.merge(Config(s3={"addressing_style": "path"}))
+    try:
+        return session.client(service, endpoint_url=endpoint, config=config)
+    except boto_errors.BotoCoreError as error:  # e.g. no region anywhere in the chain
+        raise translate(error, f"{service} client") from None
