@@ -31,6 +31,15 @@ class CloudProbe:
     def count_databases(self) -> int:
         raise NotImplementedError
 
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        raise NotImplementedError
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        raise NotImplementedError
+
 
 class AWSProbe(CloudProbe):
     cloud = "aws"
@@ -101,6 +110,9 @@ class AWSProbe(CloudProbe):
 
     def get_object(self, bucket: str, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.s3.delete_object(Bucket=bucket, Key=key)
 
     def count_databases(self) -> int:
         return len(self.rds.describe_db_instances()["DBInstances"])

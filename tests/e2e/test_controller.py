@@ -200,4 +200,3 @@ def test_deleted_secret_is_recreated(kumo, probe, provider_config):
     second = kumo.wait_for("Secret recreated", lambda: kumo.secret(f"{db}-connection"))
     kumo.wait_for("Secret complete", lambda: "uri" in (kumo.secret(f"{db}-connection") or {}))
     assert second["password"] != first["password"]
-
