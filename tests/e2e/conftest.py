@@ -16,10 +16,8 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
 from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
-
 from kumo.testbed.probes import CLOUDS, CloudProbe, probe_for
 
 GROUP, VERSION = "kumo.dev", "v1alpha1"
