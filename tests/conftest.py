@@ -45,11 +45,27 @@ def kube_api(testbed: TestBed) -> client.ApiClient:
     return api
 
 
-@pytest.fixture
-def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
+# The controller started by the e2e fixtures watches only namespaces matching this glob, so tests
+# that exercise the API server alone (schemas, status subresource) can use other namespaces.
+WATCHED_NAMESPACES = "t-*"
+
+
+def _fresh_namespace(kube_api: client.ApiClient, prefix: str) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(kube_api)
     core.create_namespace({"metadata": {"name": name}})
     yield name
     # No controller-manager runs, so the namespace stays Terminating; that is harmless here.
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace the test controller watches."""
+    yield from _fresh_namespace(kube_api, "t")
+
+
+@pytest.fixture
+def unwatched_namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace no controller acts in: what a test writes there stays as written."""
+    yield from _fresh_namespace(kube_api, "q")

@@ -20,6 +20,8 @@ from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import CLOUDS, CloudProbe, probe_for
 
+from ..conftest import WATCHED_NAMESPACES
+
 GROUP, VERSION = "kumo.dev", "v1alpha1"
 PLURALS = {"Database": "databases", "Bucket": "buckets", "ProviderConfig": "providerconfigs"}
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -34,7 +36,9 @@ def controller(testbed: TestBed, kube_api: client.ApiClient, tmp_path_factory) -
         if error.status != 409:
             raise
     log_path = tmp_path_factory.mktemp("controller") / "controller.log"
-    process = ControllerProcess(kubeconfig=testbed.env["kubeconfig"], log_path=log_path).start()
+    process = ControllerProcess(
+        kubeconfig=testbed.env["kubeconfig"], log_path=log_path, extra_env={"KUMO_NAMESPACES": WATCHED_NAMESPACES}
+    ).start()
     yield process
     process.stop()
 

@@ -125,8 +125,9 @@ class Objects:
 
 
 @pytest.fixture
-def objects(kube_api: client.ApiClient, namespace: str) -> Iterator[Objects]:
-    helper = Objects(kube_api, namespace)
+def objects(kube_api: client.ApiClient, unwatched_namespace: str) -> Iterator[Objects]:
+    # No controller acts there: these tests are about what the API server alone accepts.
+    helper = Objects(kube_api, unwatched_namespace)
     yield helper
     helper.cleanup()
 
