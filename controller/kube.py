@@ -54,6 +54,7 @@ class KubeClient:
         )
 
     async def add_finalizer(self, key: ObjectKey, current: list[str], finalizer: str) -> None:
+        patch: list[dict[str, Any]]
         if current:
             patch = [
                 {"op": "test", "path": "/metadata/finalizers", "value": current},

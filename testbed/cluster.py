@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def _build(target: Path, progress: bool) -> None:
     say(f"control plane built in {time.monotonic() - started:.0f}s -> {target}")
 
 
-def _progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
+def _progress_printer(enabled: bool) -> Callable[[str], None]:
     def say(message: str) -> None:
         if enabled:
             print(f"[kumo testbed] {message}", file=sys.stderr, flush=True)
@@ -111,7 +112,7 @@ def _progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
     return say
 
 
-def _tick(say, started: float, done: threading.Event) -> None:  # type: ignore[no-untyped-def]
+def _tick(say: Callable[[str], None], started: float, done: threading.Event) -> None:
     while not done.wait(20):
         say(f"... still building ({time.monotonic() - started:.0f}s)")
 
