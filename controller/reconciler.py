@@ -28,6 +28,7 @@ from typing import Any
 
 from kumo.providers.base import (
     CallHooks,
+    Creation,
     DatabaseClient,
     ExternalClient,
     Kind,
@@ -110,7 +111,7 @@ class _Pass:
     secret: Any = None  # the V1Secret as read this pass
     written_secret: dict[str, Any] | None = None  # the Secret body written this pass
     password: conn.StoredPassword | None = None
-    created_now: bool = False
+    password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
 
     @property
@@ -214,7 +215,8 @@ class Reconciler:
             return observation
         password = work.password.value if work.password else None
         creation = await client.create(work.resource, password)
-        work.created_now = True
+        if work.password is not None:
+            await self._note_password_after_create(work, creation)
         await self._event(
             work,
             NORMAL,
@@ -322,11 +324,25 @@ class Reconciler:
             await self.kube.replace_secret(work.key.namespace, secret.metadata.name, body)
         work.written_secret = body  # the final write compares against what is there now
 
+    async def _note_password_after_create(self, work: _Pass, creation: Creation) -> None:
+        """After a create, the stored password is on the instance only if the create said so.
+        A resource recreated after an out-of-band deletion may need it set again, so an
+        'applied' mark that is no longer true is withdrawn in the Secret before anything else."""
+        assert work.password is not None
+        if creation.password_applied:
+            work.password_set_by_create = True
+        elif work.password.applied:
+            work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_PENDING, work.password.rotation)
+            data = _body_data(work.written_secret) if work.written_secret else _secret_data(work.secret)
+            body = self._secret_body(work, data, work.password)
+            await self.kube.replace_secret(work.key.namespace, body["metadata"]["name"], body)
+            work.written_secret = body
+
     async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient) -> None:
         assert work.password is not None and work.resource is not None
         if work.password.applied:
             return
-        if not work.created_now:
+        if not work.password_set_by_create:
             # The instance was created earlier, or the password changed since: set it. Safe to
             # repeat, so a crash between this call and the Secret write only costs a retry.
             await client.set_password(work.resource, work.password.value)
@@ -442,6 +458,10 @@ def _owned_by(secret: Any, uid: str) -> bool:
 
 def _secret_data(secret: Any) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def _body_data(body: Mapping[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
 
 
 def _stored_password(secret: Any) -> conn.StoredPassword | None:

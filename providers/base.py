@@ -186,10 +186,16 @@ class Observation:
 
 @dataclass(frozen=True)
 class Creation:
-    """A create call was accepted; the resource may still be provisioning."""
+    """A create call was accepted; the resource may still be provisioning.
+
+    `password_applied` is True only when this call itself set the given master password (RDS
+    takes it in CreateDBInstance). When False (Cloud SQL creates users separately, or the
+    resource already existed) the reconciler calls `set_password` once the resource is ready.
+    """
 
     external_name: str
     state: str
+    password_applied: bool = False
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,8 @@ class RDSClient:
                 raise
             # An earlier attempt (or someone else) got there first; the caller checks the owner.
             return Creation(resource.external_name, STATE_ALREADY_EXISTS)
-        return Creation(resource.external_name, str(response["DBInstance"].get("DBInstanceStatus", "")))
+        state = str(response["DBInstance"].get("DBInstanceStatus", ""))
+        return Creation(resource.external_name, state, password_applied=True)
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         desired = self.desired(resource)

@@ -160,7 +160,10 @@ class FakeCloudClient:
         settings = {k: v for k, v in self.desired(resource).items() if k != "owner"}
         record = CloudRecord(resource.owner, settings, self.cloud.initial_state, password)
         self.cloud.records[resource.external_name] = record
-        return Creation(resource.external_name, self.cloud.initial_state)
+        applied = password is not None and self.cloud.create_sets_password
+        if not applied:
+            record.password = None  # like Cloud SQL: the user is created later, by set_password
+        return Creation(resource.external_name, self.cloud.initial_state, password_applied=applied)
 
     async def update(self, resource, drift):
         self.cloud.journal.append(("cloud:update", resource.external_name, ",".join(d.field for d in drift)))
@@ -193,6 +196,7 @@ class FakeCloud:
     records: dict[str, CloudRecord] = field(default_factory=dict)
     initial_state: str = "available"
     slow_delete: bool = False
+    create_sets_password: bool = True  # RDS-style; False is Cloud SQL-style
     failing: dict[str, Exception] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     name: str = "fake"

@@ -147,6 +147,33 @@ def test_crash_after_create_before_secret_update_resets_nothing_twice():
     assert len(entries(world.journal, "cloud:set-password")) == 1
 
 
+def test_provider_that_creates_users_separately_gets_the_password_once_ready():
+    """When the create call does not set the password (Cloud SQL), set_password follows once the
+    resource is ready, with the password stored before the create."""
+    world = World(create_sets_password=False, initial_state="creating")
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].password is None
+    world.cloud.records[EXTERNAL].state = "available"
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].password == world.kube.secret_value(NS, SECRET, "password")
+    assert len(entries(world.journal, "cloud:set-password")) == 1
+
+
+@pytest.mark.parametrize("sets_password", [True, False], ids=["rds-style", "cloudsql-style"])
+def test_resource_deleted_out_of_band_is_recreated_with_the_stored_password(sets_password):
+    """A resource deleted behind kumo's back is created again under the same name, and the
+    password in the Secret (unchanged) works on the new instance."""
+    world = World(create_sets_password=sets_password)
+    world.reconcile()
+    stored = world.kube.secret_value(NS, SECRET, "password")
+    world.cloud.records.clear()
+    world.reconcile()
+    world.reconcile()
+    assert world.kube.secret_value(NS, SECRET, "password") == stored
+    assert world.cloud.records[EXTERNAL].password == stored
+    assert len(entries(world.journal, "cloud:create")) == 2
+
+
 def test_resource_owned_by_another_object_is_left_alone():
     """Same external name, other owner: no update, no delete, Synced=False naming the owner."""
     world = World()
