@@ -32,12 +32,12 @@ INVALID_SPEC = "InvalidSpec"
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None is "Unknown"
     reason: str
     message: str = ""
 
     def to_dict(self, generation: int, now: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:
-        status = "True" if self.status else "False"
+        status = {True: "True", False: "False", None: "Unknown"}[self.status]
         unchanged = previous is not None and previous.get("status") == status
         return {
             "type": self.type,
@@ -59,7 +59,7 @@ def merge(current: Iterable[Mapping[str, Any]], updates: Iterable[Condition], ge
     now = now_rfc3339()
     for condition in updates:
         by_type[condition.type] = condition.to_dict(generation, now, by_type.get(condition.type))
-    order = {READY: 0, SYNCED: 1}
+    order = {READY: 0, SYNCED: 1, "InSync": 2}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 9), c["type"]))
 
 

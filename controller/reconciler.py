@@ -42,6 +42,8 @@ from kumo.providers.registry import ProviderRegistry
 
 from . import conditions as cond
 from . import connection as conn
+from . import drift as drift_policy
+from .drift import DriftPolicy, policy_of
 from .kube import KubeClient
 from .providerconfig import ProviderConfigError, resolve
 from .resources import (
@@ -63,6 +65,9 @@ EVENT_UPDATED = "UpdatedExternalResource"
 EVENT_DELETED = "DeletedExternalResource"
 EVENT_RETAINED = "RetainedExternalResource"
 EVENT_RECONCILE_ERROR = "ReconcileError"
+EVENT_DRIFT_DETECTED = "DriftDetected"
+EVENT_DRIFT_CORRECTED = "DriftCorrected"
+EVENT_MISSING = "ExternalResourceMissing"
 EVENT_OWNED_BY_ANOTHER = "OwnedByAnotherResource"
 EVENT_PASSWORD_SET = "PasswordSet"
 
@@ -97,6 +102,7 @@ class Result:
     requeue_after: float | None = None  # look again after this long (not an error)
     error: ProviderError | Exception | None = None
     terminal: bool = False
+    corrected: bool = False  # out-of-band drift was put back to the spec
 
 
 @dataclass
@@ -113,6 +119,8 @@ class _Pass:
     password: conn.StoredPassword | None = None
     password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
+    drift: list[dict[str, str]] | None = None  # new status.drift, when it changed
+    pending_events: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def uid(self) -> str:
@@ -141,6 +149,7 @@ class Reconciler:
         controller_namespace: str,
         hooks: CallHooks | None = None,
         timing: Timing | None = None,
+        default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
     ) -> None:
         self.kube = kube
         self.providers = providers
@@ -148,6 +157,7 @@ class Reconciler:
         self.controller_namespace = controller_namespace
         self.hooks = hooks
         self.timing = timing or Timing()
+        self.default_drift_policy = default_drift_policy
         self._last_event: dict[ObjectKey, tuple[str, str]] = {}
         self._polls: dict[ObjectKey, int] = {}
 
@@ -162,8 +172,13 @@ class Reconciler:
         except (ProviderError, ProviderConfigError) as error:
             result = await self._failed(work, error)
         if not work.done:
-            await self._write_status(work)
+            await self._finish(work)
         return result
+
+    async def _finish(self, work: _Pass) -> None:
+        await self._write_status(work)
+        for event in work.pending_events:
+            await self._event(work, *event)
 
     async def _reconcile(self, work: _Pass) -> Result:
         settings = await resolve(self.kube, work.body, self.controller_namespace)
@@ -180,14 +195,17 @@ class Reconciler:
         await self._ensure_finalizer(work)
         if work.key.kind is Kind.DATABASE:
             await self._ensure_password_stored(work)
-        observation = await self._observe_or_create(work, client)
+        observation = await client.observe(work.resource)
         if observation is None:
-            return self._creating(work, None)
+            observation = await self._absent(work, client)
+            if observation is None:
+                return self._creating(work, None) if not work.conditions else Result()
         self._check_owner(work, observation)
         if not observation.ready:
             return self._creating(work, observation)
-        if observation.drift:
+        if observation.drift and self._should_update(work):
             return await self._correct(work, client, observation)
+        self._assess_drift(work, observation)
         if work.key.kind is Kind.DATABASE:
             if not isinstance(client, DatabaseClient):
                 raise Terminal(f"provider {provider.name!r} cannot set database passwords")
@@ -201,6 +219,27 @@ class Reconciler:
         ]
         return Result()
 
+    async def assess_sweep(self, key: ObjectKey, body: Mapping[str, Any], observation: Observation | None) -> bool:
+        """Judge one object against a batched observation from a drift sweep.
+
+        Writes InSync / status.drift only when they change (a steady sweep writes nothing) and
+        posts one Warning event per newly seen drift. Returns True when the object needs a full
+        reconcile: to correct drift, to recreate a missing resource, or because its state moved.
+        """
+        work = _Pass(key, body)
+        policy = policy_of(body, self.default_drift_policy)
+        if observation is None:
+            if policy is not DriftPolicy.REPORT:
+                return True
+            await self._report_missing(work)
+        elif not observation.ready or (observation.owner is None or observation.owner.uid != work.uid):
+            return True
+        else:
+            self._assess_drift(work, observation)
+        if work.conditions:
+            await self._finish(work)
+        return observation is not None and bool(observation.drift) and policy is DriftPolicy.CORRECT
+
     # ------------------------------------------------------------------ steps
 
     async def _ensure_finalizer(self, work: _Pass) -> None:
@@ -208,23 +247,60 @@ class Reconciler:
         if FINALIZER not in finalizers:
             await self.kube.add_finalizer(work.key, finalizers, FINALIZER)
 
-    async def _observe_or_create(self, work: _Pass, client: ExternalClient) -> Observation | None:
+    async def _absent(self, work: _Pass, client: ExternalClient) -> Observation | None:
+        """Nothing in the cloud under our name: create it, unless it existed before and the
+        policy is Report (then it is reported Missing and left alone)."""
         assert work.resource is not None
-        observation = await client.observe(work.resource)
-        if observation is not None:
-            return observation
+        existed = bool((work.status.get("atProvider") or {}).get("externalName"))
+        if existed:
+            if self._policy(work) is DriftPolicy.REPORT and not self._spec_changed(work):
+                await self._report_missing(work)
+                return None
+            await self._event(work, WARNING, EVENT_MISSING, f"{work.resource.external_name} was deleted outside kumo")
         password = work.password.value if work.password else None
         creation = await client.create(work.resource, password)
         if work.password is not None:
             await self._note_password_after_create(work, creation)
-        await self._event(
-            work,
-            NORMAL,
-            EVENT_CREATED,
-            f"Creating {work.key.kind.lower()} {creation.external_name} (state: {creation.state})",
-        )
+        verb = "Recreating" if existed else "Creating"
+        message = f"{verb} {work.key.kind.lower()} {creation.external_name} (state: {creation.state})"
+        await self._event(work, NORMAL, EVENT_CREATED, message)
         # Many resources are usable at once (buckets, emulators); one look saves a requeue.
         return await client.observe(work.resource)
+
+    async def _report_missing(self, work: _Pass) -> None:
+        external = (work.status.get("atProvider") or {}).get("externalName", "")
+        work.conditions += [
+            cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"{external} no longer exists in the cloud"),
+            drift_policy.missing(external),
+        ]
+        await self._event(work, WARNING, EVENT_MISSING, f"{external} was deleted outside kumo (driftPolicy Report)")
+
+    def _policy(self, work: _Pass) -> DriftPolicy:
+        return policy_of(work.body, self.default_drift_policy)
+
+    def _spec_changed(self, work: _Pass) -> bool:
+        """True until a reconcile of the current generation succeeded: the spec itself is news."""
+        return work.generation != work.status.get("observedGeneration")
+
+    def _should_update(self, work: _Pass) -> bool:
+        # A spec edit is the user's intent and is applied under every policy; drift made
+        # behind kumo's back is corrected only under Correct.
+        return self._spec_changed(work) or self._policy(work) is DriftPolicy.CORRECT
+
+    def _assess_drift(self, work: _Pass, observation: Observation) -> None:
+        """InSync and status.drift for an observation that is not being corrected now."""
+        if self._policy(work) is DriftPolicy.IGNORE:
+            work.conditions.append(drift_policy.ignored())
+            work.drift = []
+            return
+        previous = work.status.get("drift") or []
+        assessment = drift_policy.assess(observation.drift, previous, cond.now_rfc3339())
+        current = cond.find(work.status.get("conditions") or [], drift_policy.IN_SYNC)
+        if assessment.entries != previous or current is None or current.get("reason") != assessment.condition.reason:
+            work.conditions.append(assessment.condition)
+            work.drift = assessment.entries
+        if assessment.new_fields:
+            work.pending_events.append((WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message))
 
     def _check_owner(self, work: _Pass, observation: Observation) -> None:
         owner = observation.owner
@@ -248,8 +324,12 @@ class Reconciler:
         if observation is not None:
             work.at_provider = self._at_provider(work, observation)
         state = observation.state if observation else "requested"
+        ready_before = cond.find(work.status.get("conditions") or [], cond.READY)
+        # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
+        was_usable = ready_before is not None and ready_before.get("reason") in (cond.AVAILABLE, cond.UNAVAILABLE)
+        reason = cond.UNAVAILABLE if was_usable else cond.CREATING
         work.conditions += [
-            cond.Condition(cond.READY, False, cond.CREATING, f"cloud state: {state}"),
+            cond.Condition(cond.READY, False, reason, f"cloud state: {state}"),
             cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
         ]
         delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
@@ -257,12 +337,20 @@ class Reconciler:
 
     async def _correct(self, work: _Pass, client: ExternalClient, observation: Observation) -> Result:
         assert work.resource is not None
+        out_of_band = not self._spec_changed(work)
+        if out_of_band:
+            assessment = drift_policy.assess(observation.drift, work.status.get("drift") or [], cond.now_rfc3339())
+            if assessment.new_fields:
+                await self._event(work, WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message)
         update = await client.update(work.resource, observation.drift)
         fields = ", ".join(update.changed) or "nothing"
-        await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
+        if out_of_band:
+            await self._event(work, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
+        else:
+            await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
         work.at_provider = self._at_provider(work, observation)
         work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS))
-        return Result(requeue_after=self.timing.poll_min)
+        return Result(requeue_after=self.timing.poll_min, corrected=out_of_band)
 
     async def _finalize(self, work: _Pass, client: ExternalClient) -> Result:
         assert work.resource is not None
@@ -437,6 +525,8 @@ class Reconciler:
         new["observedGeneration"] = work.generation if synced else current.get("observedGeneration", 0)
         if work.at_provider is not None:
             new["atProvider"] = work.at_provider
+        if work.drift is not None:
+            new["drift"] = work.drift
         if all(current.get(k) == v for k, v in new.items()):
             return
         await self.kube.patch_status(work.key, new)

@@ -36,12 +36,14 @@ EXPECTED = {
 MANAGED = ("Database", "Bucket")
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
+IN_SYNC = '.status.conditions[?(@.type=="InSync")].status'
 SYNCED = '.status.conditions[?(@.type=="Synced")].status'
 # kind -> [(column name upper-cased, jsonPath, priority)]
 PRINTER_COLUMNS = {
     "Database": [
         ("READY", READY, 0),
         ("SYNCED", SYNCED, 0),
+        ("IN-SYNC", IN_SYNC, 0),
         ("ENGINE", ".spec.engine", 0),
         ("VERSION", ".spec.version", 0),
         ("PROVIDER", ".status.atProvider.provider", 0),
@@ -51,6 +53,7 @@ PRINTER_COLUMNS = {
     "Bucket": [
         ("READY", READY, 0),
         ("SYNCED", SYNCED, 0),
+        ("IN-SYNC", IN_SYNC, 0),
         ("PROVIDER", ".status.atProvider.provider", 0),
         ("REGION", ".status.atProvider.region", 0),
         ("EXTERNAL-NAME", ".status.atProvider.externalName", 1),

@@ -198,15 +198,126 @@ def test_unowned_resource_is_adopted_only_when_asked(adopt, adopted):
     assert (owner is not None and owner.uid == UID) is adopted
 
 
-def test_drift_is_corrected_and_announced():
-    """A setting changed in the cloud is put back by update(), with an Updated event."""
+def reasons(world):
+    return [reason for _, reason, _ in world.kube.events]
+
+
+def test_out_of_band_drift_is_corrected_and_announced():
+    """Under Correct (the default), a setting changed in the cloud is put back by update(), with
+    a DriftDetected warning and a DriftCorrected event, and InSync ends True."""
     world = World()
     world.reconcile()
     world.cloud.records[EXTERNAL].settings["storageGB"] = 50
     world.reconcile()
     assert entries(world.journal, "cloud:update") == [("cloud:update", EXTERNAL, "storageGB")]
     assert world.cloud.records[EXTERNAL].settings["storageGB"] == 20
-    assert any(reason == "UpdatedExternalResource" for _, reason, _ in world.kube.events)
+    assert reasons(world)[-2:] == ["DriftDetected", "DriftCorrected"]
+    world.reconcile()
+    assert world.condition("InSync")["status"] == "True"
+
+
+def test_spec_edit_is_an_update_not_drift():
+    """A new generation is the user's intent: applied and announced as an update."""
+    world = World()
+    world.reconcile()
+    world.body["spec"]["storageGB"] = 40
+    world.body["metadata"]["generation"] = 2
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].settings["storageGB"] == 40
+    assert "UpdatedExternalResource" in reasons(world) and "DriftDetected" not in reasons(world)
+
+
+def test_report_policy_reports_drift_once_and_never_touches_the_cloud():
+    """Under Report, drift shows in InSync and status.drift with one Warning event, however many
+    times it is seen, and the cloud is not changed."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = "Report"
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    for _ in range(3):
+        world.reconcile()
+    assert entries(world.journal, "cloud:update") == []
+    in_sync = world.condition("InSync")
+    assert in_sync["status"] == "False" and in_sync["reason"] == "Drifted" and "storageGB" in in_sync["message"]
+    assert world.kube.statuses[NAME]["drift"] == [
+        {"field": "storageGB", "desired": "20", "actual": "50", "since": world.kube.statuses[NAME]["drift"][0]["since"]}
+    ]
+    assert reasons(world).count("DriftDetected") == 1
+    assert world.condition("Ready")["status"] == "True"
+
+
+def test_report_policy_still_applies_spec_edits():
+    """Report protects the cloud from correction, not from the user's own spec changes."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = "Report"
+    world.reconcile()
+    world.body["spec"]["storageGB"] = 40
+    world.body["metadata"]["generation"] = 2
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].settings["storageGB"] == 40
+
+
+def test_ignore_policy_does_not_compare():
+    """Under Ignore, drift is neither corrected nor reported: InSync is Unknown/Ignored."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = "Ignore"
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    world.reconcile()
+    assert entries(world.journal, "cloud:update") == []
+    assert world.condition("InSync")["status"] == "Unknown" and "DriftDetected" not in reasons(world)
+
+
+@pytest.mark.parametrize(("policy", "recreated"), [("Correct", True), ("Report", False)], ids=["correct", "report"])
+def test_resource_deleted_out_of_band(policy, recreated):
+    """Correct recreates a resource deleted behind kumo's back; Report marks it Missing and waits."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = policy
+    world.reconcile()
+    world.cloud.records.clear()
+    world.reconcile()
+    assert (EXTERNAL in world.cloud.records) is recreated
+    assert "ExternalResourceMissing" in reasons(world)
+    if not recreated:
+        assert world.condition("InSync")["reason"] == "Missing" and world.condition("Ready")["status"] == "False"
+
+
+def _sweep(world, observation):
+    body = copy.deepcopy(world.body)
+    body["metadata"]["finalizers"] = world.kube.finalizers.get(NAME, [])
+    body["status"] = world.kube.statuses.get(NAME, {})
+    return asyncio.run(world.reconciler.assess_sweep(world.key, body, observation))
+
+
+def _observe(world):
+    client = world.cloud.client(Kind.DATABASE, None)
+    resource = __import__("kumo.controller.resources", fromlist=["x"]).managed_resource(
+        Kind.DATABASE, {**world.body, "metadata": world.body["metadata"]}, CLUSTER
+    )
+    return asyncio.run(client.observe(resource))
+
+
+def test_steady_sweep_writes_nothing():
+    """A sweep that finds the cloud as it was makes zero Kubernetes writes and asks for no reconcile."""
+    world = World()
+    world.reconcile()
+    writes = len(world.kube.writes)
+    assert _sweep(world, _observe(world)) is False
+    assert len(world.kube.writes) == writes
+
+
+@pytest.mark.parametrize(("policy", "reconcile"), [("Correct", True), ("Report", False)], ids=["correct", "report"])
+def test_sweep_reports_drift_and_asks_for_correction_only_under_correct(policy, reconcile):
+    """A sweep that sees drift writes InSync=False with the fields and one event; under Correct
+    it asks for a reconcile to put it back."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = policy
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    assert _sweep(world, _observe(world)) is reconcile
+    assert world.condition("InSync")["status"] == "False"
+    assert _sweep(world, _observe(world)) is reconcile
+    assert reasons(world).count("DriftDetected") == 1
 
 
 def test_provisioning_resource_reports_creating_and_polls_with_growing_delay():
