@@ -1,9 +1,9 @@
 """What the controller wraps around every cloud call a provider makes.
 
-Providers route each SDK call through `CallHooks`: `before` is where pacing happens (a token
-bucket per cloud account and region, so reconciles and sweeps together never throttle an
-account), `after` is where each call is counted and logged. The counts are what tests and
-benchmarks read to prove claims such as "a restart makes no create call".
+Providers route each SDK call through `CallHooks`. `before` paces the call with the token bucket
+of its cloud account and region (reconciles and sweeps share it); `after` counts and logs it and
+feeds the metrics. The counts are what tests and benchmarks read to prove claims such as "a
+restart makes no create call" or "a sweep costs one call per page".
 """
 
 from __future__ import annotations
@@ -12,19 +12,27 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kumo.providers.base import CallHooks, CloudCall
+from kumo.providers.base import CallHooks, CloudCall, ProviderSettings
+
+from .metrics import Metrics
+from .ratelimit import RateLimiters
 
 log = logging.getLogger("kumo.cloud")
 
 
 @dataclass
-class CloudCallLedger:
-    """Counts cloud calls by (provider, service, operation, outcome)."""
+class CloudCalls:
+    """Pacing, counting and metrics for every cloud call, by (provider, service, operation, outcome)."""
 
+    limiters: RateLimiters = field(default_factory=RateLimiters)
+    metrics: Metrics | None = None
     calls: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    _hooks: dict[tuple[str, str, str], CallHooks] = field(default_factory=dict)
 
     def record(self, call: CloudCall) -> None:
         self.calls[(call.provider, call.service, call.operation, call.outcome)] += 1
+        if self.metrics is not None:
+            self.metrics.record_call(call)
         log.debug(
             "cloud call %s %s %s -> %s in %.3fs",
             call.provider,
@@ -37,5 +45,16 @@ class CloudCallLedger:
     def count(self, operation: str | None = None) -> int:
         return sum(n for (_, _, op, _), n in self.calls.items() if operation in (None, op))
 
-    def hooks(self) -> CallHooks:
-        return CallHooks(before=None, after=self.record)
+    def hooks_for(self, settings: ProviderSettings) -> CallHooks:
+        """The hooks for one account and region (cached, so clients built from them are reused)."""
+        scope = settings.scope_key()
+        if scope not in self._hooks:
+            bucket = self.limiters.bucket(scope)
+
+            async def before(service: str, operation: str) -> None:
+                waited = await bucket.acquire()
+                if waited and self.metrics is not None:
+                    self.metrics.ratelimit_wait.labels(settings.provider, settings.region).inc(waited)
+
+            self._hooks[scope] = CallHooks(before=before, after=self.record)
+        return self._hooks[scope]

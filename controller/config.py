@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -16,9 +16,14 @@ class ControllerConfig:
     kubeconfig: str = ""  # empty: in-cluster config, else KUBECONFIG / ~/.kube/config
     health_port: int = 0  # 0: no health endpoint
     health_host: str = "127.0.0.1"  # 0.0.0.0 in a Pod, so the kubelet's probes reach it
+    metrics_port: int = 0  # 0: no Prometheus endpoint
+    sweep_interval: float = 60.0  # seconds between drift sweeps of one scope
+    sweep_concurrency: int = 4  # scopes swept at once
+    drift_policy: str = "Correct"  # default for objects without spec.driftPolicy
+    cloud_rate: float = 50.0  # cloud calls per second per account and region (0: unlimited)
+    cloud_burst: float = 100.0
     log_format: str = "text"
     log_level: str = "INFO"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ControllerConfig:
@@ -33,6 +38,12 @@ class ControllerConfig:
             kubeconfig=env.get("KUBECONFIG", ""),
             health_port=int(env.get("KUMO_HEALTH_PORT", 0)),
             health_host=env.get("KUMO_HEALTH_HOST", cls.health_host),
+            metrics_port=int(env.get("KUMO_METRICS_PORT", 0)),
+            sweep_interval=float(env.get("KUMO_SWEEP_INTERVAL", cls.sweep_interval)),
+            sweep_concurrency=int(env.get("KUMO_SWEEP_CONCURRENCY", cls.sweep_concurrency)),
+            drift_policy=env.get("KUMO_DRIFT_POLICY", cls.drift_policy),
+            cloud_rate=float(env.get("KUMO_CLOUD_RATE", cls.cloud_rate)),
+            cloud_burst=float(env.get("KUMO_CLOUD_BURST", cls.cloud_burst)),
             log_format=env.get("KUMO_LOG_FORMAT", cls.log_format),
             log_level=env.get("KUMO_LOG_LEVEL", cls.log_level),
         )

@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,17 @@ from kumo.providers.registry import ProviderRegistry
 
 from kumo import API_GROUP, API_VERSION
 
-from .cloudcalls import CloudCallLedger
+from . import conditions as cond
+from .cloudcalls import CloudCalls
 from .config import ControllerConfig
-from .connection import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from .connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from .drift import IN_SYNC, DriftPolicy
 from .kube import KubeClient
+from .metrics import Metrics
+from .ratelimit import RateLimiters
 from .reconciler import ANNOTATION_ADOPT, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
-from .resources import KINDS, ObjectKey
+from .resources import FINALIZER, KINDS, ObjectKey, connection_secret_name
+from .sweeps import Sweeper
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -61,8 +67,14 @@ class Controller:
 
     reconciler: Reconciler
     workers: int = 16
+    sweep_interval: float = 60.0
+    sweep_concurrency: int = 4
+    metrics: Metrics | None = None
     cache: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
+    sweeper: Sweeper | None = None
+    # (namespace, name) of every kumo connection Secret -> the rotation request it answers
+    secrets: dict[tuple[str, str], str] = field(default_factory=dict)
     _fingerprints: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -77,18 +89,76 @@ class Controller:
             return
         self.cache[key] = _plain(body)
         mark = fingerprint(body)
-        if self._fingerprints.get(key) != mark:
-            self._fingerprints[key] = mark
-            self.queue.add(key)
+        if self._fingerprints.get(key) == mark:
+            return
+        self._fingerprints[key] = mark
+        if event_type is None and self._settled(key, body):
+            return  # listed at start-up and already done: the first sweep verifies it in bulk
+        self.queue.add(key)
 
-    def on_secret_deleted(self, body: Mapping[str, Any]) -> None:
-        labels = body["metadata"].get("labels") or {}
+    def _settled(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
+        """Ready and in sync with its current generation, with its Secret answering the current
+        rotation request: nothing a per-object reconcile would change."""
+        meta, status = body["metadata"], body.get("status") or {}
+        conditions = status.get("conditions") or []
+        rotation = (meta.get("annotations") or {}).get(ANNOTATION_ROTATE_PASSWORD, "")
+        secret = self.secrets.get((key.namespace, connection_secret_name(body)))
+        return (
+            not meta.get("deletionTimestamp")
+            and FINALIZER in (meta.get("finalizers") or [])
+            and status.get("observedGeneration") == meta.get("generation")
+            and cond.is_true(conditions, cond.READY)
+            and cond.is_true(conditions, cond.SYNCED)
+            and secret is not None
+            and (key.kind is not Kind.DATABASE or secret == rotation)
+        )
+
+    def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        where = (meta["namespace"], meta["name"])
+        if event_type != "DELETED":
+            self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
+            return
+        self.secrets.pop(where, None)
+        labels = meta.get("labels") or {}
         kind = labels.get(LABEL_OWNER_KIND)
         if kind in (Kind.DATABASE.value, Kind.BUCKET.value):
-            self.queue.add(ObjectKey(Kind(kind), body["metadata"]["namespace"], labels[LABEL_OWNER_NAME]))
+            self.queue.add(ObjectKey(Kind(kind), meta["namespace"], labels[LABEL_OWNER_NAME]))
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.secrets
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"kumo-worker-{i}") for i in range(self.workers)]
+        self.sweeper = Sweeper(
+            self.reconciler,
+            self.cache,
+            self.queue,
+            self.secret_exists,
+            interval=self.sweep_interval,
+            concurrency=self.sweep_concurrency,
+            metrics=self.metrics,
+        )
+        self._tasks.append(asyncio.create_task(self.sweeper.run(), name="kumo-sweeper"))
+        if self.metrics is not None:
+            self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="kumo-gauges"))
+
+    async def _refresh_gauges(self, every: float = 5.0) -> None:
+        assert self.metrics is not None
+        while True:
+            counts: Counter[tuple[str, str]] = Counter()
+            drifted: Counter[str] = Counter()
+            for key, body in list(self.cache.items()):
+                conditions = (body.get("status") or {}).get("conditions") or []
+                ready = cond.find(conditions, cond.READY)
+                counts[(key.kind.value, ready.get("status", "Unknown") if ready else "Unknown")] += 1
+                in_sync = cond.find(conditions, IN_SYNC)
+                drifted[key.kind.value] += bool(in_sync and in_sync.get("status") == "False")
+            for kind in Kind:
+                for ready_status in ("True", "False", "Unknown"):
+                    self.metrics.objects.labels(kind.value, ready_status).set(counts[(kind.value, ready_status)])
+                self.metrics.drifted.labels(kind.value).set(drifted[kind.value])
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
         self.queue.shutdown()
@@ -104,13 +174,22 @@ class Controller:
                 if body is not None:
                     started = time.monotonic()
                     result = await self.reconciler.reconcile(key, body)
-                    log.debug("reconciled %s in %.3fs: %s", key, time.monotonic() - started, _describe(result))
+                    took = time.monotonic() - started
+                    log.debug("reconciled %s in %.3fs: %s", key, took, _describe(result))
+                    self._observe(key, result, took)
                     self._schedule(key, result)
             except Exception:  # one object's bug must never stop a worker
                 log.exception("unexpected error reconciling %s", key)
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
+
+    def _observe(self, key: ObjectKey, result: Result, took: float) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.reconcile_seconds.labels(key.kind.value).observe(took)
+        if result.error is not None:
+            self.metrics.reconcile_errors.labels(key.kind.value, "terminal" if result.terminal else "retryable").inc()
 
     def _schedule(self, key: ObjectKey, result: Result) -> None:
         if result.error is not None and result.terminal:
@@ -170,17 +249,34 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(config.threads, "kumo-io"))
         kube = KubeClient(api_client(config))
         cluster_id = config.cluster_id or await kube.namespace_uid("kube-system")
-        ledger = CloudCallLedger()
+        metrics = Metrics()
+        if config.metrics_port:
+            metrics.serve(config.metrics_port, config.health_host)
+        cloud_calls = CloudCalls(RateLimiters(config.cloud_rate, config.cloud_burst), metrics)
         reconciler = Reconciler(
             kube,
             providers,
             cluster_id=cluster_id,
             controller_namespace=config.controller_namespace,
-            hooks=ledger.hooks(),
+            hooks_for=cloud_calls.hooks_for,
+            default_drift_policy=DriftPolicy(config.drift_policy),
+            metrics=metrics,
         )
-        memo["controller"] = controller = Controller(reconciler, workers=config.workers)
+        memo["controller"] = controller = Controller(
+            reconciler,
+            workers=config.workers,
+            sweep_interval=config.sweep_interval,
+            sweep_concurrency=config.sweep_concurrency,
+            metrics=metrics,
+        )
         controller.start()
-        log.info("kumo controller started: cluster id %s, %d workers", cluster_id, config.workers)
+        log.info(
+            "kumo controller started: cluster id %s, %d workers, sweeps every %.0fs, drift policy %s",
+            cluster_id,
+            config.workers,
+            config.sweep_interval,
+            config.drift_policy,
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -192,8 +288,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
 
     @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
     def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
-        if event.get("type") == "DELETED" and "controller" in memo:
-            memo["controller"].on_secret_deleted(body)
+        if "controller" in memo:
+            memo["controller"].on_secret_event(event.get("type"), body)
 
     return registry
 

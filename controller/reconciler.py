@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,9 @@ from kumo.providers.base import (
     Kind,
     ManagedResource,
     Observation,
+    Provider,
     ProviderError,
+    ProviderSettings,
     Retryable,
     Terminal,
 )
@@ -45,6 +47,7 @@ from . import connection as conn
 from . import drift as drift_policy
 from .drift import DriftPolicy, policy_of
 from .kube import KubeClient
+from .metrics import Metrics
 from .providerconfig import ProviderConfigError, resolve
 from .resources import (
     FINALIZER,
@@ -147,17 +150,19 @@ class Reconciler:
         *,
         cluster_id: str,
         controller_namespace: str,
-        hooks: CallHooks | None = None,
+        hooks_for: Callable[[ProviderSettings], CallHooks] | None = None,
         timing: Timing | None = None,
         default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
         self.providers = providers
         self.cluster_id = cluster_id
         self.controller_namespace = controller_namespace
-        self.hooks = hooks
+        self.hooks_for = hooks_for
         self.timing = timing or Timing()
         self.default_drift_policy = default_drift_policy
+        self.metrics = metrics
         self._last_event: dict[ObjectKey, tuple[str, str]] = {}
         self._polls: dict[ObjectKey, int] = {}
 
@@ -180,12 +185,21 @@ class Reconciler:
         for event in work.pending_events:
             await self._event(work, *event)
 
-    async def _reconcile(self, work: _Pass) -> Result:
-        settings = await resolve(self.kube, work.body, self.controller_namespace)
+    async def client_for(self, kind: Kind, body: Mapping[str, Any]) -> ExternalClient:
+        """The provider client for an object's provider config (resolved afresh each time, so a
+        rotated credential or a changed endpoint takes effect without a restart)."""
+        return (await self._provider_and_client(kind, body))[1]
+
+    async def _provider_and_client(self, kind: Kind, body: Mapping[str, Any]) -> tuple[Provider, ExternalClient]:
+        settings = await resolve(self.kube, body, self.controller_namespace)
         provider = self.providers.get(settings.provider)
-        if work.key.kind not in provider.kinds:
-            raise Terminal(f"provider {settings.provider!r} does not manage {work.key.kind} objects")
-        client = provider.client(work.key.kind, settings, self.hooks)
+        if kind not in provider.kinds:
+            raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")
+        hooks = self.hooks_for(settings) if self.hooks_for else None
+        return provider, provider.client(kind, settings, hooks)
+
+    async def _reconcile(self, work: _Pass) -> Result:
+        provider, client = await self._provider_and_client(work.key.kind, work.body)
         work.resource = managed_resource(work.key.kind, work.body, self.cluster_id)
         if work.body["metadata"].get("deletionTimestamp"):
             return await self._finalize(work, client)
@@ -535,6 +549,9 @@ class Reconciler:
         if self._last_event.get(work.key) == (reason, message):
             return  # the same news again (a retry): say it once
         self._last_event[work.key] = (reason, message)
+        if self.metrics is not None and reason in (EVENT_DRIFT_DETECTED, EVENT_DRIFT_CORRECTED):
+            counter = self.metrics.drift_detected if reason == EVENT_DRIFT_DETECTED else self.metrics.drift_corrected
+            counter.labels(work.key.kind).inc()
         await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
 
 

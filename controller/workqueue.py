@@ -74,6 +74,10 @@ class WorkQueue(Generic[K]):
     def failures(self, key: K) -> int:
         return self._failures.get(key, 0)
 
+    def busy(self, key: K) -> bool:
+        """Queued, being processed, or waiting for a timed requeue."""
+        return key in self._queued or key in self._processing or key in self._timers
+
     def forget(self, key: K) -> None:
         self._failures.pop(key, None)
 

@@ -35,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
     run.add_argument("--health-port", type=int, help="serve /healthz on this port")
     run.add_argument("--health-host", help="address for /healthz (0.0.0.0 inside a Pod)")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--sweep-interval", type=float, help="seconds between drift sweeps (default 60)")
+    run.add_argument("--sweep-concurrency", type=int, help="drift sweeps running at once (default 4)")
+    run.add_argument(
+        "--drift-policy", choices=["Correct", "Report", "Ignore"], help="default for objects without spec.driftPolicy"
+    )
+    run.add_argument("--cloud-rate", type=float, help="cloud calls per second per account and region (0: no limit)")
+    run.add_argument("--cloud-burst", type=float, help="burst size of that token bucket")
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     run.add_argument("--log-format", choices=["text", "json"], help="log line format")
     run.set_defaults(handler=_run)
@@ -68,6 +76,12 @@ def _run(args: argparse.Namespace) -> int:
         "kubeconfig": args.kubeconfig,
         "health_port": args.health_port,
         "health_host": args.health_host,
+        "metrics_port": args.metrics_port,
+        "sweep_interval": args.sweep_interval,
+        "sweep_concurrency": args.sweep_concurrency,
+        "drift_policy": args.drift_policy,
+        "cloud_rate": args.cloud_rate,
+        "cloud_burst": args.cloud_burst,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

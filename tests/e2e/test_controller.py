@@ -170,7 +170,8 @@ def test_immutable_engine_change_is_rejected(kumo, probe, provider_config):
 
 
 def test_restart_rereads_everything_and_creates_nothing(kumo, probe, provider_config):
-    """After a controller restart every object is reconciled again, with observe calls only."""
+    """After a controller restart, objects that were Ready are re-checked by the first sweep (a
+    batched list, not one describe each), and no create call is made."""
     db, bk = unique("db"), unique("bk")
     kumo.create(example(probe.cloud, "Database", db))
     kumo.create(example(probe.cloud, "Bucket", bk))
@@ -179,11 +180,12 @@ def test_restart_rereads_everything_and_creates_nothing(kumo, probe, provider_co
     kumo.controller.restart()
     marker = len(kumo.controller.log_text())
 
-    def reconciled_after_restart() -> bool:
+    def swept_after_restart() -> bool:
         log = kumo.controller.log_text()[marker:]
-        return all(re.search(rf"reconciled \w+/{kumo.namespace}/{n} ", log) for n in (db, bk))
+        pattern = rf"swept {{kind}} of ProviderConfig {kumo.namespace}/{provider_config}: [1-9]\d* listed, [1-9]"
+        return all(re.search(pattern.format(kind=kind), log) for kind in ("Database", "Bucket"))
 
-    kumo.wait_for("both objects reconciled after the restart", reconciled_after_restart)
+    kumo.wait_for("both scopes swept after the restart", swept_after_restart)
     after = kumo.controller.log_text()[marker:]
     assert "cloud call" in after
     assert not re.search(r"cloud call \S+ \S+ (CreateDBInstance|CreateBucket|instances.insert|buckets.insert)", after)

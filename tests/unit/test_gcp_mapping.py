@@ -9,6 +9,7 @@ listing that spans several pages).
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,7 +17,10 @@ import google.api_core.exceptions as google_errors
 import google.auth.exceptions as auth_errors
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.api_core import page_iterator
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sql
 from kumo.providers.base import (
     BucketSpec,
@@ -37,9 +41,11 @@ from kumo.providers.gcp.gcs import actual_settings as bucket_settings
 from kumo.providers.gcp.gcs import bucket_changes
 from kumo.providers.gcp.session import (
     ServiceCaller,
+    credentials_for,
     label_value,
     owner_from_labels,
     ownership_labels,
+    project_of,
     translate,
 )
 
@@ -402,6 +408,79 @@ def test_error_message_is_googles_own() -> None:
     """The message is Google's text, without the method and URL api_core puts in front."""
     error = google_errors.NotFound("GET https://sqladmin.googleapis.com/sql/v1beta4/projects/p/instances/x: gone")
     assert str(translate(error, "instances.get")) == "gone"
+
+
+# ---------------------------------------------------------------------------- credentials
+
+
+def service_account_key(**overrides: Any) -> str:
+    """A service-account key JSON with a freshly generated private key."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key = {
+        "type": "service_account",
+        "project_id": "key-project",
+        "client_email": "kumo@key-project.iam.gserviceaccount.com",
+        "private_key": private_key.decode(),
+        "token_uri": "https://oauth2.googleapis.com/token",
+        **overrides,
+    }
+    return json.dumps(key)
+
+
+@pytest.mark.parametrize("secret_key", ["document", "credentials.json"])
+def test_service_account_key_from_the_credentials_secret(secret_key: str) -> None:
+    """A key JSON under either key is used as it is, and names the project when the config does not."""
+    settings = ProviderSettings(provider="gcp", credentials={secret_key: service_account_key()})
+
+    credentials = credentials_for(settings, "sqladmin")
+
+    assert credentials.service_account_email == "kumo@key-project.iam.gserviceaccount.com"
+    assert project_of(settings) == "key-project"
+
+
+def test_emulator_endpoints_without_credentials_are_anonymous(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials and an overridden endpoint: anonymous (emulators); without an override the
+    environment's Application Default Credentials (Workload Identity) are used."""
+    monkeypatch.setattr("google.auth.default", lambda scopes: ("adc-credentials", "adc-project"))
+    settings = ProviderSettings(provider="gcp", project="p1", endpoints={"storage": "http://127.0.0.1:9023"})
+
+    assert isinstance(credentials_for(settings, "storage"), AnonymousCredentials)
+    assert credentials_for(settings, "sqladmin") == "adc-credentials"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        pytest.param({"document": "{not json"}, "credentials.document: not valid JSON", id="not-json"),
+        pytest.param(
+            {"document": json.dumps({"type": "authorized_user"})},
+            "credentials.document: not a service-account key",
+            id="user-credentials",
+        ),
+        pytest.param(
+            {"credentials.json": json.dumps({"type": "service_account", "private_key": "SECRET-KEY"})},
+            "credentials.credentials.json: service-account key lacks client_email, token_uri",
+            id="missing-fields",
+        ),
+        pytest.param(
+            {"document": service_account_key(private_key="-----BEGIN PRIVATE KEY-----\nSECRET-KEY\n")},
+            "credentials.document: the private key could not be loaded",
+            id="broken-private-key",
+        ),
+        pytest.param({"aws_access_key_id": "AKIA"}, "credentials: need document or credentials.json", id="aws-keys"),
+    ],
+)
+def test_unusable_credentials_are_terminal_and_never_quoted(credentials: dict[str, str], expected: str) -> None:
+    """A bad credentials Secret says which key is wrong and how, without quoting its content."""
+    settings = ProviderSettings(provider="gcp", project="p1", credentials=credentials)
+
+    with pytest.raises(Terminal) as refused:
+        credentials_for(settings, "sqladmin")
+
+    assert str(refused.value).startswith(expected) and refused.value.code == "NoCredentials"
+    assert "SECRET-KEY" not in str(refused.value)
 
 
 # ---------------------------------------------------------------------------- fakes of the SDK

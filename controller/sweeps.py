@@ -1,0 +1,193 @@
+"""Drift sweeps: one batched read of the cloud per (provider config, kind), not a timer per object.
+
+Per-resource polling costs one cloud read per resource per interval; a sweep costs one paged list
+call per 100 RDS instances, 500 Cloud SQL instances or 1000 GCS buckets, whether 10 or 10,000
+objects are managed. The sweep compares the listing with the desired state of every object held
+in memory and only then touches anything: a steady sweep writes nothing to Kubernetes and
+enqueues nothing. Drift is reported (and, under Correct, handed to the reconciler to fix).
+
+The first sweep runs right after start-up, which is also how a restarted controller re-checks
+the objects that were already Ready: a few list calls instead of one describe per object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kumo.providers.base import Kind, ProviderError
+
+from . import conditions as cond
+from .drift import DriftPolicy, policy_of
+from .metrics import Metrics
+from .providerconfig import DEFAULT_REF, ProviderConfigError
+from .reconciler import Reconciler
+from .resources import FINALIZER, ObjectKey, connection_secret_name, managed_resource
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+ANNOTATION_SWEEP_INTERVAL = "kumo.dev/sweep-interval"
+MIN_INTERVAL = 5.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True, order=True)
+class SweepScope:
+    """The objects one list call can cover: same provider config, same kind."""
+
+    config_kind: str
+    config_namespace: str
+    config_name: str
+    kind: Kind
+
+
+def scope_of(key: ObjectKey, body: Mapping[str, Any]) -> SweepScope:
+    ref = (body.get("spec") or {}).get("providerConfigRef") or DEFAULT_REF
+    kind = ref.get("kind", DEFAULT_REF["kind"])
+    namespace = key.namespace if kind == "ProviderConfig" else ""
+    return SweepScope(kind, namespace, ref["name"], key.kind)
+
+
+def parse_interval(text: str | None) -> float | None:
+    """'90', '90s', '5m', '1h' -> seconds (at least MIN_INTERVAL); None when absent or malformed."""
+    match = _DURATION.match(text or "")
+    if not match:
+        return None
+    return max(MIN_INTERVAL, float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass
+class SweepStats:
+    listed: int = 0
+    compared: int = 0
+    drifted: int = 0
+    enqueued: int = 0
+
+
+@dataclass
+class Sweeper:
+    reconciler: Reconciler
+    cache: dict[ObjectKey, dict[str, Any]]
+    queue: WorkQueue[ObjectKey]
+    secret_exists: Callable[[str, str], bool]
+    interval: float = 60.0
+    concurrency: int = 4
+    metrics: Metrics | None = None
+    startup_delay: float = 2.0  # let the first watch listings fill the caches
+    _due: dict[SweepScope, float] = field(default_factory=dict)
+    _last_assessed: dict[ObjectKey, float] = field(default_factory=dict)
+    _running: dict[SweepScope, asyncio.Task[SweepStats]] = field(default_factory=dict)
+    completed: int = 0  # sweeps finished since start (for tests and benchmarks)
+
+    async def run(self) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - started >= self.startup_delay:
+                self._start_due(now, semaphore)
+            await asyncio.sleep(self._sleep_for(now))
+
+    def _start_due(self, now: float, semaphore: asyncio.Semaphore) -> None:
+        self._running = {scope: task for scope, task in self._running.items() if not task.done()}
+        for scope, members in self._groups().items():
+            interval = min(self._interval_of(body) for _, body in members)
+            due = self._due.setdefault(scope, now)
+            if due > now or scope in self._running:
+                continue
+            self._due[scope] = now + interval * random.uniform(0.9, 1.1)  # noqa: S311 - jitter
+            self._running[scope] = asyncio.create_task(self._sweep_bounded(semaphore, scope, members))
+
+    def _sleep_for(self, now: float) -> float:
+        upcoming = [due - now for due in self._due.values()]
+        return max(0.05, min([1.0, *upcoming]))
+
+    def _groups(self) -> dict[SweepScope, list[tuple[ObjectKey, dict[str, Any]]]]:
+        groups: dict[SweepScope, list[tuple[ObjectKey, dict[str, Any]]]] = defaultdict(list)
+        for key, body in list(self.cache.items()):
+            if self._sweepable(body):
+                groups[scope_of(key, body)].append((key, body))
+        return groups
+
+    def _sweepable(self, body: Mapping[str, Any]) -> bool:
+        meta = body["metadata"]
+        annotations = meta.get("annotations") or {}
+        return (
+            not meta.get("deletionTimestamp")
+            and FINALIZER in (meta.get("finalizers") or [])
+            and annotations.get("kumo.dev/paused") != "true"
+            and bool((body.get("status", {}).get("atProvider") or {}).get("externalName"))
+            and policy_of(body, self.reconciler.default_drift_policy) is not DriftPolicy.IGNORE
+        )
+
+    def _interval_of(self, body: Mapping[str, Any]) -> float:
+        annotations = body["metadata"].get("annotations") or {}
+        return parse_interval(annotations.get(ANNOTATION_SWEEP_INTERVAL)) or self.interval
+
+    async def _sweep_bounded(
+        self, semaphore: asyncio.Semaphore, scope: SweepScope, members: list[tuple[ObjectKey, dict[str, Any]]]
+    ) -> SweepStats:
+        async with semaphore:
+            started = time.monotonic()
+            try:
+                stats = await self.sweep(scope, members)
+            except (ProviderError, ProviderConfigError) as error:
+                # The per-object reconciles report configuration and cloud errors; a sweep only logs.
+                log.warning("sweep of %s failed: %s", scope, error)
+                return SweepStats()
+            except Exception:
+                log.exception("sweep of %s failed unexpectedly", scope)
+                return SweepStats()
+            self.completed += 1
+            if self.metrics is not None:
+                self.metrics.sweep_seconds.labels(scope.kind).observe(time.monotonic() - started)
+                self.metrics.sweep_size.labels(scope.kind).set(stats.compared)
+            log.debug(
+                "swept %s of %s %s/%s: %d listed, %d compared, %d drifted, %d enqueued in %.3fs",
+                scope.kind,
+                scope.config_kind,
+                scope.config_namespace or "-",
+                scope.config_name,
+                stats.listed,
+                stats.compared,
+                stats.drifted,
+                stats.enqueued,
+                time.monotonic() - started,
+            )
+            return stats
+
+    async def sweep(self, scope: SweepScope, members: list[tuple[ObjectKey, dict[str, Any]]]) -> SweepStats:
+        """One batched observation of the scope, compared with every member that is due."""
+        stats = SweepStats()
+        client = await self.reconciler.client_for(scope.kind, members[0][1])
+        cluster_id = self.reconciler.cluster_id
+        by_name = {managed_resource(scope.kind, body, cluster_id).external_name: (key, body) for key, body in members}
+        resources = [managed_resource(scope.kind, body, cluster_id) for _, body in members]
+        observations = await client.observe_many(resources)
+        stats.listed = len(resources)
+        now = time.monotonic()
+        for name, (key, body) in by_name.items():
+            if self.queue.busy(key) or now - self._last_assessed.get(key, 0.0) < self._interval_of(body) * 0.9:
+                continue  # a reconcile has it, or its own interval has not come round yet
+            self._last_assessed[key] = now
+            stats.compared += 1
+            observation = observations.get(name)
+            needs_reconcile = await self.reconciler.assess_sweep(key, body, observation)
+            if observation is not None and observation.drift:
+                stats.drifted += 1
+            if needs_reconcile or self._secret_missing(key, body):
+                stats.enqueued += 1
+                self.queue.add(key)
+        return stats
+
+    def _secret_missing(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
+        ready = cond.is_true(body.get("status", {}).get("conditions") or [], cond.READY)
+        return ready and not self.secret_exists(key.namespace, connection_secret_name(body))

@@ -1,0 +1,424 @@
+"""Buckets on Cloud Storage: the `ExternalClient` for Bucket objects under provider "gcp".
+
+The bucket name is the external name, in the provider config's project. Managed settings are
+Object Versioning, public access prevention (with uniform bucket-level access always on), the
+default encryption key, one lifecycle rule (Delete at an age of N days) and the labels. Settings
+kumo does not manage are left alone: foreign labels and foreign lifecycle rules are read and
+written back whenever kumo rewrites the label map or the rule list.
+
+Creating is two calls: buckets.insert with every setting, then one buckets.patch with them again.
+Real GCS applies them at insert already; the GCS emulator ignores everything but the name there
+and stores settings only on PATCH, and the second call is harmless on GCS. A bucket is read with
+one buckets.get (projection full), and a drift sweep over N buckets costs ceil(N/1000)
+buckets.list calls, because a listing carries every bucket's full metadata.
+
+GCS always encrypts at rest: `spec.encryption: false` cannot turn that off; it only means no
+customer-managed key, so the encryption setting reads "google-managed" either way.
+
+`spec.providerOptions`: kmsKeyName (projects/P/locations/L/keyRings/R/cryptoKeys/K), the
+customer-managed Cloud KMS key new objects are encrypted with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kumo.providers.base import (
+    BucketSpec,
+    Creation,
+    Deletion,
+    FieldDrift,
+    ManagedResource,
+    Observation,
+    ProviderSettings,
+    Terminal,
+    Update,
+    diff_settings,
+)
+
+from .session import (
+    CALL_TIMEOUT,
+    OWNERSHIP_LABEL_KEYS,
+    PROVIDER_NAME,
+    PageWalker,
+    ProviderOption,
+    ServiceCaller,
+    checked_options,
+    is_kms_key,
+    option_problems,
+    owner_from_labels,
+    ownership_labels,
+    present_labels,
+)
+
+FIELD_VERSIONING = "versioning"
+FIELD_PUBLIC_ACCESS_PREVENTION = "publicAccessPrevention"
+FIELD_ENCRYPTION = "encryption"
+FIELD_LIFECYCLE = "lifecycleExpireDays"
+FIELD_LABELS = "labels"
+# The order `Update.changed` lists fields in.
+SETTING_ORDER = (FIELD_PUBLIC_ACCESS_PREVENTION, FIELD_ENCRYPTION, FIELD_VERSIONING, FIELD_LIFECYCLE, FIELD_LABELS)
+
+PREVENTION_ENFORCED = "enforced"
+PREVENTION_INHERITED = "inherited"
+PREVENTION_UNSPECIFIED = "unspecified"  # the older name GCS may still report for "inherited"
+GOOGLE_MANAGED = "google-managed"
+OPTION_KMS_KEY = "kmsKeyName"
+OPTIONS = (ProviderOption(OPTION_KMS_KEY, is_kms_key),)
+EXPIRE_ACTION = "Delete"
+
+DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+STATE_AVAILABLE = "available"  # GCS buckets have no state of their own: they exist or not
+STATE_DELETED = "deleted"
+BUCKETS_PAGE_SIZE = 1000  # the buckets.list maximum
+OBJECTS_PAGE_SIZE = 1000  # the objects.list maximum
+DELETE_BATCH = 100  # the most requests one GCS batch request may carry
+MAX_LABELS = 64
+# A region (europe-west1), a multi-region (EU, US, ASIA) or a dual-region (NAM4, EUR4).
+LOCATION_PATTERN = r"[a-z]+-[a-z]+\d+|[a-z]+\d*"
+
+# Google's reason, or api_core's class name when the answer had no body (the emulator's 404 / 409).
+CODES_CONFLICT = ("conflict", "Conflict")
+CODES_FORBIDDEN = ("forbidden", "Forbidden")
+CODE_NOT_EMPTY = "BucketNotEmpty"
+CODE_NAME_TAKEN = "BucketNameTaken"
+CODE_OWNED_BY_OTHER = "OwnedByAnotherObject"
+
+MESSAGE_NOT_EMPTY = (
+    "bucket {name!r} still holds objects; empty it, or set spec.forceDestroy: true "
+    "to let kumo delete every object version with the bucket"
+)
+MESSAGE_NAME_TAKEN = (
+    "bucket name {name!r} is taken by another project (bucket names are global); choose another with spec.externalName"
+)
+MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
+
+
+# ---------------------------------------------------------------------------- pure mapping
+
+
+def bucket_location(resource: ManagedResource, settings: ProviderSettings) -> str:
+    return resource.bucket.location or settings.region
+
+
+def desired_encryption(spec: BucketSpec) -> str:
+    """The KMS key when one is asked for, else Google-managed keys (GCS cannot store unencrypted)."""
+    key = spec.provider_options.get(OPTION_KMS_KEY)
+    return str(key) if spec.encryption and key else GOOGLE_MANAGED
+
+
+def desired_settings(resource: ManagedResource) -> dict[str, Any]:
+    """The managed settings the spec renders to, keyed by portable field name."""
+    spec = resource.bucket
+    return {
+        FIELD_VERSIONING: spec.versioning,
+        FIELD_PUBLIC_ACCESS_PREVENTION: PREVENTION_INHERITED if spec.public_access else PREVENTION_ENFORCED,
+        FIELD_ENCRYPTION: desired_encryption(spec),
+        FIELD_LIFECYCLE: spec.lifecycle_expire_days,
+        FIELD_LABELS: {**spec.labels, **ownership_labels(resource.owner)},
+    }
+
+
+def is_expire_rule(rule: Mapping[str, Any]) -> bool:
+    """kumo's lifecycle rule: Delete, with an age as its only condition."""
+    condition = rule.get("condition") or {}
+    return (rule.get("action") or {}).get("type") == EXPIRE_ACTION and set(condition) == {"age"}
+
+
+def _rules(bucket: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list((bucket.get("lifecycle") or {}).get("rule") or [])
+
+
+def expire_days(bucket: Mapping[str, Any]) -> int | None:
+    for rule in _rules(bucket):
+        if is_expire_rule(rule):
+            return int(rule["condition"]["age"])
+    return None
+
+
+def lifecycle_rules(current: Sequence[Mapping[str, Any]], days: int | None) -> list[dict[str, Any]]:
+    """The bucket's rule list with kumo's rule replaced (or removed); other rules are kept."""
+    rules = [dict(rule) for rule in current if not is_expire_rule(rule)]
+    if days is not None:
+        rules.append({"action": {"type": EXPIRE_ACTION}, "condition": {"age": days}})
+    return rules
+
+
+def actual_settings(bucket: Mapping[str, Any]) -> dict[str, Any]:
+    """The managed settings in the portable vocabulary, from a bucket resource (GCS JSON API)."""
+    prevention = (bucket.get("iamConfiguration") or {}).get("publicAccessPrevention") or PREVENTION_INHERITED
+    return {
+        FIELD_VERSIONING: bool((bucket.get("versioning") or {}).get("enabled")),
+        FIELD_PUBLIC_ACCESS_PREVENTION: PREVENTION_INHERITED if prevention == PREVENTION_UNSPECIFIED else prevention,
+        FIELD_ENCRYPTION: (bucket.get("encryption") or {}).get("defaultKmsKeyName") or GOOGLE_MANAGED,
+        FIELD_LIFECYCLE: expire_days(bucket),
+        FIELD_LABELS: present_labels(bucket.get("labels")),
+    }
+
+
+def bucket_changes(resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The values to write for the given fields. Labels and lifecycle rules are written as a
+    whole, so those someone else added to `current` are carried over; a rule list or default key
+    that would stay as it is is left out (a new bucket needs neither)."""
+    desired = desired_settings(resource)
+    changes = {field: desired[field] for field in fields if field in desired}
+    if FIELD_LABELS in changes:
+        changes[FIELD_LABELS] = {**present_labels(current.get("labels")), **desired[FIELD_LABELS]}
+    if FIELD_LIFECYCLE in changes:
+        rules = lifecycle_rules(_rules(current), desired[FIELD_LIFECYCLE])
+        changes[FIELD_LIFECYCLE] = rules
+        if rules == _rules(current):
+            del changes[FIELD_LIFECYCLE]
+    if changes.get(FIELD_ENCRYPTION) == actual_settings(current)[FIELD_ENCRYPTION] == GOOGLE_MANAGED:
+        del changes[FIELD_ENCRYPTION]
+    return changes
+
+
+def configure(bucket: Any, changes: Mapping[str, Any]) -> None:
+    """Set the changes on a `storage.Bucket` (no request yet; insert or patch sends them)."""
+    if FIELD_VERSIONING in changes:
+        bucket.versioning_enabled = changes[FIELD_VERSIONING]
+    if FIELD_PUBLIC_ACCESS_PREVENTION in changes:
+        # Sent together: the GCS emulator replaces iamConfiguration as a whole on PATCH.
+        iam = bucket.iam_configuration
+        iam.uniform_bucket_level_access_enabled = True
+        iam.public_access_prevention = changes[FIELD_PUBLIC_ACCESS_PREVENTION]
+    if FIELD_ENCRYPTION in changes:
+        key = changes[FIELD_ENCRYPTION]
+        bucket.default_kms_key_name = None if key == GOOGLE_MANAGED else key
+    if FIELD_LIFECYCLE in changes:
+        bucket.lifecycle_rules = changes[FIELD_LIFECYCLE]
+    if FIELD_LABELS in changes:
+        bucket.labels = changes[FIELD_LABELS]
+
+
+def connection_details(name: str, bucket: Mapping[str, Any], endpoint_override: str) -> dict[str, str]:
+    return {
+        "bucket": name,
+        "region": str(bucket.get("location", "")).lower(),
+        "endpoint": endpoint_override or DEFAULT_ENDPOINT,
+        "url": f"gs://{name}",
+    }
+
+
+def bucket_observation(
+    resource: ManagedResource, bucket: Mapping[str, Any], project: str, endpoint_override: str
+) -> Observation:
+    actual = actual_settings(bucket)
+    location = str(bucket.get("location", ""))
+    return Observation(
+        external_name=resource.external_name,
+        state=STATE_AVAILABLE,
+        ready=True,
+        owner=owner_from_labels(actual[FIELD_LABELS]),
+        settings=actual,
+        drift=diff_settings(desired_settings(resource), actual),
+        connection=connection_details(resource.external_name, bucket, endpoint_override),
+        at_provider={
+            "externalName": resource.external_name,
+            "provider": PROVIDER_NAME,
+            "project": project,
+            "location": location,
+            "region": location.lower(),
+            "storageClass": bucket.get("storageClass", ""),
+            "selfLink": bucket.get("selfLink", ""),
+            "id": bucket.get("id", ""),
+        },
+    )
+
+
+def validate_bucket(spec: BucketSpec) -> list[str]:
+    """Problems only GCS can judge, each naming its field."""
+    problems = option_problems(spec.provider_options, OPTIONS)
+    if spec.provider_options.get(OPTION_KMS_KEY) and not spec.encryption:
+        problems.append(f"spec.providerOptions.{OPTION_KMS_KEY}: set, but spec.encryption is false")
+    if spec.location and not re.fullmatch(LOCATION_PATTERN, spec.location, re.IGNORECASE):
+        problems.append(f"spec.location: {spec.location!r} is not a GCS location such as europe-west1, EU or NAM4")
+    room = MAX_LABELS - len(OWNERSHIP_LABEL_KEYS)
+    if len(spec.labels) > room:
+        problems.append(f"spec.labels: GCS allows {room} labels next to kumo's ownership labels")
+    return problems
+
+
+def resource_of(bucket: Any) -> dict[str, Any]:
+    """The bucket's GCS JSON API resource. The storage library keeps it in `_properties` and has
+    no public accessor; the documented JSON shape keeps the mapping above plain and testable."""
+    return dict(bucket._properties)
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class GCSClient:
+    """The Bucket client for one provider config (see `ExternalClient` for the contract)."""
+
+    def __init__(self, storage: ServiceCaller, settings: ProviderSettings, *, page_size: int = BUCKETS_PAGE_SIZE):
+        self._storage = storage
+        self._settings = settings
+        self._page_size = page_size
+
+    def desired(self, resource: ManagedResource) -> dict[str, Any]:
+        return desired_settings(resource)
+
+    async def observe(self, resource: ManagedResource) -> Observation | None:
+        bucket = await self._read(resource.external_name)
+        return None if bucket is None else self._observation(resource, bucket)
+
+    async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
+        wanted = {resource.external_name: resource for resource in resources}
+        found: dict[str, Observation] = {}
+        project = self._storage.project
+        pages = PageWalker(
+            lambda client: client.list_buckets(
+                page_size=self._page_size, projection="full", project=project, retry=None, timeout=CALL_TIMEOUT
+            )
+        )
+        while wanted and pages.more:
+            buckets = await self._storage.call(
+                "buckets.list", lambda client: [resource_of(b) for b in pages.next_page(client)]
+            )
+            for bucket in buckets:
+                resource = wanted.pop(str(bucket.get("name", "")), None)
+                if resource is not None:
+                    found[resource.external_name] = self._observation(resource, bucket)
+        return found
+
+    async def create(self, resource: ManagedResource, password: str | None = None) -> Creation:
+        name = resource.external_name
+        checked_options(resource.bucket.provider_options, OPTIONS)
+        current: Mapping[str, Any] = {}
+        try:
+            await self._insert(resource)
+        except Terminal as error:
+            if error.code not in CODES_CONFLICT:
+                raise
+            current = await self._existing(resource)  # ours from an earlier attempt: continue
+        await self._patch(resource, SETTING_ORDER, current)
+        return Creation(name, STATE_AVAILABLE)
+
+    async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
+        fields = {entry.field for entry in drift}
+        changed = tuple(field for field in SETTING_ORDER if field in fields)
+        if changed:
+            current = await self._read(resource.external_name) or {}
+            await self._patch(resource, changed, current)
+        return Update(changed=changed)
+
+    async def delete(self, resource: ManagedResource) -> Deletion:
+        name = resource.external_name
+        if resource.bucket.force_destroy:
+            if not await self._empty(name):
+                return Deletion(gone=True, state=STATE_DELETED)
+        elif not await self._check_empty(name):
+            return Deletion(gone=True, state=STATE_DELETED)
+        try:
+            await self._storage.find(
+                "buckets.delete", lambda client: client.bucket(name).delete(retry=None, timeout=CALL_TIMEOUT)
+            )
+        except Terminal as error:
+            if error.code not in CODES_CONFLICT:
+                raise
+            # Objects arrived since the listing; the next attempt lists (and, forced, empties) again.
+            raise Terminal(MESSAGE_NOT_EMPTY.format(name=name), code=CODE_NOT_EMPTY) from None
+        return Deletion(gone=True, state=STATE_DELETED)
+
+    # ------------------------------------------------------------------------ reading and writing
+
+    def _observation(self, resource: ManagedResource, bucket: Mapping[str, Any]) -> Observation:
+        return bucket_observation(resource, bucket, self._storage.project, self._storage.endpoint_override)
+
+    async def _read(self, name: str) -> dict[str, Any] | None:
+        def read(client: Any) -> dict[str, Any]:
+            bucket = client.bucket(name)
+            bucket.reload(projection="full", retry=None, timeout=CALL_TIMEOUT)
+            return resource_of(bucket)
+
+        return await self._storage.find("buckets.get", read)
+
+    async def _insert(self, resource: ManagedResource) -> None:
+        location = bucket_location(resource, self._settings)
+        changes = bucket_changes(resource, SETTING_ORDER, {})
+        project = self._storage.project
+
+        def insert(client: Any) -> None:
+            bucket = client.bucket(resource.external_name)
+            configure(bucket, changes)
+            client.create_bucket(bucket, project=project, location=location or None, retry=None, timeout=CALL_TIMEOUT)
+
+        await self._storage.call("buckets.insert", insert)
+
+    async def _patch(self, resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]) -> None:
+        changes = bucket_changes(resource, fields, current)
+
+        def patch(client: Any) -> None:
+            bucket = client.bucket(resource.external_name)  # fresh: only `changes` are sent
+            configure(bucket, changes)
+            bucket.patch(retry=None, timeout=CALL_TIMEOUT)
+
+        await self._storage.call("buckets.patch", patch)
+
+    async def _existing(self, resource: ManagedResource) -> dict[str, Any]:
+        """After 409 on insert: the bucket, when it is ours to configure; `Terminal` when another
+        project has the name or another object owns the bucket."""
+        name = resource.external_name
+        try:
+            bucket = await self._read(name)
+        except Terminal as error:
+            if error.code not in CODES_FORBIDDEN:
+                raise
+            bucket = None  # it exists, in a project these credentials cannot read
+        if bucket is None:
+            raise Terminal(MESSAGE_NAME_TAKEN.format(name=name), code=CODE_NAME_TAKEN)
+        owner = owner_from_labels(present_labels(bucket.get("labels")))
+        if owner is not None and owner.uid != resource.owner.uid:
+            raise Terminal(MESSAGE_OWNED_BY_OTHER.format(name=name, owner=owner.object_ref), code=CODE_OWNED_BY_OTHER)
+        return bucket
+
+    # ------------------------------------------------------------------------ deleting
+
+    async def _versions(self, name: str, limit: int) -> list[tuple[str, int]] | None:
+        """(name, generation) of up to `limit` object versions, noncurrent ones included; None
+        when the bucket is gone."""
+
+        def list_versions(client: Any) -> list[tuple[str, int]]:
+            blobs = client.list_blobs(
+                name, versions=True, max_results=limit, page_size=limit, retry=None, timeout=CALL_TIMEOUT
+            )
+            return [(blob.name, blob.generation) for blob in blobs]
+
+        return await self._storage.find("objects.list", list_versions)
+
+    async def _check_empty(self, name: str) -> bool:
+        """False when the bucket is gone; `Terminal` BucketNotEmpty when it holds anything."""
+        versions = await self._versions(name, 1)
+        if versions is None:
+            return False
+        if versions:
+            raise Terminal(MESSAGE_NOT_EMPTY.format(name=name), code=CODE_NOT_EMPTY)
+        return True
+
+    async def _empty(self, name: str) -> bool:
+        """Delete every object version, a listing page at a time; False when the bucket is gone.
+        Each round lists from the start again, so an interrupted delete simply continues."""
+        while True:
+            versions = await self._versions(name, OBJECTS_PAGE_SIZE)
+            if versions is None:
+                return False
+            if not versions:
+                return True
+            for start in range(0, len(versions), DELETE_BATCH):
+                await self._delete_batch(name, versions[start : start + DELETE_BATCH])
+
+    async def _delete_batch(self, name: str, versions: Sequence[tuple[str, int]]) -> None:
+        """One GCS batch request deleting up to 100 object versions (one call for the hooks)."""
+
+        def delete_all(client: Any) -> None:
+            bucket = client.bucket(name)
+            with client.batch():
+                for blob_name, generation in versions:
+                    bucket.blob(blob_name, generation=generation).delete(retry=None, timeout=CALL_TIMEOUT)
+
+        # 404: another deleter got there first; the next listing shows what is left.
+        await self._storage.find("objects.delete", delete_all)
