@@ -41,6 +41,7 @@ async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespac
         project=spec.get("project", ""),
         credentials=credentials,
         endpoints=dict(spec.get("endpoints") or {}),
+        provider_options=dict(spec.get("providerOptions") or {}),
     )
 
 

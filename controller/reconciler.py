@@ -24,7 +24,7 @@ import base64
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kumo.providers.base import (
     CallHooks,
@@ -51,6 +51,7 @@ from .metrics import Metrics
 from .providerconfig import ProviderConfigError, resolve
 from .resources import (
     FINALIZER,
+    KINDS,
     ObjectKey,
     connection_secret_name,
     managed_resource,
@@ -96,6 +97,12 @@ class Timing:
     poll_min: float = 2.0  # first look at a resource that is still provisioning
     poll_max: float = 30.0
     terminal_retry: float = 300.0  # errors a retry soon won't fix
+
+
+class Connected(NamedTuple):
+    provider: Provider
+    client: ExternalClient
+    settings: ProviderSettings
 
 
 @dataclass(frozen=True)
@@ -185,22 +192,23 @@ class Reconciler:
         for event in work.pending_events:
             await self._event(work, *event)
 
-    async def client_for(self, kind: Kind, body: Mapping[str, Any]) -> ExternalClient:
-        """The provider client for an object's provider config (resolved afresh each time, so a
-        rotated credential or a changed endpoint takes effect without a restart)."""
-        return (await self._provider_and_client(kind, body))[1]
-
-    async def _provider_and_client(self, kind: Kind, body: Mapping[str, Any]) -> tuple[Provider, ExternalClient]:
+    async def connect(self, kind: Kind, body: Mapping[str, Any]) -> Connected:
+        """Provider, client and settings for an object's provider config, resolved afresh each
+        time so a rotated credential or a changed endpoint takes effect without a restart."""
         settings = await resolve(self.kube, body, self.controller_namespace)
         provider = self.providers.get(settings.provider)
         if kind not in provider.kinds:
             raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")
         hooks = self.hooks_for(settings) if self.hooks_for else None
-        return provider, provider.client(kind, settings, hooks)
+        return Connected(provider, provider.client(kind, settings, hooks), settings)
+
+    def resource_for(self, kind: Kind, body: Mapping[str, Any], settings: ProviderSettings) -> ManagedResource:
+        defaults = settings.provider_options.get(KINDS[kind].plural) or {}
+        return managed_resource(kind, body, self.cluster_id, defaults)
 
     async def _reconcile(self, work: _Pass) -> Result:
-        provider, client = await self._provider_and_client(work.key.kind, work.body)
-        work.resource = managed_resource(work.key.kind, work.body, self.cluster_id)
+        provider, client, settings = await self.connect(work.key.kind, work.body)
+        work.resource = self.resource_for(work.key.kind, work.body, settings)
         if work.body["metadata"].get("deletionTimestamp"):
             return await self._finalize(work, client)
         problems = provider.validate(work.resource)

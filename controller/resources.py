@@ -73,8 +73,13 @@ def ownership(body: Mapping[str, Any], cluster_id: str) -> Ownership:
     return Ownership(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], cluster_id=cluster_id)
 
 
-def managed_resource(kind: Kind, body: Mapping[str, Any], cluster_id: str) -> ManagedResource:
-    spec = body.get("spec", {})
+def managed_resource(
+    kind: Kind, body: Mapping[str, Any], cluster_id: str, default_options: Mapping[str, Any] | None = None
+) -> ManagedResource:
+    """The provider's view of an object; `default_options` (the ProviderConfig's providerOptions)
+    sit under the object's own, which win key by key."""
+    spec = dict(body.get("spec", {}))
+    spec["providerOptions"] = {**(default_options or {}), **(spec.get("providerOptions") or {})}
     parsed: DatabaseSpec | BucketSpec = _database_spec(spec) if kind is Kind.DATABASE else _bucket_spec(spec)
     return ManagedResource(kind, external_name(body, cluster_id), ownership(body, cluster_id), parsed)
 

@@ -29,7 +29,7 @@ from .drift import DriftPolicy, policy_of
 from .metrics import Metrics
 from .providerconfig import DEFAULT_REF, ProviderConfigError
 from .reconciler import Reconciler
-from .resources import FINALIZER, ObjectKey, connection_secret_name, managed_resource
+from .resources import FINALIZER, ObjectKey, connection_secret_name
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -167,10 +167,9 @@ class Sweeper:
     async def sweep(self, scope: SweepScope, members: list[tuple[ObjectKey, dict[str, Any]]]) -> SweepStats:
         """One batched observation of the scope, compared with every member that is due."""
         stats = SweepStats()
-        client = await self.reconciler.client_for(scope.kind, members[0][1])
-        cluster_id = self.reconciler.cluster_id
-        by_name = {managed_resource(scope.kind, body, cluster_id).external_name: (key, body) for key, body in members}
-        resources = [managed_resource(scope.kind, body, cluster_id) for _, body in members]
+        _, client, settings = await self.reconciler.connect(scope.kind, members[0][1])
+        resources = [self.reconciler.resource_for(scope.kind, body, settings) for _, body in members]
+        by_name = {resource.external_name: member for resource, member in zip(resources, members, strict=True)}
         observations = await client.observe_many(resources)
         stats.listed = len(resources)
         now = time.monotonic()

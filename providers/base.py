@@ -139,6 +139,8 @@ class ProviderSettings:
     project: str = ""
     credentials: Mapping[str, str] = field(default_factory=dict)
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # ProviderConfig defaults for each object's providerOptions, by kind plural ("databases", "buckets")
+    provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def scope_key(self) -> tuple[str, str, str]:
         """Identifies one cloud account and region, the unit of rate limiting."""

@@ -290,6 +290,10 @@ def _check_settings(settings: Json, previous: Json | None = None) -> None:
     size = _disk_gb(settings.get("dataDiskSizeGb", SETTINGS_DEFAULTS["dataDiskSizeGb"]))
     if previous is not None and size < int(previous.get("dataDiskSizeGb", 0)):
         raise _invalid("The disk size cannot be decreased.")
+    ip_config = settings.get("ipConfiguration") or {}
+    if ip_config.get("ipv4Enabled", True) is False and not ip_config.get("privateNetwork"):
+        # The real API refuses an instance nothing could ever connect to.
+        raise _invalid("At least one of Public IP or Private IP connectivity must be enabled.")
 
 
 def _without_secrets(value: Any) -> Any:

@@ -6,16 +6,38 @@ One probe per cloud with the same methods, so e2e scenarios run unchanged over e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from botocore.exceptions import ClientError
+from google.api_core import exceptions as google_errors
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import sqladmin_v1beta4 as sqladmin
+from google.cloud import storage
 
-CLOUDS = ["aws"]
+CLOUDS = ["aws", "gcp"]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example_provider_config(cloud: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cloud's example Secret and ProviderConfig, renamed (the Secret after the config)."""
+    documents = list(yaml.safe_load_all((EXAMPLES / cloud / "providerconfig.yaml").read_text()))
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    config = next(d for d in documents if d["kind"] == "ProviderConfig")
+    secret["metadata"]["name"] = f"{name}-credentials"
+    config["metadata"]["name"] = name
+    config["spec"]["credentials"]["secretRef"]["name"] = f"{name}-credentials"
+    return secret, config
 
 
 class CloudProbe:
     cloud: str
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
 
     def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
@@ -56,25 +78,14 @@ class AWSProbe(CloudProbe):
         self.s3 = boto3.client("s3", **common)
 
     def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        secret = {
-            "metadata": {"name": f"{name}-credentials"},
-            "stringData": {
-                "aws_access_key_id": self.env["access_key_id"],
-                "aws_secret_access_key": self.env["secret_access_key"],
-            },
+        secret, config = example_provider_config("aws", name)
+        secret["stringData"] = {
+            "aws_access_key_id": self.env["access_key_id"],
+            "aws_secret_access_key": self.env["secret_access_key"],
         }
+        config["spec"]["region"] = self.env["region"]
         endpoint = self.env["endpoint"]
-        config = {
-            "apiVersion": "kumo.dev/v1alpha1",
-            "kind": "ProviderConfig",
-            "metadata": {"name": name},
-            "spec": {
-                "provider": "aws",
-                "region": self.env["region"],
-                "credentials": {"source": "Secret", "secretRef": {"name": f"{name}-credentials"}},
-                "endpoints": {"rds": endpoint, "s3": endpoint, "sts": endpoint},
-            },
-        }
+        config["spec"]["endpoints"] = {"rds": endpoint, "s3": endpoint, "sts": endpoint}
         return secret, config
 
     def database(self, external_name: str) -> dict[str, Any] | None:
@@ -118,5 +129,79 @@ class AWSProbe(CloudProbe):
         return len(self.rds.describe_db_instances()["DBInstances"])
 
 
+class GCPProbe(CloudProbe):
+    """Cloud SQL through the sqladmin REST client, GCS through google-cloud-storage. Note that
+    every instance read advances the Cloud SQL emulator's life cycle, as a real poll would."""
+
+    cloud = "gcp"
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env["gcp"]
+        self.project = self.env["project"]
+        self.instances = sqladmin.SqlInstancesServiceClient(
+            credentials=AnonymousCredentials(),
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=self.env["sqladmin_endpoint"]),
+        )
+        self.gcs = storage.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=self.env["storage_endpoint"]),
+        )
+
+    def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        secret, config = example_provider_config("gcp", name)
+        # The emulators take anonymous calls; a real key would go in the Secret instead.
+        secret["stringData"] = {"credentials.json": "{}"}
+        config["spec"]["project"] = self.project
+        config["spec"]["region"] = self.env["region"]
+        config["spec"]["credentials"] = {"source": "Environment"}
+        network = f"projects/{self.project}/global/networks/default"
+        config["spec"]["providerOptions"]["databases"]["privateNetwork"] = network
+        config["spec"]["endpoints"] = {
+            "sqladmin": self.env["sqladmin_endpoint"],
+            "storage": self.env["storage_endpoint"],
+        }
+        return secret, config
+
+    def database(self, external_name: str) -> dict[str, Any] | None:
+        request = sqladmin.SqlInstancesGetRequest(project=self.project, instance=external_name)
+        try:
+            found = self.instances.get(request=request)
+        except google_errors.NotFound:
+            return None
+        addresses = {a.type_.name: a.ip_address for a in found.ip_addresses}
+        host = addresses.get("PRIMARY") or addresses.get("PRIVATE", "")
+        return {
+            "storageGB": int(found.settings.data_disk_size_gb),
+            "instanceClass": found.settings.tier,
+            "host": host,
+            "port": "3306" if found.database_version.name.startswith("MYSQL") else "5432",
+            "tags": dict(found.settings.user_labels),
+            "status": found.state.name,
+        }
+
+    def bucket(self, external_name: str) -> dict[str, Any] | None:
+        try:
+            found = self.gcs.get_bucket(external_name)
+        except google_errors.NotFound:
+            return None
+        return {"versioning": bool(found.versioning_enabled), "labels": dict(found.labels or {})}
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        self.gcs.bucket(bucket).blob(key).upload_from_string(body)
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        return bytes(self.gcs.bucket(bucket).blob(key).download_as_bytes())
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.gcs.bucket(bucket).blob(key).delete()
+
+    def count_databases(self) -> int:
+        request = sqladmin.SqlInstancesListRequest(project=self.project)
+        return sum(len(page.items) for page in self.instances.list(request=request).pages)
+
+
 def probe_for(cloud: str, env: dict[str, Any]) -> CloudProbe:
-    return {"aws": AWSProbe}[cloud](env)
+    probes: dict[str, type[CloudProbe]] = {"aws": AWSProbe, "gcp": GCPProbe}
+    return probes[cloud](env)

@@ -55,8 +55,27 @@ def _fresh_namespace(kube_api: client.ApiClient, prefix: str) -> Iterator[str]:
     core = client.CoreV1Api(kube_api)
     core.create_namespace({"metadata": {"name": name}})
     yield name
+    _release_kumo_objects(kube_api, name)
     # No controller-manager runs, so the namespace stays Terminating; that is harmless here.
     core.delete_namespace(name)
+
+
+def _release_kumo_objects(kube_api: client.ApiClient, namespace: str) -> None:
+    """Drop what a test left behind without making the controller clean the cloud up: the
+    namespace never finishes terminating here, and its objects would keep being reconciled."""
+    objects = client.CustomObjectsApi(kube_api)
+    for plural in ("databases", "buckets"):
+        for item in objects.list_namespaced_custom_object("kumo.dev", "v1alpha1", namespace, plural)["items"]:
+            name = item["metadata"]["name"]
+            patch = {"metadata": {"finalizers": None}}
+            try:
+                objects.patch_namespaced_custom_object(
+                    "kumo.dev", "v1alpha1", namespace, plural, name, patch, _content_type="application/merge-patch+json"
+                )
+                objects.delete_namespaced_custom_object("kumo.dev", "v1alpha1", namespace, plural, name)
+            except client.exceptions.ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 @pytest.fixture

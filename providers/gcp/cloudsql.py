@@ -517,6 +517,13 @@ def validate_database(spec: DatabaseSpec) -> list[str]:
         problems.append(problem)
     if "maintenanceWindowHour" in spec.provider_options and "maintenanceWindowDay" not in spec.provider_options:
         problems.append("spec.providerOptions.maintenanceWindowHour: needs spec.providerOptions.maintenanceWindowDay")
+    if not spec.publicly_accessible and not spec.provider_options.get("privateNetwork"):
+        # Cloud SQL refuses an instance with neither a public nor a private address.
+        problems.append(
+            "spec.providerOptions.privateNetwork: a Cloud SQL instance without public IP "
+            "(spec.publiclyAccessible: false) needs a VPC network for its private IP; set it here or, "
+            "for every object at once, in the ProviderConfig's spec.providerOptions"
+        )
     return problems
 
 

@@ -202,3 +202,25 @@ def test_deleted_secret_is_recreated(kumo, probe, provider_config):
     second = kumo.wait_for("Secret recreated", lambda: kumo.secret(f"{db}-connection"))
     kumo.wait_for("Secret complete", lambda: "uri" in (kumo.secret(f"{db}-connection") or {}))
     assert second["password"] != first["password"]
+
+
+def test_cloud_sql_instance_shows_creating_until_runnable(kumo, testbed, provider_config, cloud):
+    """Cloud SQL creates asynchronously: the object is Ready=False/Creating while the instance is
+    PENDING_CREATE, then Ready=True once it is RUNNABLE, without anyone waiting in a thread."""
+    if cloud != "gcp":
+        pytest.skip("moto makes RDS instances available at once; the reconciler unit tests cover RDS")
+    db = unique("db")
+    kumo.create(example(cloud, "Database", db))
+    seen: list[str] = []
+
+    def ready_reasons() -> bool:
+        obj = kumo.get("Database", db)
+        ready = condition(obj, "Ready") if obj else None
+        if ready and (not seen or seen[-1] != ready["reason"]):
+            seen.append(ready["reason"])
+        return bool(ready and ready["status"] == "True")
+
+    kumo.wait_for("Ready", ready_reasons)
+    assert seen[0] == "Creating" and seen[-1] == "Available", seen
+    events = [e.reason for e in kumo.events(db)]
+    assert "CreatedExternalResource" in events and "PasswordSet" in events

@@ -180,9 +180,15 @@ def owner(name: str) -> Ownership:
     return Ownership(uid=str(uuid.uuid4()), namespace="team-a", name=name, cluster_id="c-test")
 
 
+PRIVATE_NETWORK = "projects/p1/global/networks/default"
+
+
 def database(**spec: Any) -> ManagedResource:
     name = f"db-{uuid.uuid4().hex[:10]}"
-    fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
+    # Private IP needs a network (Cloud SQL refuses an instance without any address).
+    options = {"privateNetwork": PRIVATE_NETWORK, **spec.pop("provider_options", {})}
+    options = {key: value for key, value in options.items() if value is not None}  # None: leave it out
+    fields: dict[str, Any] = {"engine": "postgres", "version": "16", "provider_options": options, **spec}
     return ManagedResource(Kind.DATABASE, name, owner(name), DatabaseSpec(**fields))
 
 

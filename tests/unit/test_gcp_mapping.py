@@ -60,8 +60,14 @@ SETTINGS = ProviderSettings(provider="gcp", project="p1", region="europe-west1")
 PROVIDER = GCPProvider()
 
 
+PRIVATE_NETWORK = "projects/p1/global/networks/default"
+
+
 def database(**spec: Any) -> ManagedResource:
-    fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
+    # Private IP needs a network (Cloud SQL refuses an instance without any address).
+    options = {"privateNetwork": PRIVATE_NETWORK, **spec.pop("provider_options", {})}
+    options = {key: value for key, value in options.items() if value is not None}  # None: leave it out
+    fields: dict[str, Any] = {"engine": "postgres", "version": "16", "provider_options": options, **spec}
     return ManagedResource(Kind.DATABASE, "orders-db", OWNER, DatabaseSpec(**fields))
 
 
@@ -297,6 +303,12 @@ def test_bucket_changes_keep_foreign_rules_and_labels() -> None:
             ["spec.providerOptions.diskType: must be one of PD_SSD, PD_HDD, HYPERDISK_BALANCED, got 'gp3'"],
             id="aws-disk-type",
         ),
+        pytest.param(
+            database(provider_options={"privateNetwork": None}),
+            ["spec.providerOptions.privateNetwork"],
+            id="private-only-without-network",
+        ),
+        pytest.param(database(publicly_accessible=True, provider_options={"privateNetwork": None}), [], id="public-ip"),
         pytest.param(bucket(location="EU"), [], id="bucket-multi-region"),
         pytest.param(
             bucket(location="eu-west-1"),
