@@ -8,6 +8,7 @@ restart makes no create call" or "a sweep costs one call per page".
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,10 @@ from .metrics import Metrics
 from .ratelimit import RateLimiters
 
 log = logging.getLogger("kumo.cloud")
+
+# Set by a drift sweep around its work, so the calls it causes are counted as its own even while
+# other sweeps and reconciles call the same cloud concurrently (context follows the task).
+calls_in_context: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("kumo_calls", default=None)
 
 
 @dataclass
@@ -31,6 +36,9 @@ class CloudCalls:
 
     def record(self, call: CloudCall) -> None:
         self.calls[(call.provider, call.service, call.operation, call.outcome)] += 1
+        in_context = calls_in_context.get()
+        if in_context is not None:
+            in_context[call.operation] += 1
         if self.metrics is not None:
             self.metrics.record_call(call)
         log.debug(

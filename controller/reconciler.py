@@ -330,6 +330,8 @@ class Reconciler:
             return
         if owner is None and work.annotations.get(ANNOTATION_ADOPT) == "true":
             return  # adoption asked for explicitly: the next update writes our tags
+        if owner is None and (work.status.get("atProvider") or {}).get("externalName") == observation.external_name:
+            return  # ours before, and someone stripped the tags: tags are drift like any other
         if owner is None:
             raise OwnershipConflict(
                 f"{observation.external_name} already exists and is not managed by kumo; "

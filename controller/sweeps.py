@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from kumo.providers.base import Kind, ProviderError
 
 from . import conditions as cond
+from .cloudcalls import calls_in_context
 from .drift import DriftPolicy, policy_of
 from .metrics import Metrics
 from .providerconfig import DEFAULT_REF, ProviderConfigError
@@ -66,6 +67,7 @@ def parse_interval(text: str | None) -> float | None:
 
 @dataclass
 class SweepStats:
+    calls: int = 0  # cloud calls this sweep made (list pages, and S3's per-bucket reads)
     listed: int = 0
     compared: int = 0
     drifted: int = 0
@@ -151,7 +153,7 @@ class Sweeper:
                 self.metrics.sweep_seconds.labels(scope.kind).observe(time.monotonic() - started)
                 self.metrics.sweep_size.labels(scope.kind).set(stats.compared)
             log.debug(
-                "swept %s of %s %s/%s: %d listed, %d compared, %d drifted, %d enqueued in %.3fs",
+                "swept %s of %s %s/%s: %d listed, %d compared, %d drifted, %d enqueued, %d cloud calls in %.3fs",
                 scope.kind,
                 scope.config_kind,
                 scope.config_namespace or "-",
@@ -160,6 +162,7 @@ class Sweeper:
                 stats.compared,
                 stats.drifted,
                 stats.enqueued,
+                stats.calls,
                 time.monotonic() - started,
             )
             return stats
@@ -170,11 +173,19 @@ class Sweeper:
         _, client, settings = await self.reconciler.connect(scope.kind, members[0][1])
         resources = [self.reconciler.resource_for(scope.kind, body, settings) for _, body in members]
         by_name = {resource.external_name: member for resource, member in zip(resources, members, strict=True)}
-        observations = await client.observe_many(resources)
+        counted: Counter[str] = Counter()
+        token = calls_in_context.set(counted)
+        try:
+            observations = await client.observe_many(resources)
+        finally:
+            calls_in_context.reset(token)
+        stats.calls = sum(counted.values())
         stats.listed = len(resources)
         now = time.monotonic()
         for name, (key, body) in by_name.items():
-            if self.queue.busy(key) or now - self._last_assessed.get(key, 0.0) < self._interval_of(body) * 0.9:
+            # Below the scope's jitter (0.9-1.1 x): an object on the scope's own interval is always
+            # due; one asking for a longer interval waits for a later sweep.
+            if self.queue.busy(key) or now - self._last_assessed.get(key, 0.0) < self._interval_of(body) * 0.8:
                 continue  # a reconcile has it, or its own interval has not come round yet
             self._last_assessed[key] = now
             stats.compared += 1

@@ -202,6 +202,17 @@ def reasons(world):
     return [reason for _, reason, _ in world.kube.events]
 
 
+def test_resource_whose_tags_were_stripped_is_retagged_not_refused():
+    """A resource this object managed before, whose ownership tags someone removed, is still
+    ours: the tags come back as drift correction instead of an ownership conflict."""
+    world = World()
+    world.reconcile()
+    world.cloud.records[EXTERNAL].owner = None
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].owner is not None and world.cloud.records[EXTERNAL].owner.uid == UID
+    assert world.condition("Synced")["status"] == "True"
+
+
 def test_out_of_band_drift_is_corrected_and_announced():
     """Under Correct (the default), a setting changed in the cloud is put back by update(), with
     a DriftDetected warning and a DriftCorrected event, and InSync ends True."""

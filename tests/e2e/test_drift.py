@@ -1,0 +1,203 @@
+"""Drift made behind kumo's back, through the clouds' own SDKs, is found by the next sweep and
+then corrected (driftPolicy Correct) or only reported (Report), with conditions and events.
+
+Each scenario changes every setting the issue lists for its cloud and kind at once, then checks
+that each one is detected by name, and corrected or left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import condition, example, unique
+
+pytestmark = pytest.mark.e2e
+FAST_SWEEP = {"kumo.dev/sweep-interval": "5s"}  # the sweeper honours a per-object interval
+
+
+@dataclass(frozen=True)
+class OutOfBand:
+    """Changes to make in the cloud, the drift fields they must produce, and how to tell the
+    cloud was put back."""
+
+    change: Callable[[Any, str], None]
+    fields: set[str]
+    corrected: Callable[[Any, str], bool]
+
+
+# ---------------------------------------------------------------------- AWS
+
+
+def _rds_change(probe, name: str) -> None:
+    probe.rds.modify_db_instance(
+        DBInstanceIdentifier=name,
+        AllocatedStorage=40,
+        DBInstanceClass="db.m5.large",
+        BackupRetentionPeriod=1,
+        DeletionProtection=True,
+        ApplyImmediately=True,
+    )
+    arn = probe.rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceArn"]
+    probe.rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "kumo.dev/owner-name", "Value": "intruder"}])
+
+
+def _rds_corrected(probe, name: str) -> bool:
+    found = probe.rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+    tags = {t["Key"]: t["Value"] for t in found.get("TagList", [])}
+    return (
+        found["AllocatedStorage"] == 20
+        and found["DBInstanceClass"] == "db.t3.micro"
+        and found["BackupRetentionPeriod"] == 7
+        and found["DeletionProtection"] is False
+        and tags.get("kumo.dev/owner-name") != "intruder"
+    )
+
+
+def _s3_change(probe, name: str) -> None:
+    probe.s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
+    probe.s3.delete_public_access_block(Bucket=name)
+    probe.s3.delete_bucket_encryption(Bucket=name)
+    probe.s3.delete_bucket_lifecycle(Bucket=name)
+    tags = probe.s3.get_bucket_tagging(Bucket=name)["TagSet"]
+    changed = [{"Key": t["Key"], "Value": "other" if t["Key"] == "team" else t["Value"]} for t in tags]
+    probe.s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": changed})
+
+
+def _s3_corrected(probe, name: str) -> bool:
+    try:
+        return _s3_settings_as_spec(probe.s3, name)
+    except ClientError:
+        return False  # a setting still absent (deleted out of band, not yet put back)
+
+
+def _s3_settings_as_spec(s3, name: str) -> bool:
+    versioning = s3.get_bucket_versioning(Bucket=name).get("Status") == "Enabled"
+    block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=name)["TagSet"]}
+    return versioning and all(block.values()) and bool(rules) and bool(lifecycle) and tags["team"] == "web"
+
+
+# ---------------------------------------------------------------------- GCP
+
+
+def _cloudsql_change(probe, name: str) -> None:
+    probe.instances.patch(
+        request={
+            "project": probe.project,
+            "instance": name,
+            "body": {"settings": {"tier": "db-custom-4-15360", "backup_configuration": {"enabled": False}}},
+        }
+    )
+
+
+def _cloudsql_corrected(probe, name: str) -> bool:
+    found = probe.instances.get(request={"project": probe.project, "instance": name})
+    return found.settings.tier == "db-custom-1-3840" and found.settings.backup_configuration.enabled is True
+
+
+def _gcs_change(probe, name: str) -> None:
+    bucket = probe.gcs.get_bucket(name)
+    bucket.versioning_enabled = False
+    bucket.iam_configuration.public_access_prevention = "inherited"
+    bucket.labels = {**bucket.labels, "team": "other"}
+    bucket.patch()
+
+
+def _gcs_corrected(probe, name: str) -> bool:
+    bucket = probe.gcs.get_bucket(name)
+    return (
+        bool(bucket.versioning_enabled)
+        and bucket.iam_configuration.public_access_prevention == "enforced"
+        and bucket.labels.get("team") == "web"
+    )
+
+
+OUT_OF_BAND = {
+    ("aws", "Database"): OutOfBand(
+        _rds_change, {"storageGB", "instanceClass", "backupRetentionDays", "deletionProtection", "tags"}, _rds_corrected
+    ),
+    ("aws", "Bucket"): OutOfBand(
+        _s3_change, {"versioning", "publicAccessBlock", "encryption", "lifecycleExpireDays", "tags"}, _s3_corrected
+    ),
+    ("gcp", "Database"): OutOfBand(_cloudsql_change, {"instanceClass", "backupRetentionDays"}, _cloudsql_corrected),
+    ("gcp", "Bucket"): OutOfBand(_gcs_change, {"versioning", "publicAccessPrevention", "labels"}, _gcs_corrected),
+}
+
+
+def _ready_with_fast_sweeps(kumo, cloud: str, kind: str, policy: str) -> tuple[str, str]:
+    name = unique(kind.lower()[:2])
+    manifest = example(cloud, kind, name)
+    manifest["metadata"]["annotations"] = dict(FAST_SWEEP)
+    manifest["spec"]["driftPolicy"] = policy
+    kumo.create(manifest)
+    obj = kumo.wait_ready(kind, name)
+    kumo.wait_condition(kind, name, "InSync", "True", timeout=30)
+    return name, obj["status"]["atProvider"]["externalName"]
+
+
+@pytest.mark.parametrize("kind", ["Database", "Bucket"])
+def test_report_policy_reports_every_change_and_touches_nothing(kumo, probe, provider_config, cloud, kind):
+    """Under Report, each out-of-band change appears in status.drift and the InSync message, one
+    DriftDetected event is posted, and the cloud keeps the changed values."""
+    case = OUT_OF_BAND[(cloud, kind)]
+    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Report")
+    case.change(probe, external)
+    obj = kumo.wait_condition(kind, name, "InSync", "False", timeout=30)
+    reported = {entry["field"] for entry in obj["status"]["drift"]}
+    assert case.fields <= reported, f"missing from status.drift: {case.fields - reported}"
+    in_sync = condition(obj, "InSync")
+    assert in_sync["reason"] == "Drifted" and all(field in in_sync["message"] for field in case.fields)
+    assert condition(obj, "Ready")["status"] == "True" and condition(obj, "Synced")["status"] == "True"
+    kumo.wait_for("one DriftDetected event", lambda: [e for e in kumo.events(name) if e.reason == "DriftDetected"])
+    assert not case.corrected(probe, external)
+    assert not [e for e in kumo.events(name) if e.reason == "DriftCorrected"]
+
+
+@pytest.mark.parametrize("kind", ["Database", "Bucket"])
+def test_correct_policy_puts_every_change_back(kumo, probe, provider_config, cloud, kind):
+    """Under Correct, the sweep finds the changes, the reconciler puts each one back, a
+    DriftDetected warning and a DriftCorrected event are posted, and InSync returns to True."""
+    case = OUT_OF_BAND[(cloud, kind)]
+    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Correct")
+    case.change(probe, external)
+    kumo.wait_for("cloud put back", lambda: case.corrected(probe, external), timeout=45)
+    reasons = kumo.wait_for(
+        "DriftCorrected event", lambda: {e.reason for e in kumo.events(name)} >= {"DriftDetected", "DriftCorrected"}
+    )
+    assert reasons
+    kumo.wait_condition(kind, name, "InSync", "True", timeout=30)
+    assert kumo.get(kind, name)["status"].get("drift", []) == []
+
+
+def test_resource_deleted_out_of_band_is_recreated_under_correct(kumo, probe, provider_config, cloud):
+    """A bucket deleted in the cloud comes back under the same name on the next sweep."""
+    name, external = _ready_with_fast_sweeps(kumo, cloud, "Bucket", "Correct")
+    if cloud == "aws":
+        probe.s3.delete_bucket(Bucket=external)
+    else:
+        probe.gcs.get_bucket(external).delete()
+    kumo.wait_for(
+        "ExternalResourceMissing event", lambda: any(e.reason == "ExternalResourceMissing" for e in kumo.events(name))
+    )
+    kumo.wait_for("bucket recreated", lambda: probe.bucket(external) is not None, timeout=30)
+    kumo.wait_condition("Bucket", name, "Ready", "True")
+
+
+def test_resource_deleted_out_of_band_is_reported_missing_under_report(kumo, probe, provider_config, cloud):
+    """Under Report, a deleted bucket is reported Missing (InSync and Ready False) and not recreated."""
+    name, external = _ready_with_fast_sweeps(kumo, cloud, "Bucket", "Report")
+    if cloud == "aws":
+        probe.s3.delete_bucket(Bucket=external)
+    else:
+        probe.gcs.get_bucket(external).delete()
+    obj = kumo.wait_condition("Bucket", name, "InSync", "False", timeout=30)
+    assert condition(obj, "InSync")["reason"] == "Missing"
+    assert condition(obj, "Ready")["status"] == "False"
+    assert probe.bucket(external) is None
