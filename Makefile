@@ -30,7 +30,7 @@ $(CONTROLPLANE): $(INSTALLED) testbed/controlplane/go.mod testbed/controlplane/g
 
 controlplane: $(CONTROLPLANE)  ## build (once) the local Kubernetes control plane
 
-test: $(CONTROLPLANE)  ## unit + e2e tests against the local control plane and emulators
+test: $(CONTROLPLANE) lint  ## lint, then unit + e2e tests against the local control plane and emulators
 	@echo "==> running tests"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -44,6 +44,7 @@ demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud accoun
 	@$(PY) -m kumo.testbed.demo
 
 lint: $(INSTALLED)  ## ruff + mypy
+	@echo "==> lint"
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy kumo controller providers testbed

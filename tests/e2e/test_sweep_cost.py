@@ -95,7 +95,7 @@ def test_steady_sweeps_of_200_objects_write_nothing_and_list_by_page(kumo: Kumo,
         print(f"  {scope[0]:4} {scope[1]:9} calls per sweep {calls}  (account holds {listing.get(scope)})")
 
     assert writes == [], f"steady sweeps wrote to Kubernetes: {writes[:5]}"
-    assert {scope for scope in per_scope} == {(c, k) for c in ("aws", "gcp") for k in ("Database", "Bucket")}
+    assert set(per_scope) == {(c, k) for c in ("aws", "gcp") for k in ("Database", "Bucket")}
     assert all(int(s["compared"]) >= 1 and s["drifted"] == "0" and s["enqueued"] == "0" for s in steady)
     for scope, page in PAGE_SIZES.items():
         pages = max(1, math.ceil(listing[scope] / page))
