@@ -8,6 +8,7 @@ sweeps stop throttling a whole account. Waiting happens in the event loop (no th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,8 +19,8 @@ class TokenBucket:
 
     rate: float
     burst: float
-    clock: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
-    _tokens: float = -1.0
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float | None = None  # None until first use; negative while callers owe tokens
     _stamp: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -34,12 +35,10 @@ class TokenBucket:
 
     def _reserve(self) -> float:
         now = self.clock()
-        if self._tokens < 0:
-            self._tokens, self._stamp = self.burst, now
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        tokens = self.burst if self._tokens is None else self._tokens
+        tokens = min(self.burst, tokens + (now - self._stamp) * self.rate) - 1
+        self._tokens, self._stamp = tokens, now
+        return 0.0 if tokens >= 0 else -tokens / self.rate
 
 
 @dataclass

@@ -15,6 +15,7 @@ Both keep the cloud's own message so the user sees what the cloud said.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -143,9 +144,14 @@ class ProviderSettings:
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def scope_key(self) -> tuple[str, str, str]:
-        """Identifies one cloud account and region, the unit of rate limiting."""
+        """Identifies one cloud account and region, the unit of rate limiting. Without a key id
+        or project to name the account, a digest of the credentials stands in (never the
+        credentials themselves); the environment's default chain is one account."""
         account = self.credentials.get("aws_access_key_id", "") or self.project
-        return (self.provider, account, self.region)
+        if not account and self.credentials:
+            text = "\n".join(f"{k}={v}" for k, v in sorted(self.credentials.items()))
+            account = "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        return (self.provider, account or "default-chain", self.region)
 
 
 # ---------------------------------------------------------------------------- results
