@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from kumo.controller.ratelimit import RateLimiters, TokenBucket
 from kumo.controller.resources import ObjectKey
 from kumo.controller.sweeps import MIN_INTERVAL, SweepScope, parse_interval, scope_of
