@@ -25,15 +25,22 @@ class ControllerProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
     starts: int = 0
+    metrics_port: int = 0
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> ControllerProcess:
         port = free_port()
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
             "KUMO_CLUSTER_ID": self.cluster_id,
             "KUMO_CONTROLLER_NAMESPACE": self.controller_namespace,
             "KUMO_HEALTH_PORT": str(port),
+            "KUMO_METRICS_PORT": str(self.metrics_port),
             "KUMO_LOG_LEVEL": "DEBUG",
             **self.extra_env,
         }
