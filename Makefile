@@ -14,11 +14,13 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml constraints.txt
+$(INSTALLED): pyproject.toml constraints.txt examples/provider-plugin/pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned Python packages"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[test]'
+	@echo "==> installing the example provider plugin (the e2e tests drive the controller through it)"
+	@$(PY) -m pip install --progress-bar off --no-deps -e examples/provider-plugin
 	@touch $@
 
 install: $(INSTALLED)  ## the venv with kumo and its test dependencies

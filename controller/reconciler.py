@@ -130,6 +130,9 @@ class _Pass:
     password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
     drift: list[dict[str, str]] | None = None  # new status.drift, when it changed
+    # False while the cloud cannot have taken the spec yet (still provisioning): observedGeneration
+    # must not move then, or an edit made meanwhile would look like drift instead of intent.
+    spec_applied: bool = True
     pending_events: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
@@ -347,6 +350,7 @@ class Reconciler:
         self._polls[work.key] = polls
         if observation is not None:
             work.at_provider = self._at_provider(work, observation)
+        work.spec_applied = False
         state = observation.state if observation else "requested"
         ready_before = cond.find(work.status.get("conditions") or [], cond.READY)
         # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
@@ -546,7 +550,8 @@ class Reconciler:
             "conditions": cond.merge(current.get("conditions") or [], work.conditions, work.generation),
         }
         synced = not any(c.type == cond.SYNCED and not c.status for c in work.conditions)
-        new["observedGeneration"] = work.generation if synced else current.get("observedGeneration", 0)
+        applied = synced and work.spec_applied
+        new["observedGeneration"] = work.generation if applied else current.get("observedGeneration", 0)
         if work.at_provider is not None:
             new["atProvider"] = work.at_provider
         if work.drift is not None:

@@ -1,4 +1,7 @@
-"""The `kumo` command: `run` the controller, and `dev up|down|status` for the local test bed.
+"""The `kumo` command: `run` the controller, `drift` / `plan` reports, `dev` for the local test bed.
+
+`drift` and `plan` are read-only, terraform-style reports (kumo/driftreport.py, kumo/plan.py);
+`dev up|down|status` drives the local control plane and emulated clouds.
 
 Also installed as `kubectl-kumo`, so `kubectl kumo ...` works as a kubectl plugin.
 """
@@ -10,13 +13,25 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
+
+# `drift` and `plan` answer like `terraform plan -detailed-exitcode`: 0 nothing to do, 2 drift or
+# changes found, 1 errors (so a usage error there is 1, not argparse's 2).
+DETAILED_EXIT_COMMANDS = ("drift", "plan")
+EXIT_ERROR = 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as usage:
+        words = sys.argv[1:] if argv is None else argv
+        if usage.code == 2 and words and words[0] in DETAILED_EXIT_COMMANDS:
+            return EXIT_ERROR
+        raise
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -46,6 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     run.add_argument("--log-format", choices=["text", "json"], help="log line format")
     run.set_defaults(handler=_run)
+
+    drift = commands.add_parser(
+        "drift", help="report drifted Databases and Buckets from their status (no cloud calls, no writes)"
+    )
+    scope = drift.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", help="this namespace (default: the kubeconfig context's, else default)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+    drift.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    drift.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    drift.set_defaults(handler=_drift)
+
+    plan = commands.add_parser(
+        "plan", help="show what applying manifests would create or change in the cloud (reads only)"
+    )
+    plan.add_argument(
+        "--filename", "-f", action="append", required=True, help="manifest file, '-' for stdin (repeatable)"
+    )
+    plan.add_argument("--namespace", "-n", help="for documents without metadata.namespace")
+    plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    plan.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    plan.add_argument("--cluster-id", help="as given to `kumo run` (default: KUMO_CLUSTER_ID, else kube-system UID)")
+    plan.add_argument("--controller-namespace", help="where ClusterProviderConfig credentials live (kumo-system)")
+    plan.set_defaults(handler=_plan)
 
     dev = commands.add_parser("dev", help="the local test bed: control plane + emulated clouds")
     dev_commands = dev.add_subparsers(title="dev commands")
@@ -89,6 +127,85 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     asyncio.run(run(config))
     return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from kumo.driftreport import read_report, render_json, render_table
+
+    try:
+        api_client, context_namespace = _kube_access(args.kubeconfig)
+        namespace = None if args.all_namespaces else (args.namespace or context_namespace)
+        report = read_report(api_client, namespace)
+    except Exception as error:  # a report tool answers with one line, never a traceback
+        return _failed("drift", error)
+    sys.stdout.write(render_json(report) if args.output == "json" else render_table(report))
+    return report.exit_code
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from kumo.controller.config import ControllerConfig
+    from kumo.plan import EXIT_ERROR as PLAN_FAILED
+    from kumo.plan import load_documents, plan_documents, render_json, render_table
+
+    try:
+        documents = load_documents(args.filename)
+        api_client, context_namespace = _kube_access(args.kubeconfig)
+        defaults = ControllerConfig.from_env()
+        plan = plan_documents(
+            api_client,
+            documents,
+            default_namespace=args.namespace or context_namespace,
+            cluster_id=args.cluster_id or defaults.cluster_id,
+            controller_namespace=args.controller_namespace or defaults.controller_namespace,
+        )
+    except Exception as error:
+        return _failed("plan", error)
+    sys.stdout.write(render_json(plan) if args.output == "json" else render_table(plan))
+    if plan.exit_code == PLAN_FAILED:
+        print(f"kumo plan: error: {plan.problem_line()}", file=sys.stderr)
+    return plan.exit_code
+
+
+def _kube_access(kubeconfig: str | None) -> tuple[object, str]:
+    """An API client from the kubeconfig (KUBECONFIG when not given) and its context's namespace."""
+    from kubernetes import client, config
+
+    # urllib3 logs every retry of a refused connection; the one-line error says it all.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)
+    _, active = config.list_kube_config_contexts(config_file=kubeconfig or None)
+    namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
+    return client.ApiClient(configuration), str(namespace)
+
+
+def _failed(command: str, error: Exception) -> int:
+    print(f"kumo {command}: error: {_one_line(error)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _one_line(error: Exception) -> str:
+    """What went wrong, on one line, without the client library's headers and bodies."""
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import MaxRetryError
+
+    if isinstance(error, MaxRetryError):
+        pool = getattr(error, "pool", None)
+        where = f" at {pool.host}:{pool.port}" if pool is not None else ""
+        reason = re.sub(r"^(<[^>]*>|\w+\([^)]*\)):\s*", "", str(error.reason or error))
+        text = f"cannot reach the Kubernetes API server{where}: {reason}"
+    elif isinstance(error, ApiException):
+        try:
+            detail = json.loads(error.body or "{}").get("message", "")
+        except (ValueError, AttributeError):
+            detail = ""
+        text = f"the Kubernetes API server answered {error.status} {error.reason}" + (f": {detail}" if detail else "")
+    elif isinstance(error, ConfigException):
+        text = f"kubeconfig: {error}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 def _env_file(args: argparse.Namespace) -> Path:

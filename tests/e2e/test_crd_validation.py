@@ -250,7 +250,7 @@ BAD_MANIFESTS = [
     bad("encryption-as-string", BUCKET, "spec.encryption", "must be of type boolean", encryption="true"),
     # ProviderConfig / ClusterProviderConfig
     bad("provider-config-without-spec", PC, "spec", "Required value", spec=MISSING),
-    bad("provider-azure-unsupported", PC, "spec.provider", "Unsupported value", provider="azure"),
+    bad("provider-name-not-a-plugin-name", PC, "spec.provider", "should match", provider="Azure Cloud!"),
     bad("aws-without-region", PC, "spec.region", "spec.region is required when spec.provider is aws",
         spec=without(PC, "region")),
     bad("cluster-aws-without-region", CPC, "spec.region", "spec.region is required when spec.provider is aws",

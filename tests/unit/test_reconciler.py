@@ -257,6 +257,21 @@ def test_report_policy_reports_drift_once_and_never_touches_the_cloud():
     assert world.condition("Ready")["status"] == "True"
 
 
+def test_spec_waiting_for_provisioning_is_applied_under_report():
+    """While the resource is still being created, observedGeneration does not move; so once it
+    is ready, what the spec asks for is applied as intent even under Report (not taken for drift)."""
+    world = World(initial_state="creating")
+    world.body["spec"]["driftPolicy"] = "Report"
+    world.reconcile()
+    assert world.kube.statuses[NAME].get("observedGeneration", 0) == 0
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 10  # not yet what the spec says
+    world.cloud.records[EXTERNAL].state = "available"
+    world.reconcile()
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].settings["storageGB"] == 20
+    assert world.kube.statuses[NAME]["observedGeneration"] == 1
+
+
 def test_report_policy_still_applies_spec_edits():
     """Report protects the cloud from correction, not from the user's own spec changes."""
     world = World()
