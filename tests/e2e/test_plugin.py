@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kumo.providers.registry import ProviderRegistry
 
 from .conftest import condition, unique
