@@ -61,6 +61,7 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
     An entry keeps its `since` while the same field stays drifted to the same actual value, so
     a steady drift produces identical status (no write) and no repeated event.
     """
+    drift = tuple(drift)
     before = {entry.get("field"): entry for entry in previous}
     entries, new_fields = [], []
     for item in drift:
@@ -73,7 +74,13 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
         entries.append({"field": item.field, "desired": desired, "actual": actual, "since": since})
     if not entries:
         return DriftAssessment(cond.Condition(IN_SYNC, True, UP_TO_DATE), [], ())
-    summary = ", ".join(f"{e['field']} (desired {e['desired']}, actual {e['actual']})" for e in entries)
+    fixed_in_place = {item.field for item in drift if not item.correctable}
+    summary = ", ".join(
+        f"{e['field']} (desired {e['desired']}, actual {e['actual']}"
+        + ("; cannot be put back in place: raise the spec to match" if e["field"] in fixed_in_place else "")
+        + ")"
+        for e in entries
+    )
     return DriftAssessment(cond.Condition(IN_SYNC, False, DRIFTED, f"drifted: {summary}"), entries, tuple(new_fields))
 
 

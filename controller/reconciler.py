@@ -31,6 +31,7 @@ from kumo.providers.base import (
     Creation,
     DatabaseClient,
     ExternalClient,
+    FieldDrift,
     Kind,
     ManagedResource,
     Observation,
@@ -228,7 +229,7 @@ class Reconciler:
         self._check_owner(work, observation)
         if not observation.ready:
             return self._creating(work, observation)
-        if observation.drift and self._should_update(work):
+        if _correctable(observation) and self._should_update(work):
             return await self._correct(work, client, observation)
         self._assess_drift(work, observation)
         if work.key.kind is Kind.DATABASE:
@@ -263,7 +264,7 @@ class Reconciler:
             self._assess_drift(work, observation)
         if work.conditions:
             await self._finish(work)
-        return observation is not None and bool(observation.drift) and policy is DriftPolicy.CORRECT
+        return observation is not None and bool(_correctable(observation)) and policy is DriftPolicy.CORRECT
 
     # ------------------------------------------------------------------ steps
 
@@ -370,7 +371,7 @@ class Reconciler:
             assessment = drift_policy.assess(observation.drift, work.status.get("drift") or [], cond.now_rfc3339())
             if assessment.new_fields:
                 await self._event(work, WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message)
-        update = await client.update(work.resource, observation.drift)
+        update = await client.update(work.resource, _correctable(observation))
         fields = ", ".join(update.changed) or "nothing"
         if out_of_band:
             await self._event(work, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
@@ -568,6 +569,10 @@ class Reconciler:
             counter = self.metrics.drift_detected if reason == EVENT_DRIFT_DETECTED else self.metrics.drift_corrected
             counter.labels(work.key.kind).inc()
         await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
+
+
+def _correctable(observation: Observation) -> tuple[FieldDrift, ...]:
+    return tuple(d for d in observation.drift if d.correctable)
 
 
 # ---------------------------------------------------------------------- Secret helpers

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -159,11 +159,16 @@ class ProviderSettings:
 
 @dataclass(frozen=True)
 class FieldDrift:
-    """One managed setting whose cloud value differs from the desired one."""
+    """One managed setting whose cloud value differs from the desired one.
+
+    `correctable` is False when the cloud cannot be put back in place: a disk grown beyond the
+    spec cannot shrink on RDS or Cloud SQL. Such drift is reported, never "corrected".
+    """
 
     field: str
     desired: Any
     actual: Any
+    correctable: bool = True
 
 
 @dataclass(frozen=True)
@@ -314,12 +319,16 @@ class Provider(Protocol):
 # ---------------------------------------------------------------------------- helpers
 
 
-def diff_settings(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> tuple[FieldDrift, ...]:
+def diff_settings(
+    desired: Mapping[str, Any], actual: Mapping[str, Any], *, grow_only: Iterable[str] = ()
+) -> tuple[FieldDrift, ...]:
     """The generic comparison: every desired key whose actual value differs.
 
     Mappings (tags, labels) are compared on the desired keys only, so tags added by someone
-    else (cost allocation, AWS-managed tags) are not drift.
+    else (cost allocation, AWS-managed tags) are not drift. Fields in `grow_only` can only
+    increase in the cloud; an actual value above the desired one is drift that is not correctable.
     """
+    grow_only = set(grow_only)
     drift: list[FieldDrift] = []
     for name, want in desired.items():
         have = actual.get(name)
@@ -329,5 +338,8 @@ def diff_settings(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> tupl
                 subset = {k: have_map.get(k) for k in want}
                 drift.append(FieldDrift(name, dict(want), subset))
         elif have != want:
-            drift.append(FieldDrift(name, want, have))
+            shrink = (
+                name in grow_only and isinstance(have, int | float) and isinstance(want, int | float) and have > want
+            )
+            drift.append(FieldDrift(name, want, have, correctable=not shrink))
     return tuple(drift)

@@ -194,7 +194,7 @@ def instance_drift(
         want = desired[field]
         if _same(field, want, effective[field]) or (parameter in pending and _same(field, want, pending[parameter])):
             effective[field] = want
-    return diff_settings(desired, effective)
+    return diff_settings(desired, effective, grow_only={"storageGB"})  # RDS storage never shrinks
 
 
 def _same(field: str, desired: Any, actual: Any) -> bool:

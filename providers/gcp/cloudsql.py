@@ -259,7 +259,7 @@ def instance_drift(desired: Mapping[str, Any], actual: Mapping[str, Any], auto_r
     comparable = dict(actual)
     if auto_resize and int(actual.get(FIELD_STORAGE) or 0) >= int(desired[FIELD_STORAGE]):
         comparable[FIELD_STORAGE] = desired[FIELD_STORAGE]
-    return diff_settings(desired, comparable)
+    return diff_settings(desired, comparable, grow_only={FIELD_STORAGE})
 
 
 def backup_configuration(spec: DatabaseSpec) -> dict[str, Any]:

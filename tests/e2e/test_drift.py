@@ -8,7 +8,7 @@ that each one is detected by name, and corrected or left alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -28,6 +28,8 @@ class OutOfBand:
     change: Callable[[Any, str], None]
     fields: set[str]
     corrected: Callable[[Any, str], bool]
+    uncorrectable: frozenset[str] = frozenset()  # grown disks cannot shrink: reported, never "fixed"
+    spec: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- AWS
@@ -50,7 +52,7 @@ def _rds_corrected(probe, name: str) -> bool:
     found = probe.rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
     tags = {t["Key"]: t["Value"] for t in found.get("TagList", [])}
     return (
-        found["AllocatedStorage"] == 20
+        found["AllocatedStorage"] == 40  # grown storage stays: RDS cannot shrink it
         and found["DBInstanceClass"] == "db.t3.micro"
         and found["BackupRetentionPeriod"] == 7
         and found["DeletionProtection"] is False
@@ -92,7 +94,13 @@ def _cloudsql_change(probe, name: str) -> None:
         request={
             "project": probe.project,
             "instance": name,
-            "body": {"settings": {"tier": "db-custom-4-15360", "backup_configuration": {"enabled": False}}},
+            "body": {
+                "settings": {
+                    "tier": "db-custom-4-15360",
+                    "data_disk_size_gb": 30,
+                    "backup_configuration": {"enabled": False},
+                }
+            },
         }
     )
 
@@ -121,21 +129,31 @@ def _gcs_corrected(probe, name: str) -> bool:
 
 OUT_OF_BAND = {
     ("aws", "Database"): OutOfBand(
-        _rds_change, {"storageGB", "instanceClass", "backupRetentionDays", "deletionProtection", "tags"}, _rds_corrected
+        _rds_change,
+        {"storageGB", "instanceClass", "backupRetentionDays", "deletionProtection", "tags"},
+        _rds_corrected,
+        uncorrectable=frozenset({"storageGB"}),
     ),
     ("aws", "Bucket"): OutOfBand(
         _s3_change, {"versioning", "publicAccessBlock", "encryption", "lifecycleExpireDays", "tags"}, _s3_corrected
     ),
-    ("gcp", "Database"): OutOfBand(_cloudsql_change, {"instanceClass", "backupRetentionDays"}, _cloudsql_corrected),
+    ("gcp", "Database"): OutOfBand(
+        _cloudsql_change,
+        {"instanceClass", "storageGB", "backupRetentionDays"},
+        _cloudsql_corrected,
+        uncorrectable=frozenset({"storageGB"}),
+        # With auto-resize on (Cloud SQL's default) a grown disk is no drift at all.
+        spec={"providerOptions": {"storageAutoResize": False}},
+    ),
     ("gcp", "Bucket"): OutOfBand(_gcs_change, {"versioning", "publicAccessPrevention", "labels"}, _gcs_corrected),
 }
 
 
-def _ready_with_fast_sweeps(kumo, cloud: str, kind: str, policy: str) -> tuple[str, str]:
+def _ready_with_fast_sweeps(kumo, cloud: str, kind: str, policy: str, spec=None) -> tuple[str, str]:
     name = unique(kind.lower()[:2])
     manifest = example(cloud, kind, name)
     manifest["metadata"]["annotations"] = dict(FAST_SWEEP)
-    manifest["spec"]["driftPolicy"] = policy
+    manifest["spec"].update(spec or {}, driftPolicy=policy)
     kumo.create(manifest)
     obj = kumo.wait_ready(kind, name)
     kumo.wait_condition(kind, name, "InSync", "True", timeout=30)
@@ -147,7 +165,7 @@ def test_report_policy_reports_every_change_and_touches_nothing(kumo, probe, pro
     """Under Report, each out-of-band change appears in status.drift and the InSync message, one
     DriftDetected event is posted, and the cloud keeps the changed values."""
     case = OUT_OF_BAND[(cloud, kind)]
-    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Report")
+    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Report", case.spec)
     case.change(probe, external)
     obj = kumo.wait_condition(kind, name, "InSync", "False", timeout=30)
     reported = {entry["field"] for entry in obj["status"]["drift"]}
@@ -165,15 +183,27 @@ def test_correct_policy_puts_every_change_back(kumo, probe, provider_config, clo
     """Under Correct, the sweep finds the changes, the reconciler puts each one back, a
     DriftDetected warning and a DriftCorrected event are posted, and InSync returns to True."""
     case = OUT_OF_BAND[(cloud, kind)]
-    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Correct")
+    name, external = _ready_with_fast_sweeps(kumo, cloud, kind, "Correct", case.spec)
     case.change(probe, external)
     kumo.wait_for("cloud put back", lambda: case.corrected(probe, external), timeout=45)
     reasons = kumo.wait_for(
         "DriftCorrected event", lambda: {e.reason for e in kumo.events(name)} >= {"DriftDetected", "DriftCorrected"}
     )
     assert reasons
-    kumo.wait_condition(kind, name, "InSync", "True", timeout=30)
-    assert kumo.get(kind, name)["status"].get("drift", []) == []
+    if not case.uncorrectable:
+        kumo.wait_condition(kind, name, "InSync", "True", timeout=30)
+        assert kumo.get(kind, name)["status"].get("drift", []) == []
+        return
+
+    def only_uncorrectable_left() -> dict | None:
+        obj = kumo.get(kind, name)
+        left = {entry["field"] for entry in obj["status"].get("drift", [])}
+        return obj if left == case.uncorrectable else None
+
+    obj = kumo.wait_for("only uncorrectable drift reported", only_uncorrectable_left, timeout=30)
+    in_sync = condition(obj, "InSync")
+    assert in_sync["status"] == "False" and "cannot be put back in place" in in_sync["message"]
+    assert condition(obj, "Synced")["status"] == "True"
 
 
 def test_resource_deleted_out_of_band_is_recreated_under_correct(kumo, probe, provider_config, cloud):

@@ -132,7 +132,11 @@ class FakeCloudClient:
         if record is None:
             return None
         actual = {**record.settings, "owner": record.owner}
-        drift = tuple(FieldDrift(k, v, actual.get(k)) for k, v in self.desired(resource).items() if actual.get(k) != v)
+        drift = tuple(
+            FieldDrift(k, v, actual.get(k), correctable=not (k in self.cloud.grow_only and (actual.get(k) or 0) > v))
+            for k, v in self.desired(resource).items()
+            if actual.get(k) != v
+        )
         return Observation(
             external_name=resource.external_name,
             state=record.state,
@@ -197,6 +201,7 @@ class FakeCloud:
     initial_state: str = "available"
     slow_delete: bool = False
     create_sets_password: bool = True  # RDS-style; False is Cloud SQL-style
+    grow_only: set[str] = field(default_factory=set)  # fields the cloud cannot decrease
     failing: dict[str, Exception] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     name: str = "fake"

@@ -227,6 +227,20 @@ def test_out_of_band_drift_is_corrected_and_announced():
     assert world.condition("InSync")["status"] == "True"
 
 
+def test_uncorrectable_drift_is_reported_not_attempted():
+    """A disk grown beyond the spec cannot shrink: Correct reports it (InSync False, saying how
+    to resolve it) and never calls update for it."""
+    world = World()
+    world.reconcile()
+    record = world.cloud.records[EXTERNAL]
+    record.settings["storageGB"] = 50
+    world.cloud.grow_only = {"storageGB"}
+    world.reconcile()
+    assert entries(world.journal, "cloud:update") == []
+    in_sync = world.condition("InSync")
+    assert in_sync["status"] == "False" and "cannot be put back in place" in in_sync["message"]
+
+
 def test_spec_edit_is_an_update_not_drift():
     """A new generation is the user's intent: applied and announced as an update."""
     world = World()
