@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 CONTROLPLANE := $(VENV)/.controlplane
 PYTEST_ARGS ?=
 
-.PHONY: help install controlplane test unit e2e demo bench lint fmt crds dev-up dev-down clean
+.PHONY: help install controlplane test unit e2e demo bench lint fmt docs dev-up dev-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ lint: $(INSTALLED)  ## ruff + mypy
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy kumo controller providers testbed
+	@$(PY) -m kumo.docsgen --check
+
+docs: $(INSTALLED)  ## regenerate docs/reference/crds.md from crds/
+	@$(PY) -m kumo.docsgen
 
 fmt: $(INSTALLED)  ## format the code
 	@$(PY) -m ruff format .

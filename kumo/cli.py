@@ -16,10 +16,11 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 # `drift` and `plan` answer like `terraform plan -detailed-exitcode`: 0 nothing to do, 2 drift or
 # changes found, 1 errors (so a usage error there is 1, not argparse's 2).
-DETAILED_EXIT_COMMANDS = ("drift", "plan")
+DETAILED_EXIT_COMMANDS = ("drift", "plan", "status")
 EXIT_ERROR = 1
 
 
@@ -84,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--cluster-id", help="as given to `kumo run` (default: KUMO_CLUSTER_ID, else kube-system UID)")
     plan.add_argument("--controller-namespace", help="where ClusterProviderConfig credentials live (kumo-system)")
     plan.set_defaults(handler=_plan)
+
+    status = commands.add_parser("status", help="explain in plain words why an object is (not) Ready")
+    status.add_argument("target", metavar="KIND/NAME", help="e.g. database/orders-db or bucket/assets")
+    status.add_argument("--namespace", "-n", help="default: the kubeconfig context's namespace, else default")
+    status.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    status.set_defaults(handler=_status)
 
     dev = commands.add_parser("dev", help="the local test bed: control plane + emulated clouds")
     dev_commands = dev.add_subparsers(title="dev commands")
@@ -164,6 +171,50 @@ def _plan(args: argparse.Namespace) -> int:
     if plan.exit_code == PLAN_FAILED:
         print(f"kumo plan: error: {plan.problem_line()}", file=sys.stderr)
     return plan.exit_code
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Exit 0 when Ready, 3 when not Ready (so scripts can wait on it), 1 on errors."""
+    from kubernetes import client
+
+    from kumo import API_GROUP, API_VERSION
+    from kumo.status import explain, parse_target, render
+
+    try:
+        kind, plural, name = parse_target(args.target)
+        api_client, context_namespace = _kube_access(args.kubeconfig)
+        namespace = args.namespace or context_namespace
+        obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name
+        )
+        core = client.CoreV1Api(api_client)
+        listed = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        events = [
+            {"type": e.type or "", "reason": e.reason or "", "message": e.message or ""}
+            for e in sorted(listed.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
+            if e.involved_object.kind == kind
+        ]
+        secret_name = ((obj.get("spec") or {}).get("writeConnectionSecretToRef") or {}).get(
+            "name"
+        ) or f"{name}-connection"
+        secret_keys = _secret_keys(core, namespace, secret_name)
+    except Exception as error:
+        return _failed("status", error)
+    explanation = explain(obj, events, secret_keys)
+    print(render(explanation))
+    return 0 if explanation.ready else 3
+
+
+def _secret_keys(core: Any, namespace: str, name: str) -> list[str] | None:
+    """The Secret's key names (never its values), or None when it does not exist."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return sorted((core.read_namespaced_secret(name, namespace).data or {}).keys())
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _kube_access(kubeconfig: str | None) -> tuple[object, str]:

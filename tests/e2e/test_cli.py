@@ -218,3 +218,26 @@ def test_unreachable_api_server_is_one_line_and_exit_1(cli, tmp_path):
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert "cannot reach the Kubernetes API server" in result.stderr
+
+
+def test_status_explains_ready_and_failing_objects(kumo, probe, provider_config, cloud, testbed):
+    """`kumo status` exits 0 for a Ready object and 3 with the provider's reason for one that
+    cannot be created."""
+    ready = unique("db")
+    kumo.create(example(cloud, "Database", ready))
+    kumo.wait_ready("Database", ready)
+    env = {**os.environ, "KUBECONFIG": testbed.env["kubeconfig"]}
+    command = [sys.executable, "-m", "kumo.cli", "status", "-n", kumo.namespace]
+    shown = subprocess.run([*command, f"database/{ready}"], capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "is Ready" in shown.stdout and "keys " in shown.stdout and "password" in shown.stdout
+    secret = kumo.secret(f"{ready}-connection")
+    assert secret["password"] not in shown.stdout
+    broken = unique("db")
+    manifest = example(cloud, "Database", broken)
+    manifest["spec"]["instanceClass"] = "m5.large" if cloud == "aws" else "db.m5.large"
+    kumo.create(manifest)
+    kumo.wait_condition("Database", broken, "Synced", "False")
+    failing = subprocess.run([*command, f"database/{broken}"], capture_output=True, text=True, env=env, timeout=60)
+    assert failing.returncode == 3
+    assert "refused the spec before calling the cloud" in failing.stdout and "instanceClass" in failing.stdout

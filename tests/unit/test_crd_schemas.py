@@ -360,3 +360,20 @@ def test_provider_config_credentials(kind: str) -> None:
     where = "controller" if kind == "ClusterProviderConfig" else "own namespace"
     assert where in secret_ref["description"]
     assert fields["endpoints"]["maxProperties"] == 16
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; kubectl and the API server refuse them."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = {key for key in keys if keys.count(key) > 1}
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("path", sorted(CRD_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_crd_files_have_no_duplicate_keys(path):
+    """Every CRD file parses under a strict loader, as kubectl parses it."""
+    list(yaml.load_all(path.read_text(), Loader=_StrictLoader))
