@@ -241,3 +241,22 @@ def test_status_explains_ready_and_failing_objects(kumo, probe, provider_config,
     failing = subprocess.run([*command, f"database/{broken}"], capture_output=True, text=True, env=env, timeout=60)
     assert failing.returncode == 3
     assert "refused the spec before calling the cloud" in failing.stdout and "instanceClass" in failing.stdout
+
+
+def test_kumo_works_as_a_kubectl_plugin(kumo, testbed):
+    """With `kubectl-kumo` on PATH (installed with kumo), `kubectl kumo drift` runs kumo."""
+    bin_dir = Path(sys.executable).parent
+    kubectl = bin_dir / "kubectl"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["KUBECONFIG"] = testbed.env["kubeconfig"]
+    listed = subprocess.run([str(kubectl), "plugin", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert "kubectl-kumo" in listed.stdout
+    report = subprocess.run(
+        [str(kubectl), "kumo", "drift", "-n", kumo.namespace, "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["drifted"] == 0
