@@ -27,6 +27,7 @@ RECONCILE_ERROR = "ReconcileError"
 RECONCILE_PENDING = "ReconcilePending"
 OWNED_BY_ANOTHER = "OwnedByAnotherResource"
 INVALID_SPEC = "InvalidSpec"
+PAUSED = "Paused"
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,14 @@ from .drift import IN_SYNC, DriftPolicy
 from .kube import KubeClient
 from .metrics import Metrics
 from .ratelimit import RateLimiters
-from .reconciler import ANNOTATION_ADOPT, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
+from .reconciler import ANNOTATION_ADOPT, ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
 from .resources import FINALIZER, KINDS, ObjectKey, connection_secret_name
 from .sweeps import Sweeper
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 USER_AGENT = "kumo-controller/0.1"
-WATCHED_ANNOTATIONS = (ANNOTATION_ROTATE_PASSWORD, ANNOTATION_ADOPT, "kumo.dev/paused")
+WATCHED_ANNOTATIONS = (ANNOTATION_ROTATE_PASSWORD, ANNOTATION_ADOPT, ANNOTATION_PAUSED)
 
 
 def fingerprint(body: Mapping[str, Any]) -> tuple[Any, ...]:

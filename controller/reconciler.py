@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_ROTATE_PASSWORD = "kumo.dev/rotate-password"
 ANNOTATION_ADOPT = "kumo.dev/adopt"
+ANNOTATION_PAUSED = "kumo.dev/paused"
+PAUSED_MESSAGE = 'kumo.dev/paused is "true": kumo makes no cloud call for this object until it is removed'
 
 # Event reasons: one constant each, so users can filter on them.
 EVENT_CREATED = "CreatedExternalResource"
@@ -211,6 +213,11 @@ class Reconciler:
         return managed_resource(kind, body, self.cluster_id, defaults)
 
     async def _reconcile(self, work: _Pass) -> Result:
+        if work.annotations.get(ANNOTATION_PAUSED) == "true":
+            # No cloud call at all, deletion included: a paused object is left exactly as it is.
+            work.conditions.append(cond.Condition(cond.SYNCED, False, cond.PAUSED, PAUSED_MESSAGE))
+            work.spec_applied = False
+            return Result()
         provider, client, settings = await self.connect(work.key.kind, work.body)
         work.resource = self.resource_for(work.key.kind, work.body, settings)
         if work.body["metadata"].get("deletionTimestamp"):

@@ -241,6 +241,24 @@ def test_uncorrectable_drift_is_reported_not_attempted():
     assert in_sync["status"] == "False" and "cannot be put back in place" in in_sync["message"]
 
 
+def test_paused_object_makes_no_cloud_call_and_says_so():
+    """kumo.dev/paused stops every cloud call, deletion included, and Synced says why; removing
+    the annotation resumes where it left off."""
+    world = World()
+    world.reconcile()
+    world.body["metadata"]["annotations"]["kumo.dev/paused"] = "true"
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    world.journal.clear()
+    world.reconcile()
+    _mark_deleted(world)
+    world.reconcile()
+    assert [e for e in world.journal if e[0].startswith("cloud:")] == []
+    assert world.condition("Synced")["reason"] == "Paused" and world.kube.finalizers[NAME] == [FINALIZER]
+    del world.body["metadata"]["annotations"]["kumo.dev/paused"]
+    world.reconcile()
+    assert EXTERNAL not in world.cloud.records and world.kube.finalizers[NAME] == []
+
+
 def test_spec_edit_is_an_update_not_drift():
     """A new generation is the user's intent: applied and announced as an update."""
     world = World()
