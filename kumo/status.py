@@ -98,9 +98,12 @@ def _next_step(conditions: dict[str, dict[str, Any]], ready: bool) -> str:
     if synced.get("status") == "False":
         if synced.get("reason") in ("InvalidSpec", "OwnedByAnotherResource"):
             return "Next: kumo retries about every 5 minutes, and at once when the spec changes."
+        if synced.get("reason") == "Paused":
+            return "Next: nothing until the kumo.dev/paused annotation is removed."
         return (
-            "Next: kumo retries with exponential backoff (1 s doubling, at most 5 minutes), "
-            "and at once on a spec change."
+            "Next: kumo retries at once on a spec change; otherwise transient cloud errors are retried with "
+            "exponential backoff (1 s doubling, at most 5 minutes) and configuration, permission or quota "
+            "errors about every 5 minutes."
         )
     if ready:
         return "Next: drift sweeps compare it with the cloud (every 60 s by default, see kumo.dev/sweep-interval)."
