@@ -34,6 +34,7 @@ from kumo.providers.base import (
     FieldDrift,
     Kind,
     ManagedResource,
+    NotReady,
     Observation,
     Provider,
     ProviderError,
@@ -187,6 +188,8 @@ class Reconciler:
         work = _Pass(key, body)
         try:
             result = await self._reconcile(work)
+        except NotReady as progress:
+            result = self._in_progress(work, progress)
         except (ProviderError, ProviderConfigError) as error:
             result = await self._failed(work, error)
         if not work.done:
@@ -533,6 +536,14 @@ class Reconciler:
         facts = {"externalName": observation.external_name, "state": observation.state}
         facts.update(observation.at_provider)
         return facts
+
+    def _in_progress(self, work: _Pass, progress: NotReady) -> Result:
+        """The cloud is still busy with an earlier request: poll, no error, no failure count."""
+        log.debug("%s waits for the cloud: %s", work.key, progress)
+        work.spec_applied = False
+        polls = self._polls.get(work.key, 0) + 1
+        self._polls[work.key] = polls
+        return Result(requeue_after=min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1)))
 
     async def _failed(self, work: _Pass, error: Exception) -> Result:
         terminal = isinstance(error, Terminal | ProviderConfigError)

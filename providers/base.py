@@ -47,6 +47,12 @@ class Retryable(ProviderError):
     """A temporary condition: throttling, a 5xx, a timeout, a resource not ready yet."""
 
 
+class NotReady(Retryable):
+    """Not a failure: the cloud is still working on an earlier request (an operation running, an
+    instance not yet runnable). The controller looks again at its polling pace, without backoff
+    and without reporting an error."""
+
+
 class Terminal(ProviderError):
     """A condition that retrying soon will not fix: bad input, denied access, quota."""
 

@@ -41,6 +41,7 @@ from kumo.providers.base import (
     Deletion,
     FieldDrift,
     ManagedResource,
+    NotReady,
     Observation,
     ProviderSettings,
     Retryable,
@@ -636,7 +637,7 @@ class CloudSQLClient:
             operation = await self._call("users.insert", secrets=(password,), instance=name, body=user)
         if not await self._finished(name, operation):
             kind = enum_name(operation.operation_type)
-            raise Retryable(MESSAGE_OPERATION_RUNNING.format(kind=kind, name=name), code=CODE_OPERATION_RUNNING)
+            raise NotReady(MESSAGE_OPERATION_RUNNING.format(kind=kind, name=name), code=CODE_OPERATION_RUNNING)
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         name, spec = resource.external_name, resource.database
@@ -696,7 +697,7 @@ class CloudSQLClient:
             raise Retryable(f"instance {name} disappeared before it could be updated", code="NotFound")
         state = enum_name(instance.state)
         if state != STATE_RUNNABLE:
-            raise Retryable(MESSAGE_NOT_RUNNABLE.format(name=name, state=state), code=CODE_NOT_RUNNABLE)
+            raise NotReady(MESSAGE_NOT_RUNNABLE.format(name=name, state=state), code=CODE_NOT_RUNNABLE)
         operation = await self._call("instances.patch", instance=name, body=patch_body(resource, fields, instance))
         return enum_name(operation.status) == OPERATION_DONE
 

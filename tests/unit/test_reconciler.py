@@ -13,7 +13,7 @@ import pytest
 from kumo.controller import conditions as cond
 from kumo.controller.reconciler import Reconciler
 from kumo.controller.resources import FINALIZER, ObjectKey, derived_external_name
-from kumo.providers.base import Kind, Ownership, Retryable, Terminal
+from kumo.providers.base import Kind, NotReady, Ownership, Retryable, Terminal
 from kumo.providers.registry import ProviderRegistry
 
 from .fakes import CloudRecord, FakeCloud, FakeKube, to_v1_secret
@@ -452,6 +452,17 @@ def test_cloud_errors_are_reported_once_and_classified(error, terminal):
     assert all(r.error is error and r.terminal is terminal for r in results)
     assert str(error) in world.condition("Synced")["message"]
     assert [r for _, r, _ in world.kube.events if r == "ReconcileError"] == ["ReconcileError"]
+
+
+def test_cloud_still_busy_is_polled_not_counted_as_an_error():
+    """NotReady (an operation still running) requeues at the polling pace, keeps Synced True and
+    posts no error event, however often it happens."""
+    world = World()
+    world.cloud.failing["create"] = NotReady("operation CREATE_USER on x is still running")
+    results = [world.reconcile() for _ in range(4)]
+    assert all(r.error is None and r.requeue_after is not None for r in results)
+    assert max(r.requeue_after for r in results) <= world.reconciler.timing.poll_max
+    assert "ReconcileError" not in reasons(world)
 
 
 def test_missing_provider_config_names_the_field():
