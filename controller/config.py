@@ -24,6 +24,12 @@ class ControllerConfig:
     cloud_burst: float = 100.0
     log_format: str = "text"
     log_level: str = "INFO"
+    # Leader election (controller/leader.py). Off by default: a single process makes no Lease writes.
+    leader_elect: bool = False
+    lease_name: str = "kumo-controller"  # a Lease in controller_namespace
+    lease_duration: int = 15  # seconds after the last renewal before a standby takes over
+    renew_deadline: float = 10.0  # seconds a leader keeps acting without renewing, then exits
+    retry_period: float = 2.0  # seconds between renewals (leader) and tries (standby)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ControllerConfig:
@@ -46,4 +52,9 @@ class ControllerConfig:
             cloud_burst=float(env.get("KUMO_CLOUD_BURST", cls.cloud_burst)),
             log_format=env.get("KUMO_LOG_FORMAT", cls.log_format),
             log_level=env.get("KUMO_LOG_LEVEL", cls.log_level),
+            leader_elect=env.get("KUMO_LEADER_ELECT", "").strip().lower() in ("1", "true", "yes", "on"),
+            lease_name=env.get("KUMO_LEASE_NAME", cls.lease_name),
+            lease_duration=int(env.get("KUMO_LEASE_DURATION", cls.lease_duration)),
+            renew_deadline=float(env.get("KUMO_RENEW_DEADLINE", cls.renew_deadline)),
+            retry_period=float(env.get("KUMO_RETRY_PERIOD", cls.retry_period)),
         )

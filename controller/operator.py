@@ -9,6 +9,9 @@ An event only enqueues its object when something the controller acts on changed:
 generation (a spec edit), the deletion mark, or an annotation kumo reads. Our own status and
 finalizer writes come back as events too and are ignored by that rule, which is what keeps a
 reconcile from triggering itself.
+
+With `--leader-elect` several replicas run: all watch and keep the cache and queue current, and
+only the holder of the Lease (controller/leader.py) runs workers and the sweeper.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +41,7 @@ from .config import ControllerConfig
 from .connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
 from .drift import IN_SYNC, DriftPolicy
 from .kube import KubeClient
+from .leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from .metrics import Metrics
 from .ratelimit import RateLimiters
 from .reconciler import ANNOTATION_ADOPT, ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
@@ -47,6 +52,7 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 USER_AGENT = "kumo-controller/0.1"
 WATCHED_ANNOTATIONS = (ANNOTATION_ROTATE_PASSWORD, ANNOTATION_ADOPT, ANNOTATION_PAUSED)
+EXIT_DEPOSED = 3  # a leader that lost its Lease exits; its supervisor restarts it as a standby
 
 
 def fingerprint(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -73,6 +79,9 @@ class Controller:
     cache: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
     sweeper: Sweeper | None = None
+    # With leader election: asked before every reconcile, so a leader that froze and woke up
+    # after losing the lease does not start new work before its elector notices.
+    may_act: Callable[[], bool] = lambda: True
     # (namespace, name) of every kumo connection Secret -> the rotation request it answers
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)
     _fingerprints: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
@@ -171,7 +180,9 @@ class Controller:
             key = await self.queue.get()
             try:
                 body = self.cache.get(key)
-                if body is not None:
+                if body is not None and not self.may_act():
+                    self.queue.add_after(key, 1.0)  # keep it for whoever leads next
+                elif body is not None:
                     started = time.monotonic()
                     result = await self.reconciler.reconcile(key, body)
                     took = time.monotonic() - started
@@ -235,6 +246,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     """All of kumo's kopf handlers, on a registry of their own (no module-level state)."""
     registry = kopf.OperatorRegistry()
     memo: dict[str, Controller] = {}
+    election: dict[str, tuple[LeaderElector, asyncio.Task[None]]] = {}
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -247,7 +259,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         settings.networking.request_timeout = 60
         loop = asyncio.get_running_loop()
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(config.threads, "kumo-io"))
-        kube = KubeClient(api_client(config))
+        api = api_client(config)
+        kube = KubeClient(api)
         cluster_id = config.cluster_id or await kube.namespace_uid("kube-system")
         metrics = Metrics()
         if config.metrics_port:
@@ -269,19 +282,33 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             sweep_concurrency=config.sweep_concurrency,
             metrics=metrics,
         )
-        controller.start()
+        if config.leader_elect:
+            elector = _elector(config, api, controller)
+            controller.may_act = elector.holds_fresh_lease
+            campaign = asyncio.create_task(elector.run(), name="kumo-leader-election")
+            campaign.add_done_callback(_exit_if_election_failed)
+            election["elector"] = (elector, campaign)
+        else:
+            controller.start()
         log.info(
-            "kumo controller started: cluster id %s, %d workers, sweeps every %.0fs, drift policy %s",
+            "kumo controller started: cluster id %s, %d workers, sweeps every %.0fs, drift policy %s%s",
             cluster_id,
             config.workers,
             config.sweep_interval,
             config.drift_policy,
+            f", standby until it holds Lease {config.controller_namespace}/{config.lease_name}"
+            if config.leader_elect
+            else "",
         )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        if "elector" in election:
+            election["elector"][1].cancel()  # no renewal may race the release below
         if "controller" in memo:
             await memo["controller"].stop()
+        if "elector" in election:
+            await election["elector"][0].release()  # after the workers stopped: hand over at once
 
     for kind, info in KINDS.items():
         _watch(registry, memo, kind, info.plural)
@@ -292,6 +319,28 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             memo["controller"].on_secret_event(event.get("type"), body)
 
     return registry
+
+
+def _elector(config: ControllerConfig, api: k8s.ApiClient, controller: Controller) -> LeaderElector:
+    """Elected: start workers and sweeper (the watches have kept the cache and queue current).
+    Deposed: exit at once, because only ending the process stops cloud calls already running in
+    worker threads; the supervisor (the Deployment) brings the process back as a standby."""
+    timing = ElectionTiming(config.lease_duration, config.renew_deadline, config.retry_period)
+    store = KubeLeaseStore(api, config.controller_namespace, config.lease_name, request_timeout=config.retry_period)
+    return LeaderElector(store, timing=timing, on_elected=controller.start, on_deposed=_exit_deposed)
+
+
+def _exit_if_election_failed(campaign: asyncio.Task[None]) -> None:
+    """A bug in the election must not leave a leader acting without renewing its Lease."""
+    if not campaign.cancelled() and campaign.exception() is not None:
+        log.error("leader election failed, exiting", exc_info=campaign.exception())
+        _exit_deposed()
+
+
+def _exit_deposed() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_DEPOSED)
 
 
 def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: Kind, plural: str) -> None:

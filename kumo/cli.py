@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cloud-burst", type=float, help="burst size of that token bucket")
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     run.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="run as one of several replicas: only the holder of a Lease reconciles (KUMO_LEADER_ELECT)",
+    )
+    run.add_argument("--lease-name", help="the leader-election Lease in the controller namespace (kumo-controller)")
+    run.add_argument("--lease-duration", type=int, help="seconds before a standby takes an unrenewed Lease (15)")
+    run.add_argument("--renew-deadline", type=float, help="seconds a leader acts without renewing, then exits (10)")
+    run.add_argument("--retry-period", type=float, help="seconds between Lease renewals and tries (2)")
     run.set_defaults(handler=_run)
 
     drift = commands.add_parser(
@@ -129,6 +139,11 @@ def _run(args: argparse.Namespace) -> int:
         "cloud_burst": args.cloud_burst,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "leader_elect": args.leader_elect,
+        "lease_name": args.lease_name,
+        "lease_duration": args.lease_duration,
+        "renew_deadline": args.renew_deadline,
+        "retry_period": args.retry_period,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     configure_logging(config.log_format, config.log_level)

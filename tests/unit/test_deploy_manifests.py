@@ -198,11 +198,12 @@ def test_bindings_grant_the_roles_to_the_service_account_only(rendered, binding,
 # ---------------------------------------------------------------------- the Deployment
 
 
-def test_deployment_runs_one_controller_and_never_two(rendered):
-    """One replica and the Recreate strategy: without leader election two controllers must not overlap."""
+def test_deployment_runs_two_replicas_with_leader_election(rendered):
+    """Two replicas roll safely because `--leader-elect` lets only the Lease holder reconcile."""
     spec = one(rendered, "Deployment")["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert _parser().parse_args(container(rendered)["args"]).leader_elect is True
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == NAME and pod["automountServiceAccountToken"] is True
 
