@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 ANNOTATION_ROTATE_PASSWORD = "kumo.dev/rotate-password"
 ANNOTATION_ADOPT = "kumo.dev/adopt"
 ANNOTATION_PAUSED = "kumo.dev/paused"
+OBSERVE_ONLY_MESSAGE = "managementPolicy ObserveOnly: kumo reads this resource and never writes to the cloud"
 PAUSED_MESSAGE = 'kumo.dev/paused is "true": kumo makes no cloud call for this object until it is removed'
 
 # Event reasons: one constant each, so users can filter on them.
@@ -229,6 +230,8 @@ class Reconciler:
         if problems:
             raise InvalidSpec("; ".join(problems))
         await self._ensure_finalizer(work)
+        if _observe_only(work.body):
+            return await self._observe_only(work, client)
         if work.key.kind is Kind.DATABASE:
             await self._ensure_password_stored(work)
         observation = await client.observe(work.resource)
@@ -255,6 +258,26 @@ class Reconciler:
         ]
         return Result()
 
+    async def _observe_only(self, work: _Pass, client: ExternalClient) -> Result:
+        """ManagementPolicy ObserveOnly: read and report, never a cloud write (no create, update,
+        tag, password or delete), and no connection Secret."""
+        assert work.resource is not None
+        observation = await client.observe(work.resource)
+        if observation is None:
+            work.conditions += [
+                cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"{work.resource.external_name} does not exist"),
+                cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE),
+                drift_policy.missing(work.resource.external_name),
+            ]
+            return Result()
+        work.at_provider = self._at_provider(work, observation)
+        self._assess_drift(work, observation, policy=DriftPolicy.REPORT)
+        ready = cond.Condition(cond.READY, True, cond.AVAILABLE)
+        if not observation.ready:
+            ready = cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"cloud state: {observation.state}")
+        work.conditions += [ready, cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)]
+        return Result()
+
     async def assess_sweep(self, key: ObjectKey, body: Mapping[str, Any], observation: Observation | None) -> bool:
         """Judge one object against a batched observation from a drift sweep.
 
@@ -263,15 +286,17 @@ class Reconciler:
         reconcile: to correct drift, to recreate a missing resource, or because its state moved.
         """
         work = _Pass(key, body)
-        policy = policy_of(body, self.default_drift_policy)
+        policy = DriftPolicy.REPORT if _observe_only(body) else policy_of(body, self.default_drift_policy)
         if observation is None:
             if policy is not DriftPolicy.REPORT:
                 return True
             await self._report_missing(work)
-        elif not observation.ready or (observation.owner is None or observation.owner.uid != work.uid):
+        elif not _observe_only(body) and (
+            not observation.ready or observation.owner is None or observation.owner.uid != work.uid
+        ):
             return True
         else:
-            self._assess_drift(work, observation)
+            self._assess_drift(work, observation, policy=policy)
         if work.conditions:
             await self._finish(work)
         return observation is not None and bool(_correctable(observation)) and policy is DriftPolicy.CORRECT
@@ -323,9 +348,9 @@ class Reconciler:
         # behind kumo's back is corrected only under Correct.
         return self._spec_changed(work) or self._policy(work) is DriftPolicy.CORRECT
 
-    def _assess_drift(self, work: _Pass, observation: Observation) -> None:
+    def _assess_drift(self, work: _Pass, observation: Observation, policy: DriftPolicy | None = None) -> None:
         """InSync and status.drift for an observation that is not being corrected now."""
-        if self._policy(work) is DriftPolicy.IGNORE:
+        if (policy or self._policy(work)) is DriftPolicy.IGNORE:
             work.conditions.append(drift_policy.ignored())
             work.drift = []
             return
@@ -397,7 +422,7 @@ class Reconciler:
         if FINALIZER not in finalizers:
             work.done = True
             return Result()
-        if work.body.get("spec", {}).get("deletionPolicy", "Delete") == "Retain":
+        if work.body.get("spec", {}).get("deletionPolicy", "Delete") == "Retain" or _observe_only(work.body):
             await self._event(
                 work,
                 NORMAL,
@@ -587,6 +612,10 @@ class Reconciler:
             counter = self.metrics.drift_detected if reason == EVENT_DRIFT_DETECTED else self.metrics.drift_corrected
             counter.labels(work.key.kind).inc()
         await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
+
+
+def _observe_only(body: Mapping[str, Any]) -> bool:
+    return (body.get("spec") or {}).get("managementPolicy") == "ObserveOnly"
 
 
 def _correctable(observation: Observation) -> tuple[FieldDrift, ...]:

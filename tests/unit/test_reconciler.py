@@ -259,6 +259,26 @@ def test_paused_object_makes_no_cloud_call_and_says_so():
     assert EXTERNAL not in world.cloud.records and world.kube.finalizers[NAME] == []
 
 
+def test_observe_only_reads_and_reports_but_never_writes_to_the_cloud():
+    """ObserveOnly: an absent resource is reported, not created; an existing one (even owned by
+    someone else) is reported Ready with its drift, never updated, tagged, given a password or
+    deleted, and no connection Secret is written."""
+    world = World()
+    world.body["spec"]["managementPolicy"] = "ObserveOnly"
+    world.reconcile()
+    assert EXTERNAL not in world.cloud.records and world.condition("Ready")["status"] == "False"
+    world.cloud.records[EXTERNAL] = CloudRecord(Ownership("uid-other", "b", "x", CLUSTER), {"storageGB": 50})
+    world.reconcile()
+    assert world.condition("Ready")["status"] == "True" and world.condition("InSync")["reason"] == "Drifted"
+    _mark_deleted(world)
+    world.reconcile()
+    writes = [
+        e for e in world.journal if e[0] in ("cloud:create", "cloud:update", "cloud:delete", "cloud:set-password")
+    ]
+    assert writes == [] and world.kube.secrets == {} and EXTERNAL in world.cloud.records
+    assert world.kube.finalizers[NAME] == []
+
+
 def test_spec_edit_is_an_update_not_drift():
     """A new generation is the user's intent: applied and announced as an update."""
     world = World()
