@@ -412,6 +412,7 @@ def test_minimal_database_is_accepted_with_defaults(objects: Objects) -> None:
         "masterUsername": "kumo",
         "snapshotOnDelete": False,
         "deletionPolicy": "Delete",
+        "managementPolicy": "Default",
         "providerConfigRef": {"kind": "ClusterProviderConfig", "name": "default"},
     }
 
@@ -424,6 +425,7 @@ def test_minimal_bucket_is_accepted_with_defaults(objects: Objects) -> None:
         "encryption": True,
         "forceDestroy": False,
         "deletionPolicy": "Delete",
+        "managementPolicy": "Default",
         "providerConfigRef": {"kind": "ClusterProviderConfig", "name": "default"},
     }
 
