@@ -56,6 +56,7 @@ from .resources import (
     KINDS,
     ObjectKey,
     connection_secret_name,
+    derived_external_name,
     managed_resource,
     owner_reference,
 )
@@ -363,14 +364,26 @@ class Reconciler:
         if assessment.new_fields:
             work.pending_events.append((WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message))
 
+    def _is_ours(self, work: _Pass, observation: Observation) -> bool:
+        """Tagged with this object's uid, or untagged but provably this object's own: recorded in
+        its status (someone stripped the tags), or carrying the name derived for this very object
+        in this cluster (an earlier attempt died between creating it and tagging it: S3 and GCS
+        tag in a second call)."""
+        if observation.owner is not None:
+            return observation.owner.uid == work.uid
+        if (work.status.get("atProvider") or {}).get("externalName") == observation.external_name:
+            return True
+        explicit = (work.body.get("spec") or {}).get("externalName")
+        meta = work.body["metadata"]
+        derived = derived_external_name(meta["namespace"], meta["name"], self.cluster_id)
+        return not explicit and observation.external_name == derived
+
     def _check_owner(self, work: _Pass, observation: Observation) -> None:
         owner = observation.owner
-        if owner is not None and owner.uid == work.uid:
-            return
+        if self._is_ours(work, observation):
+            return  # untagged ones get their tags back with the next update, as drift
         if owner is None and work.annotations.get(ANNOTATION_ADOPT) == "true":
             return  # adoption asked for explicitly: the next update writes our tags
-        if owner is None and (work.status.get("atProvider") or {}).get("externalName") == observation.external_name:
-            return  # ours before, and someone stripped the tags: tags are drift like any other
         if owner is None:
             raise OwnershipConflict(
                 f"{observation.external_name} already exists and is not managed by kumo; "
@@ -431,7 +444,7 @@ class Reconciler:
             )
         else:
             observation = await client.observe(work.resource)
-            if observation is not None and observation.owner is not None and observation.owner.uid == work.uid:
+            if observation is not None and self._is_ours(work, observation):
                 deletion = await client.delete(work.resource)
                 if not deletion.gone:
                     work.conditions.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import Any, TypeVar, cast
 from kumo.providers.base import (
     CallHooks,
     CloudCall,
+    NotReady,
     Ownership,
     ProviderError,
     ProviderSettings,
@@ -430,6 +432,9 @@ class ClientCache:
 # ---------------------------------------------------------------------------- the call wrapper
 
 
+READ_ATTEMPTS = 3  # like boto3's standard retry mode, for idempotent reads only
+
+
 @dataclass(frozen=True)
 class ServiceCaller:
     """Every call to one Google service for one provider config goes through here.
@@ -462,6 +467,25 @@ class ServiceCaller:
         return await self._run(operation, request, missing=True, secrets=())
 
     async def _run(
+        self, operation: str, request: Callable[[Any], T], *, missing: bool, secrets: Collection[str]
+    ) -> T | None:
+        """One request, and for reads up to READ_ATTEMPTS in all on a transient error: the
+        clients are built with retry=None, and one 503 should not cost a whole reconcile pass.
+        Writes are never repeated here (an insert that failed ambiguously is the reconciler's
+        call, which observes first). Each attempt is paced and counted through the hooks."""
+        attempts = READ_ATTEMPTS if operation.endswith((".get", ".list")) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._run_once(operation, request, missing=missing, secrets=secrets)
+            except NotReady:
+                raise
+            except Retryable:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")
+
+    async def _run_once(
         self, operation: str, request: Callable[[Any], T], *, missing: bool, secrets: Collection[str]
     ) -> T | None:
         if self.hooks.before is not None:

@@ -188,18 +188,41 @@ def test_resource_owned_by_another_object_is_left_alone():
 
 @pytest.mark.parametrize(("adopt", "adopted"), [("", False), ("true", True)], ids=["refused", "adopted-on-request"])
 def test_unowned_resource_is_adopted_only_when_asked(adopt, adopted):
-    """An existing resource without kumo tags is adopted only with the adopt annotation; the
-    adopting update writes our ownership tags."""
+    """An existing resource without kumo tags under a user-chosen spec.externalName is adopted only
+    with the adopt annotation; the adopting update writes our ownership tags."""
     world = World()
+    world.body["spec"]["externalName"] = "legacy-db"
     world.body["metadata"]["annotations"]["kumo.dev/adopt"] = adopt
-    world.cloud.records[EXTERNAL] = CloudRecord(None, {"storageGB": 20, "versioning": None})
+    world.cloud.records["legacy-db"] = CloudRecord(None, {"storageGB": 20, "versioning": None})
     world.reconcile()
-    owner = world.cloud.records[EXTERNAL].owner
+    owner = world.cloud.records["legacy-db"].owner
     assert (owner is not None and owner.uid == UID) is adopted
 
 
 def reasons(world):
     return [reason for _, reason, _ in world.kube.events]
+
+
+def test_own_resource_left_untagged_by_a_crash_is_claimed_and_deleted_not_leaked():
+    """A crash between creating a bucket and tagging it leaves an untagged resource under this
+    object's derived name: the next pass claims it (tags as drift), and deletion deletes it."""
+    world = World(Kind.BUCKET)
+    world.cloud.records[EXTERNAL] = CloudRecord(None, {"storageGB": None, "versioning": None})
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].owner is not None and world.cloud.records[EXTERNAL].owner.uid == UID
+    world.cloud.records[EXTERNAL].owner = None  # and once more untagged, then deleted
+    _mark_deleted(world)
+    world.reconcile()
+    assert EXTERNAL not in world.cloud.records
+
+
+def test_untagged_resource_under_a_user_chosen_name_still_needs_adoption():
+    """With spec.externalName set, an untagged resource may be anybody's: refused without adopt."""
+    world = World(Kind.BUCKET)
+    world.body["spec"]["externalName"] = "someone-elses-bucket"
+    world.cloud.records["someone-elses-bucket"] = CloudRecord(None, {})
+    world.reconcile()
+    assert world.condition("Synced")["reason"] == cond.OWNED_BY_ANOTHER
 
 
 def test_resource_whose_tags_were_stripped_is_retagged_not_refused():
