@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 CONTROLPLANE := $(VENV)/.controlplane
 PYTEST_ARGS ?=
 
-.PHONY: help install controlplane test unit e2e demo bench lint fmt docs dev-up dev-down clean
+.PHONY: help install controlplane test unit e2e demo bench chaos lint fmt docs dev-up dev-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ e2e: $(CONTROLPLANE)  ## e2e tests only
 
 demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud account needed
 	@$(PY) -m kumo.testbed.demo
+
+chaos: $(CONTROLPLANE)  ## full-size chaos (200 objects, 20 SIGKILLs) and fault injection (100 objects, 20 %)
+	@KUMO_CHAOS_OBJECTS=200 KUMO_CHAOS_KILLS=20 $(PY) -m pytest -s tests/e2e/test_chaos.py $(PYTEST_ARGS)
+	@KUMO_FAULT_OBJECTS=100 $(PY) -m pytest -s tests/e2e/test_faults.py $(PYTEST_ARGS)
 
 lint: $(INSTALLED)  ## ruff + mypy
 	@echo "==> lint"
