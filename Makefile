@@ -45,6 +45,9 @@ e2e: $(CONTROLPLANE)  ## e2e tests only
 demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud account needed
 	@$(PY) -m kumo.testbed.demo
 
+bench: $(CONTROLPLANE)  ## benchmarks at scale -> bench/results.json (about 20 minutes; BENCH_N, BENCH_SCALE_N)
+	@$(PY) -m bench.run
+
 chaos: $(CONTROLPLANE)  ## full-size chaos (200 objects, 20 SIGKILLs) and fault injection (100 objects, 20 %)
 	@KUMO_CHAOS_OBJECTS=200 KUMO_CHAOS_KILLS=20 $(PY) -m pytest -s tests/e2e/test_chaos.py $(PYTEST_ARGS)
 	@KUMO_FAULT_OBJECTS=100 $(PY) -m pytest -s tests/e2e/test_faults.py $(PYTEST_ARGS)
@@ -53,7 +56,7 @@ lint: $(INSTALLED)  ## ruff + mypy
 	@echo "==> lint"
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
-	@$(PY) -m mypy kumo controller providers testbed
+	@$(PY) -m mypy kumo controller providers testbed bench
 	@$(PY) -m kumo.docsgen --check
 
 docs: $(INSTALLED)  ## regenerate docs/reference/crds.md from crds/

@@ -1,0 +1,8 @@
+"""`make bench`: kumo's benchmark on the local test bed (control plane + emulated clouds).
+
+Run it from the repository root with `python -m bench.run`. It measures create at scale against a
+no-Kubernetes floor, the cloud calls of steady drift sweeps against per-resource polling, drift
+detection latency, and memory and restart at scale; docs/performance.md explains every figure.
+Every headline figure is a ratio or a count taken in the same run, because absolute times on a
+shared 2-core machine are noisy.
+"""
