@@ -41,7 +41,14 @@ class KubeClient:
 
     # ------------------------------------------------------------------ managed objects
 
-    async def patch_status(self, key: ObjectKey, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, key: ObjectKey, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Merge-patch status; with `resource_version` the write is refused (409) if the object
+        changed since that version was read."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
@@ -49,7 +56,7 @@ class KubeClient:
             key.namespace,
             KINDS[key.kind].plural,
             key.name,
-            {"status": status},
+            body,
             _content_type="application/merge-patch+json",
         )
 

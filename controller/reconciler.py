@@ -140,6 +140,9 @@ class _Pass:
     # must not move then, or an edit made meanwhile would look like drift instead of intent.
     spec_applied: bool = True
     pending_events: list[tuple[str, str, str]] = field(default_factory=list)
+    # A sweep judges a cached copy that a reconcile may have overtaken: its status write is
+    # guarded by the resourceVersion it read, so it can never overwrite newer conditions.
+    guard_version: str | None = None
 
     @property
     def uid(self) -> str:
@@ -286,7 +289,7 @@ class Reconciler:
         posts one Warning event per newly seen drift. Returns True when the object needs a full
         reconcile: to correct drift, to recreate a missing resource, or because its state moved.
         """
-        work = _Pass(key, body)
+        work = _Pass(key, body, guard_version=body["metadata"].get("resourceVersion"))
         policy = DriftPolicy.REPORT if _observe_only(body) else policy_of(body, self.default_drift_policy)
         if observation is None:
             if policy is not DriftPolicy.REPORT:
@@ -615,7 +618,7 @@ class Reconciler:
             new["drift"] = work.drift
         if all(current.get(k) == v for k, v in new.items()):
             return
-        await self.kube.patch_status(work.key, new)
+        await self.kube.patch_status(work.key, new, work.guard_version)
 
     async def _event(self, work: _Pass, event_type: str, reason: str, message: str) -> None:
         if self._last_event.get(work.key) == (reason, message):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from kumo.providers.base import Kind, ProviderError
 
 from . import conditions as cond
@@ -190,7 +191,12 @@ class Sweeper:
             self._last_assessed[key] = now
             stats.compared += 1
             observation = observations.get(name)
-            needs_reconcile = await self.reconciler.assess_sweep(key, body, observation)
+            try:
+                needs_reconcile = await self.reconciler.assess_sweep(key, body, observation)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                continue  # a reconcile wrote newer status meanwhile; the next sweep looks again
             if observation is not None and observation.drift:
                 stats.drifted += 1
             if needs_reconcile or self._secret_missing(key, body):

@@ -41,7 +41,7 @@ class FakeKube:
     def writes(self) -> list[tuple[str, ...]]:
         return [entry for entry in self.journal if entry[0].startswith("kube:")]
 
-    async def patch_status(self, key, status):
+    async def patch_status(self, key, status, resource_version=None):
         self.journal.append(("kube:status", key.name))
         self.statuses[key.name] = copy.deepcopy(dict(status))
 
