@@ -9,12 +9,14 @@ list first, so a concurrent change by someone else fails with 409 instead of bei
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kumo.providers.base import Kind
 
 from kumo import API_GROUP, API_VERSION
 
@@ -22,6 +24,7 @@ from .conditions import now_rfc3339
 from .resources import KINDS, ObjectKey
 
 log = logging.getLogger(__name__)
+PAGE = 500  # objects per list request: bounded memory however many there are
 PROVIDER_CONFIG_PLURALS = {"ProviderConfig": "providerconfigs", "ClusterProviderConfig": "clusterproviderconfigs"}
 
 
@@ -94,6 +97,66 @@ class KubeClient:
             patch,
             _content_type="application/json-patch+json",
         )
+
+    async def get_object(self, key: ObjectKey) -> dict[str, Any] | None:
+        try:
+            return await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                key.namespace,
+                KINDS[key.kind].plural,
+                key.name,
+            )
+        except ApiException as error:
+            if _not_found(error):
+                return None
+            raise
+
+    async def list_objects(self, kind: Kind, namespace: str | None) -> AsyncIterator[dict[str, Any]]:
+        """Every object of a kind, in one namespace or all (None), a page at a time."""
+        plural = KINDS[kind].plural
+        token = None
+        while True:
+            if namespace is None:
+                page = await asyncio.to_thread(
+                    self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, plural, limit=PAGE, _continue=token
+                )
+            else:
+                page = await asyncio.to_thread(
+                    self.custom.list_namespaced_custom_object,
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    plural,
+                    limit=PAGE,
+                    _continue=token,
+                )
+            for item in page.get("items") or []:
+                yield item
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    async def list_secret_metadata(self, namespace: str | None, label_selector: str) -> AsyncIterator[dict[str, Any]]:
+        """The metadata of matching Secrets, a page at a time; their data is never decoded."""
+        token = None
+        while True:
+            options: dict[str, Any] = {"label_selector": label_selector, "limit": PAGE, "_continue": token}
+            if namespace is None:
+                response = await asyncio.to_thread(
+                    self.core.list_secret_for_all_namespaces, _preload_content=False, **options
+                )
+            else:
+                response = await asyncio.to_thread(
+                    self.core.list_namespaced_secret, namespace, _preload_content=False, **options
+                )
+            page = json.loads(response.data)
+            for item in page.get("items") or []:
+                yield item["metadata"]
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     # ------------------------------------------------------------------ provider configs
 

@@ -22,12 +22,12 @@ import logging
 import os
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import NamespaceName, match_namespace  # what kopf's watches use
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kumo.providers.base import Kind
@@ -36,10 +36,11 @@ from kumo.providers.registry import ProviderRegistry
 from kumo import API_GROUP, API_VERSION
 
 from . import conditions as cond
+from .cache import ObjectCache
 from .cloudcalls import CloudCalls
 from .config import ControllerConfig
 from .connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
-from .drift import IN_SYNC, DriftPolicy
+from .drift import DriftPolicy
 from .kube import KubeClient
 from .leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from .metrics import Metrics
@@ -76,7 +77,7 @@ class Controller:
     sweep_interval: float = 60.0
     sweep_concurrency: int = 4
     metrics: Metrics | None = None
-    cache: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+    cache: ObjectCache = field(default_factory=ObjectCache)
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
     sweeper: Sweeper | None = None
     # With leader election: asked before every reconcile, so a leader that froze and woke up
@@ -84,19 +85,22 @@ class Controller:
     may_act: Callable[[], bool] = lambda: True
     # (namespace, name) of every kumo connection Secret -> the rotation request it answers
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Set when prime() has filled the cache with everything that existed at start-up.
+    primed: asyncio.Event = field(default_factory=asyncio.Event)
+    # What prime() listed and the watches have not delivered yet: see confirm_primed().
+    _unconfirmed: set[ObjectKey] = field(default_factory=set)
+    _unconfirmed_secrets: dict[tuple[str, str], ObjectKey | None] = field(default_factory=dict)
     _fingerprints: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def on_object_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         key = ObjectKey(kind, meta["namespace"], meta["name"])
+        self._unconfirmed.discard(key)
         if event_type == "DELETED":
-            self.cache.pop(key, None)
-            self._fingerprints.pop(key, None)
-            self.queue.discard(key)
-            self.reconciler.forget(key)
+            self._forget(key)
             return
-        self.cache[key] = _plain(body)
+        self.cache.put(key, body)
         mark = fingerprint(body)
         if self._fingerprints.get(key) == mark:
             return
@@ -104,6 +108,12 @@ class Controller:
         if event_type is None and self._settled(key, body):
             return  # listed at start-up and already done: the first sweep verifies it in bulk
         self.queue.add(key)
+
+    def _forget(self, key: ObjectKey) -> None:
+        self.cache.pop(key)
+        self._fingerprints.pop(key, None)
+        self.queue.discard(key)
+        self.reconciler.forget(key)
 
     def _settled(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
         """Ready and in sync with its current generation, with its Secret answering the current
@@ -125,20 +135,80 @@ class Controller:
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
+        self._unconfirmed_secrets.pop(where, None)
         if event_type != "DELETED":
             self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
             return
+        self._secret_gone(where, _secret_owner(meta))
+
+    def _secret_gone(self, where: tuple[str, str], owner: ObjectKey | None) -> None:
         self.secrets.pop(where, None)
-        labels = meta.get("labels") or {}
-        kind = labels.get(LABEL_OWNER_KIND)
-        if kind in (Kind.DATABASE.value, Kind.BUCKET.value):
-            self.queue.add(ObjectKey(Kind(kind), meta["namespace"], labels[LABEL_OWNER_NAME]))
+        if owner is not None and owner in self.cache:
+            self.queue.add(owner)
+
+    # ------------------------------------------------------------------ start-up
+
+    async def prime(self, kube: KubeClient, namespaces: Sequence[str]) -> None:
+        """Before the watches start: list the Secrets, then the objects, as they are now.
+
+        Start-up decisions then see complete facts (an object is only left to the first sweep
+        when its Secret is known to exist), and the first sweep of each scope covers every
+        object in it. Pages keep the memory bounded; Secret data is never read here.
+        """
+        started = time.monotonic()
+        for namespace in _list_namespaces(namespaces):
+            async for meta in kube.list_secret_metadata(namespace, f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
+                if _watched(meta["namespace"], namespaces):
+                    where = (meta["namespace"], meta["name"])
+                    self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
+                    self._unconfirmed_secrets[where] = _secret_owner(meta)
+            for kind in KINDS:
+                async for body in kube.list_objects(kind, namespace):
+                    if _watched(body["metadata"]["namespace"], namespaces):
+                        self.on_object_event(kind, None, body)
+                        self._unconfirmed.add(ObjectKey(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
+        self.primed.set()
+        log.info(
+            "start-up listing: %d objects (%d to reconcile), %d connection Secrets in %.1fs",
+            len(self.cache),
+            len(self.queue),
+            len(self.secrets),
+            time.monotonic() - started,
+        )
+
+    async def confirm_primed(self, kube: KubeClient, quiet: float = 5.0, patience: float = 120.0) -> None:
+        """Drop what was deleted between prime()'s listing and the watches' own.
+
+        Such an object or Secret never reaches the watches, not even as a deletion. Everything
+        else prime() listed is delivered by the watches' initial listings; once those have gone
+        quiet, whatever is left is looked up one by one (usually nothing is left).
+        """
+        started = last_change = time.monotonic()
+        waiting = len(self._unconfirmed) + len(self._unconfirmed_secrets)
+        while waiting and time.monotonic() - last_change < quiet and time.monotonic() - started < patience:
+            await asyncio.sleep(1.0)
+            now_waiting = len(self._unconfirmed) + len(self._unconfirmed_secrets)
+            if now_waiting != waiting:
+                waiting, last_change = now_waiting, time.monotonic()
+        for key in list(self._unconfirmed):
+            if await kube.get_object(key) is None:
+                log.info("%s was deleted while the controller started", key)
+                self._forget(key)
+            self._unconfirmed.discard(key)
+        for where, owner in list(self._unconfirmed_secrets.items()):
+            if await kube.read_secret(*where) is None:
+                self._secret_gone(where, owner)
+            self._unconfirmed_secrets.pop(where, None)
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self.secrets
 
+    def watch(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background task for the controller's lifetime (stop() cancels it)."""
+        self._tasks.append(asyncio.create_task(work, name=name))
+
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work(), name=f"kumo-worker-{i}") for i in range(self.workers)]
+        self._tasks += [asyncio.create_task(self._work(), name=f"kumo-worker-{i}") for i in range(self.workers)]
         self.sweeper = Sweeper(
             self.reconciler,
             self.cache,
@@ -147,6 +217,7 @@ class Controller:
             interval=self.sweep_interval,
             concurrency=self.sweep_concurrency,
             metrics=self.metrics,
+            primed=self.primed,
         )
         self._tasks.append(asyncio.create_task(self.sweeper.run(), name="kumo-sweeper"))
         if self.metrics is not None:
@@ -155,14 +226,7 @@ class Controller:
     async def _refresh_gauges(self, every: float = 5.0) -> None:
         assert self.metrics is not None
         while True:
-            counts: Counter[tuple[str, str]] = Counter()
-            drifted: Counter[str] = Counter()
-            for key, body in list(self.cache.items()):
-                conditions = (body.get("status") or {}).get("conditions") or []
-                ready = cond.find(conditions, cond.READY)
-                counts[(key.kind.value, ready.get("status", "Unknown") if ready else "Unknown")] += 1
-                in_sync = cond.find(conditions, IN_SYNC)
-                drifted[key.kind.value] += bool(in_sync and in_sync.get("status") == "False")
+            counts, drifted = self.cache.state_counts()
             for kind in Kind:
                 for ready_status in ("True", "False", "Unknown"):
                     self.metrics.objects.labels(kind.value, ready_status).set(counts[(kind.value, ready_status)])
@@ -221,13 +285,25 @@ def _describe(result: Result) -> str:
     return f"requeue in {result.requeue_after:.1f}s" if result.requeue_after is not None else "done"
 
 
-def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A detached copy: kopf's body is a live view that changes under us."""
-    return {
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
+def _secret_owner(meta: Mapping[str, Any]) -> ObjectKey | None:
+    labels = meta.get("labels") or {}
+    kind = labels.get(LABEL_OWNER_KIND)
+    if kind not in (Kind.DATABASE.value, Kind.BUCKET.value) or not labels.get(LABEL_OWNER_NAME):
+        return None
+    return ObjectKey(Kind(kind), meta["namespace"], labels[LABEL_OWNER_NAME])
+
+
+def _list_namespaces(patterns: Sequence[str]) -> list[str | None]:
+    """Where prime() lists: each namespace kopf watches by name, or everywhere (None) when kopf
+    serves the whole cluster or namespace globs (then _watched() filters)."""
+    if patterns and not any(set("!*?,") & set(pattern) for pattern in patterns):
+        return list(patterns)
+    return [None]
+
+
+def _watched(namespace: str, patterns: Sequence[str]) -> bool:
+    """kopf's own namespace matching, so prime() sees exactly what the watches will."""
+    return not patterns or any(match_namespace(NamespaceName(namespace), pattern) for pattern in patterns)
 
 
 def api_client(config: ControllerConfig) -> k8s.ApiClient:
@@ -281,7 +357,11 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             sweep_interval=config.sweep_interval,
             sweep_concurrency=config.sweep_concurrency,
             metrics=metrics,
+            cache=ObjectCache(DriftPolicy(config.drift_policy)),
         )
+        # kopf starts the watches only after this handler returns: prime() lists first.
+        await controller.prime(kube, config.namespaces)
+        controller.watch(controller.confirm_primed(kube), "kumo-confirm-start-up-listing")
         if config.leader_elect:
             elector = _elector(config, api, controller)
             controller.may_act = elector.holds_fresh_lease

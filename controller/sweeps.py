@@ -6,8 +6,9 @@ objects are managed. The sweep compares the listing with the desired state of ev
 in memory and only then touches anything: a steady sweep writes nothing to Kubernetes and
 enqueues nothing. Drift is reported (and, under Correct, handed to the reconciler to fix).
 
-The first sweep runs right after start-up, which is also how a restarted controller re-checks
-the objects that were already Ready: a few list calls instead of one describe per object.
+The first sweeps run as soon as the cache holds every object that existed at start-up, which is
+also how a restarted controller re-checks the objects that were already Ready: a few list calls
+instead of one describe per object.
 """
 
 from __future__ import annotations
@@ -15,55 +16,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.rest import ApiException
-from kumo.providers.base import Kind, ProviderError
+from kumo.providers.base import ProviderError
 
 from . import conditions as cond
+from .cache import ObjectCache
 from .cloudcalls import calls_in_context
-from .drift import DriftPolicy, policy_of
+from .memory import release_free_memory
 from .metrics import Metrics
-from .providerconfig import DEFAULT_REF, ProviderConfigError
+from .providerconfig import ProviderConfigError
 from .reconciler import Reconciler
-from .resources import FINALIZER, ObjectKey, connection_secret_name
+from .resources import ObjectKey, connection_secret_name
+from .scopes import SweepScope, own_interval
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-ANNOTATION_SWEEP_INTERVAL = "kumo.dev/sweep-interval"
-MIN_INTERVAL = 5.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-@dataclass(frozen=True, order=True)
-class SweepScope:
-    """The objects one list call can cover: same provider config, same kind."""
-
-    config_kind: str
-    config_namespace: str
-    config_name: str
-    kind: Kind
-
-
-def scope_of(key: ObjectKey, body: Mapping[str, Any]) -> SweepScope:
-    ref = (body.get("spec") or {}).get("providerConfigRef") or DEFAULT_REF
-    kind = ref.get("kind", DEFAULT_REF["kind"])
-    namespace = key.namespace if kind == "ProviderConfig" else ""
-    return SweepScope(kind, namespace, ref["name"], key.kind)
-
-
-def parse_interval(text: str | None) -> float | None:
-    """'90', '90s', '5m', '1h' -> seconds (at least MIN_INTERVAL); None when absent or malformed."""
-    match = _DURATION.match(text or "")
-    if not match:
-        return None
-    return max(MIN_INTERVAL, float(match.group(1)) * _UNITS[match.group(2)])
+LARGE_SWEEP = 500  # resources listed: after such a sweep, free memory goes back to the system
 
 
 @dataclass
@@ -78,13 +52,15 @@ class SweepStats:
 @dataclass
 class Sweeper:
     reconciler: Reconciler
-    cache: dict[ObjectKey, dict[str, Any]]
+    cache: ObjectCache
     queue: WorkQueue[ObjectKey]
     secret_exists: Callable[[str, str], bool]
     interval: float = 60.0
     concurrency: int = 4
     metrics: Metrics | None = None
-    startup_delay: float = 2.0  # let the first watch listings fill the caches
+    # Set once the cache holds every object that existed at start-up: a sweep before that would
+    # cover part of a scope and leave the rest unchecked for a whole interval.
+    primed: asyncio.Event = field(default_factory=asyncio.Event)
     _due: dict[SweepScope, float] = field(default_factory=dict)
     _last_assessed: dict[ObjectKey, float] = field(default_factory=dict)
     _running: dict[SweepScope, asyncio.Task[SweepStats]] = field(default_factory=dict)
@@ -92,54 +68,37 @@ class Sweeper:
 
     async def run(self) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
-        started = time.monotonic()
+        await self.primed.wait()
         while True:
             now = time.monotonic()
-            if now - started >= self.startup_delay:
-                self._start_due(now, semaphore)
+            self._start_due(now, semaphore)
             await asyncio.sleep(self._sleep_for(now))
 
     def _start_due(self, now: float, semaphore: asyncio.Semaphore) -> None:
         self._running = {scope: task for scope, task in self._running.items() if not task.done()}
-        for scope, members in self._groups().items():
-            interval = min(self._interval_of(body) for _, body in members)
+        for scope, members in self.cache.scopes().items():
+            interval = min((own or self.interval for own in members.values()), default=self.interval)
             due = self._due.setdefault(scope, now)
             if due > now or scope in self._running:
                 continue
-            self._due[scope] = now + interval * random.uniform(0.9, 1.1)  # noqa: S311 - jitter
-            self._running[scope] = asyncio.create_task(self._sweep_bounded(semaphore, scope, members))
+            # Jitter only ever shortens the interval: scopes spread out, and a drift is still
+            # found within one interval plus the duration of a sweep.
+            self._due[scope] = now + interval * random.uniform(0.9, 1.0)  # noqa: S311 - jitter
+            self._running[scope] = asyncio.create_task(self._sweep_bounded(semaphore, scope))
 
     def _sleep_for(self, now: float) -> float:
         upcoming = [due - now for due in self._due.values()]
         return max(0.05, min([1.0, *upcoming]))
 
-    def _groups(self) -> dict[SweepScope, list[tuple[ObjectKey, dict[str, Any]]]]:
-        groups: dict[SweepScope, list[tuple[ObjectKey, dict[str, Any]]]] = defaultdict(list)
-        for key, body in list(self.cache.items()):
-            if self._sweepable(body):
-                groups[scope_of(key, body)].append((key, body))
-        return groups
-
-    def _sweepable(self, body: Mapping[str, Any]) -> bool:
-        meta = body["metadata"]
-        annotations = meta.get("annotations") or {}
-        return (
-            not meta.get("deletionTimestamp")
-            and FINALIZER in (meta.get("finalizers") or [])
-            and annotations.get("kumo.dev/paused") != "true"
-            and bool((body.get("status", {}).get("atProvider") or {}).get("externalName"))
-            and policy_of(body, self.reconciler.default_drift_policy) is not DriftPolicy.IGNORE
-        )
-
     def _interval_of(self, body: Mapping[str, Any]) -> float:
-        annotations = body["metadata"].get("annotations") or {}
-        return parse_interval(annotations.get(ANNOTATION_SWEEP_INTERVAL)) or self.interval
+        return own_interval(body) or self.interval
 
-    async def _sweep_bounded(
-        self, semaphore: asyncio.Semaphore, scope: SweepScope, members: list[tuple[ObjectKey, dict[str, Any]]]
-    ) -> SweepStats:
+    async def _sweep_bounded(self, semaphore: asyncio.Semaphore, scope: SweepScope) -> SweepStats:
         async with semaphore:
             started = time.monotonic()
+            members = self.cache.members(scope)  # decoded now: the freshest bodies
+            if not members:
+                return SweepStats()
             try:
                 stats = await self.sweep(scope, members)
             except (ProviderError, ProviderConfigError) as error:
@@ -150,6 +109,8 @@ class Sweeper:
                 log.exception("sweep of %s failed unexpectedly", scope)
                 return SweepStats()
             self.completed += 1
+            if stats.listed >= LARGE_SWEEP:
+                release_free_memory()  # the listing just freed is the controller's largest peak
             if self.metrics is not None:
                 self.metrics.sweep_seconds.labels(scope.kind).observe(time.monotonic() - started)
                 self.metrics.sweep_size.labels(scope.kind).set(stats.compared)
@@ -184,7 +145,7 @@ class Sweeper:
         stats.listed = len(resources)
         now = time.monotonic()
         for name, (key, body) in by_name.items():
-            # Below the scope's jitter (0.9-1.1 x): an object on the scope's own interval is always
+            # Below the scope's jitter (0.9-1.0 x): an object on the scope's own interval is always
             # due; one asking for a longer interval waits for a later sweep.
             if self.queue.busy(key) or now - self._last_assessed.get(key, 0.0) < self._interval_of(body) * 0.8:
                 continue  # a reconcile has it, or its own interval has not come round yet

@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from kumo.controller.config import ControllerConfig
     from kumo.controller.logs import configure_logging
+    from kumo.controller.memory import limit_arenas
     from kumo.controller.operator import run
 
     config = ControllerConfig.from_env()
@@ -147,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     configure_logging(config.log_format, config.log_level)
+    limit_arenas()  # before any thread exists
     asyncio.run(run(config))
     return 0
 

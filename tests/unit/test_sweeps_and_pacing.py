@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from kumo.controller.ratelimit import RateLimiters, TokenBucket
 from kumo.controller.resources import ObjectKey
-from kumo.controller.sweeps import MIN_INTERVAL, SweepScope, parse_interval, scope_of
+from kumo.controller.scopes import MIN_INTERVAL, SweepScope, parse_interval, scope_of
 from kumo.providers.base import Kind, ProviderSettings
 
 

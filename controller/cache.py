@@ -1,0 +1,132 @@
+"""The controller's cache of managed objects: the latest body of each, kept small.
+
+Workers reconcile from these bodies and the sweeper compares the cloud with them; at 10,000
+objects they are most of the controller's memory. A body as the API server sends it is about
+18 KiB of Python dicts, 11 KiB of it `metadata.managedFields`, which kumo never reads. So each
+body is cut down to what kumo reads (spec, status, and the metadata below) and held as compact
+JSON bytes, decoded only when a worker or a sweep needs it.
+
+Beside the bodies the cache keeps what must be answered without decoding anything: which sweep
+scope each object belongs to (and its own interval, if it asks for one), and its Ready and
+InSync state for the metrics. Both are refreshed from the same watch event that stores the body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import conditions as cond
+from .drift import IN_SYNC, DriftPolicy
+from .resources import ObjectKey
+from .scopes import SweepScope, own_interval, scope_of, sweepable
+
+KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "labels",
+    "annotations",
+    "finalizers",
+    "deletionTimestamp",
+)
+# kubectl apply's copy of the whole manifest: as big as the spec again, and never read.
+DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A detached copy of what kumo reads (kopf's body is a live view that changes under us)."""
+    meta = body["metadata"]
+    kept = {name: meta[name] for name in KEPT_METADATA if meta.get(name) is not None}
+    if "annotations" in kept:
+        kept["annotations"] = {k: v for k, v in kept["annotations"].items() if k not in DROPPED_ANNOTATIONS}
+    return {"metadata": kept, "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """What the metrics report about one object."""
+
+    ready: str  # the Ready condition's status: True, False or Unknown
+    drifted: bool  # InSync=False
+
+
+@dataclass
+class ObjectCache:
+    default_policy: DriftPolicy = DriftPolicy.CORRECT
+    _bodies: dict[ObjectKey, bytes] = field(default_factory=dict)
+    _states: dict[ObjectKey, ObjectState] = field(default_factory=dict)
+    _scope_of: dict[ObjectKey, SweepScope] = field(default_factory=dict)
+    # scope -> its sweepable members -> each member's own sweep interval (None: the default)
+    _scopes: dict[SweepScope, dict[ObjectKey, float | None]] = field(default_factory=dict)
+
+    def put(self, key: ObjectKey, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Store the latest body; returns the slim copy that was stored."""
+        kept = slim(body)
+        self._bodies[key] = _encode(kept)
+        conditions = kept["status"].get("conditions") or []
+        ready, in_sync = cond.find(conditions, cond.READY), cond.find(conditions, IN_SYNC)
+        self._states[key] = ObjectState(
+            ready=ready.get("status", "Unknown") if ready else "Unknown",
+            drifted=bool(in_sync and in_sync.get("status") == "False"),
+        )
+        self._unfile(key)
+        if sweepable(kept, self.default_policy):
+            scope = self._scope_of[key] = scope_of(key, kept)
+            self._scopes.setdefault(scope, {})[key] = own_interval(kept)
+        return kept
+
+    def get(self, key: ObjectKey) -> dict[str, Any] | None:
+        """A fresh copy of the latest body: callers may keep or change it freely."""
+        raw = self._bodies.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def pop(self, key: ObjectKey) -> None:
+        self._bodies.pop(key, None)
+        self._states.pop(key, None)
+        self._unfile(key)
+
+    def _unfile(self, key: ObjectKey) -> None:
+        scope = self._scope_of.pop(key, None)
+        if scope is not None:
+            members = self._scopes[scope]
+            members.pop(key, None)
+            if not members:
+                del self._scopes[scope]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._bodies
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        return iter(list(self._bodies))
+
+    def scopes(self) -> Mapping[SweepScope, Mapping[ObjectKey, float | None]]:
+        """Every scope with its sweepable members and their own intervals: a live view, to be
+        read without awaiting in between."""
+        return self._scopes
+
+    def members(self, scope: SweepScope) -> list[tuple[ObjectKey, dict[str, Any]]]:
+        """The scope's sweepable members with their bodies, decoded for one sweep."""
+        found = ((key, self.get(key)) for key in list(self._scopes.get(scope, ())))
+        return [(key, body) for key, body in found if body is not None]
+
+    def state_counts(self) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+        """(kind, Ready status) -> objects, and kind -> objects drifted now."""
+        ready: Counter[tuple[str, str]] = Counter()
+        drifted: Counter[str] = Counter()
+        for key, state in list(self._states.items()):
+            ready[(key.kind.value, state.ready)] += 1
+            drifted[key.kind.value] += state.drifted
+        return ready, drifted

@@ -1,0 +1,189 @@
+"""The controller's object cache, and what a (re)started controller decides before its watches run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from kumo.controller.cache import ObjectCache, slim
+from kumo.controller.connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from kumo.controller.drift import DriftPolicy
+from kumo.controller.operator import Controller
+from kumo.controller.resources import FINALIZER, ObjectKey
+from kumo.controller.scopes import SweepScope
+from kumo.providers.base import Kind
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _bucket(name, *, ready=True, namespace="team", annotations=None, in_sync="True", created=True):
+    conditions = [
+        {"type": "Ready", "status": "True" if ready else "False", "reason": "Available"},
+        {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"},
+        {"type": "InSync", "status": in_sync, "reason": "UpToDate"},
+    ]
+    return {
+        "apiVersion": "kumo.dev/v1alpha1",
+        "kind": "Bucket",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "resourceVersion": "7",
+            "finalizers": [FINALIZER],
+            "annotations": {LAST_APPLIED: "x" * 2000, **(annotations or {})},
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:versioning": {}}}}] * 20,
+            "creationTimestamp": "2026-11-22T00:00:00Z",
+        },
+        "spec": {"versioning": True},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": conditions,
+            "atProvider": {"externalName": f"team-{name}"} if created else {},
+        },
+    }
+
+
+def test_cached_bodies_keep_what_kumo_reads_and_nothing_else():
+    """managedFields and kubectl's last-applied copy are dropped; spec, status and the metadata
+    the reconciler reads are kept; the stored copy is far smaller than the body."""
+    body = _bucket("a", annotations={"kumo.dev/paused": "false"})
+    kept = slim(body)
+    assert "managedFields" not in kept["metadata"] and "creationTimestamp" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"kumo.dev/paused": "false"}
+    assert kept["spec"] == body["spec"] and kept["status"] == body["status"]
+    assert {"name", "namespace", "uid", "generation", "resourceVersion", "finalizers"} <= set(kept["metadata"])
+    cache = ObjectCache()
+    cache.put(ObjectKey(Kind.BUCKET, "team", "a"), body)
+    stored = cache._bodies[ObjectKey(Kind.BUCKET, "team", "a")]
+    assert len(stored) < len(json.dumps(body)) / 4
+
+
+def test_each_get_is_a_fresh_copy():
+    cache = ObjectCache()
+    key = ObjectKey(Kind.BUCKET, "team", "a")
+    cache.put(key, _bucket("a"))
+    first = cache.get(key)
+    first["spec"]["versioning"] = False
+    assert cache.get(key)["spec"]["versioning"] is True
+    assert cache.get(ObjectKey(Kind.BUCKET, "team", "missing")) is None
+
+
+def test_objects_are_filed_under_their_scope_and_leave_it_when_no_longer_swept():
+    """Only created, unpaused, compared objects are swept; pausing, Ignore or removal unfiles them."""
+    cache = ObjectCache(DriftPolicy.CORRECT)
+    scope = SweepScope("ClusterProviderConfig", "", "default", Kind.BUCKET)
+    a, b, c = (ObjectKey(Kind.BUCKET, "team", n) for n in "abc")
+    cache.put(a, _bucket("a", annotations={"kumo.dev/sweep-interval": "5m"}))
+    cache.put(b, _bucket("b"))
+    cache.put(c, _bucket("c", created=False))  # nothing in the cloud yet: nothing to sweep
+    assert dict(cache.scopes()) == {scope: {a: 300.0, b: None}}
+    assert [key for key, _ in cache.members(scope)] == [a, b]
+    cache.put(a, _bucket("a", annotations={"kumo.dev/paused": "true"}))
+    ignored = _bucket("b")
+    ignored["spec"]["driftPolicy"] = "Ignore"
+    cache.put(b, ignored)
+    assert dict(cache.scopes()) == {}
+    cache.put(b, _bucket("b"))
+    cache.pop(b)
+    assert dict(cache.scopes()) == {} and b not in cache and len(cache) == 2
+
+
+def test_state_counts_feed_the_metrics_without_decoding_bodies():
+    cache = ObjectCache()
+    cache.put(ObjectKey(Kind.BUCKET, "team", "a"), _bucket("a"))
+    cache.put(ObjectKey(Kind.BUCKET, "team", "b"), _bucket("b", ready=False, in_sync="False"))
+    ready, drifted = cache.state_counts()
+    assert ready == {("Bucket", "True"): 1, ("Bucket", "False"): 1}
+    assert drifted == {"Bucket": 1}
+
+
+# ---------------------------------------------------------------------- start-up listing
+
+
+class ListingKube:
+    """What prime() and confirm_primed() read: pages of objects and Secret metadata, and GETs."""
+
+    def __init__(self, objects, secrets, gone=()):
+        self.objects, self.secrets, self.gone = objects, secrets, set(gone)
+        self.gets: list[str] = []
+
+    async def list_objects(self, kind, namespace):
+        for body in self.objects:
+            if body["kind"] == kind.value and namespace in (None, body["metadata"]["namespace"]):
+                yield body
+
+    async def list_secret_metadata(self, namespace, label_selector):
+        assert label_selector == f"{LABEL_MANAGED_BY}=kumo"
+        for meta in self.secrets:
+            if namespace in (None, meta["namespace"]):
+                yield meta
+
+    async def get_object(self, key):
+        self.gets.append(str(key))
+        return None if key.name in self.gone else {"metadata": {"name": key.name}}
+
+    async def read_secret(self, namespace, name):
+        self.gets.append(f"Secret/{namespace}/{name}")
+        return None if name in self.gone else object()
+
+
+class ForgetfulReconciler:
+    default_drift_policy = DriftPolicy.CORRECT
+
+    def forget(self, key):
+        pass
+
+
+def _secret_meta(owner, namespace="team"):
+    return {
+        "name": f"{owner}-connection",
+        "namespace": namespace,
+        "labels": {LABEL_MANAGED_BY: "kumo", LABEL_OWNER_KIND: "Bucket", LABEL_OWNER_NAME: owner},
+        "annotations": {ANNOTATION_ROTATION: ""},
+    }
+
+
+def test_a_restart_leaves_ready_objects_with_their_secret_to_the_first_sweep():
+    """Ready objects whose Secret exists are not reconciled one by one; an object whose Secret is
+    missing, or that is not Ready, is. The sweeper may start once the listing is in."""
+    kube = ListingKube(
+        objects=[_bucket("a"), _bucket("b"), _bucket("c", ready=False), _bucket("d", namespace="other")],
+        secrets=[_secret_meta("a"), _secret_meta("c"), _secret_meta("d", namespace="other")],
+    )
+    controller = Controller(ForgetfulReconciler())  # type: ignore[arg-type]
+
+    async def scenario():
+        assert not controller.primed.is_set()
+        await controller.prime(kube, ["team"])
+        assert controller.primed.is_set()
+
+    asyncio.run(scenario())
+    assert len(controller.cache) == 3  # "other" is not watched
+    assert sorted(k.name for k in controller.queue._queued) == ["b", "c"]
+
+
+def test_what_vanished_between_the_start_up_listing_and_the_watches_is_dropped():
+    """Objects and Secrets the watches deliver need no lookup; what they never deliver is looked
+    up once: a deleted object leaves the cache, a deleted Secret brings its owner back to the queue."""
+    kube = ListingKube(
+        objects=[_bucket("a"), _bucket("b"), _bucket("ghost")],
+        secrets=[_secret_meta("a"), _secret_meta("b"), _secret_meta("ghost")],
+        gone={"ghost", "b-connection"},
+    )
+    controller = Controller(ForgetfulReconciler())  # type: ignore[arg-type]
+
+    async def scenario():
+        await controller.prime(kube, [])
+        assert not controller.queue._queued  # everything looked settled
+        controller.on_object_event(Kind.BUCKET, None, _bucket("a"))  # the watches' own listing
+        controller.on_object_event(Kind.BUCKET, None, _bucket("b"))
+        controller.on_secret_event(None, {"metadata": _secret_meta("a")})
+        await controller.confirm_primed(kube, quiet=0.0)
+
+    asyncio.run(scenario())
+    assert kube.gets == ["Bucket/team/ghost", "Secret/team/b-connection", "Secret/team/ghost-connection"]
+    assert ObjectKey(Kind.BUCKET, "team", "ghost") not in controller.cache
+    assert ("team", "b-connection") not in controller.secrets
+    assert [k.name for k in controller.queue._queued] == ["b"]  # not the ghost: it is gone
