@@ -9,7 +9,9 @@ namespace, so a user in namespace A cannot point kumo at a Secret in namespace B
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kumo.providers.base import ProviderSettings
@@ -23,9 +25,40 @@ class ProviderConfigError(Exception):
     """The reference cannot be resolved (missing config, Secret or key): the user must act."""
 
 
-async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+def config_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of the config an object uses; namespace "" for a cluster config."""
     ref = body.get("spec", {}).get("providerConfigRef") or DEFAULT_REF
-    kind, name = ref.get("kind", DEFAULT_REF["kind"]), ref["name"]
+    kind = ref.get("kind", DEFAULT_REF["kind"])
+    return kind, body["metadata"]["namespace"] if kind == "ProviderConfig" else "", ref["name"]
+
+
+@dataclass
+class RecentConfigs:
+    """Resolved provider configs, reused for `ttl` seconds.
+
+    Each reconcile pass needs its object's settings; resolving afresh is two GETs (the config and
+    its credentials Secret), so a burst of 1,000 new objects on one config would read the same two
+    objects thousands of times. A changed config or a rotated credential still takes effect
+    within `ttl`, without a restart. Failures are never kept: a config created after the error
+    is used at the next attempt.
+    """
+
+    ttl: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[tuple[str, str, str], tuple[float, ProviderSettings]] = field(default_factory=dict)
+
+    async def resolve(self, kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+        key = config_key(body)
+        kept = self._entries.get(key)
+        if kept is not None and self.clock() - kept[0] < self.ttl:
+            return kept[1]
+        settings = await resolve(kube, body, controller_namespace)
+        self._entries[key] = (self.clock(), settings)
+        return settings
+
+
+async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+    kind, _, name = config_key(body)
     namespace = body["metadata"]["namespace"]
     try:
         config = await kube.get_provider_config(kind, namespace, name)

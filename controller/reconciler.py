@@ -50,7 +50,7 @@ from . import drift as drift_policy
 from .drift import DriftPolicy, policy_of
 from .kube import KubeClient
 from .metrics import Metrics
-from .providerconfig import ProviderConfigError, resolve
+from .providerconfig import ProviderConfigError, RecentConfigs
 from .resources import (
     FINALIZER,
     KINDS,
@@ -184,6 +184,7 @@ class Reconciler:
         self.metrics = metrics
         self._last_event: dict[ObjectKey, tuple[str, str]] = {}
         self._polls: dict[ObjectKey, int] = {}
+        self.configs = RecentConfigs()
 
     def forget(self, key: ObjectKey) -> None:
         self._last_event.pop(key, None)
@@ -207,9 +208,9 @@ class Reconciler:
             await self._event(work, *event)
 
     async def connect(self, kind: Kind, body: Mapping[str, Any]) -> Connected:
-        """Provider, client and settings for an object's provider config, resolved afresh each
-        time so a rotated credential or a changed endpoint takes effect without a restart."""
-        settings = await resolve(self.kube, body, self.controller_namespace)
+        """Provider, client and settings for an object's provider config, resolved again after a
+        few seconds so a rotated credential or a changed endpoint takes effect without a restart."""
+        settings = await self.configs.resolve(self.kube, body, self.controller_namespace)
         provider = self.providers.get(settings.provider)
         if kind not in provider.kinds:
             raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")

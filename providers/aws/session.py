@@ -38,6 +38,7 @@ try:
     import botocore.exceptions as boto_errors
     from botocore import xform_name
     from botocore.config import Config
+    from botocore.parsers import ResponseParserError
 except ImportError as missing_sdk:  # the registry logs this and skips the provider
     raise Unavailable("the aws provider needs boto3 (pip install boto3)") from missing_sdk
 
@@ -211,6 +212,9 @@ TRANSIENT_SDK_ERRORS: tuple[type[Exception], ...] = (
     boto_errors.HTTPClientError,
     boto_errors.CredentialRetrievalError,  # IRSA / instance role: STS or IMDS briefly unreachable
     boto_errors.MetadataRetrievalError,
+    # An answer botocore cannot parse: typically a 5xx whose body is an HTML page (a proxy, a load
+    # balancer, moto's own error page). Nothing the user can fix; the next attempt usually parses.
+    ResponseParserError,
 )
 CODE_PARAMETER_VALIDATION = "ParamValidation"
 CODE_NO_CREDENTIALS = "NoCredentials"

@@ -19,6 +19,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 from kumo.providers.aws import AWSProvider, rds, s3
 from kumo.providers.aws.session import (
     ServiceCaller,
@@ -547,6 +548,12 @@ ENDPOINT = {"endpoint_url": "https://rds.eu-west-1.amazonaws.com"}
         pytest.param(ReadTimeoutError(**ENDPOINT), Retryable, "ReadTimeoutError", id="read-timeout"),
         pytest.param(ConnectionClosedError(**ENDPOINT), Retryable, "ConnectionClosedError", id="connection-closed"),
         pytest.param(NoCredentialsError(), Terminal, "NoCredentials", id="no-credentials"),
+        pytest.param(
+            ResponseParserError("Unable to parse response (syntax error), invalid XML received: <html>"),
+            Retryable,
+            "ResponseParserError",
+            id="html-error-page",
+        ),
     ],
 )
 def test_error_classification(error: Exception, kind: type[ProviderError], code: str) -> None:

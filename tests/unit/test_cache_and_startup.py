@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from kumo.controller.cache import ObjectCache, slim
 from kumo.controller.connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
 from kumo.controller.drift import DriftPolicy
@@ -187,3 +188,55 @@ def test_what_vanished_between_the_start_up_listing_and_the_watches_is_dropped()
     assert ObjectKey(Kind.BUCKET, "team", "ghost") not in controller.cache
     assert ("team", "b-connection") not in controller.secrets
     assert [k.name for k in controller.queue._queued] == ["b"]  # not the ghost: it is gone
+
+
+# ---------------------------------------------------------------------- provider configs
+
+
+class ConfigKube:
+    def __init__(self):
+        self.reads: list[tuple[str, str, str]] = []
+        self.missing = False
+
+    async def get_provider_config(self, kind, namespace, name):
+        from kumo.controller.kube import NotFound
+
+        self.reads.append((kind, namespace, name))
+        if self.missing:
+            raise NotFound(name)
+        return {"spec": {"provider": "aws", "region": namespace or "eu-west-1"}}
+
+
+def test_provider_configs_are_reused_for_a_few_seconds_and_failures_never():
+    """A burst of objects on one config reads it once; after the ttl it is read again; a
+    namespaced config is resolved per namespace; a failed lookup is not remembered."""
+    from kumo.controller.providerconfig import ProviderConfigError, RecentConfigs
+
+    now = [0.0]
+    configs, kube = RecentConfigs(ttl=10.0, clock=lambda: now[0]), ConfigKube()
+
+    def body(namespace, ref=None):
+        return {"metadata": {"namespace": namespace}, "spec": {"providerConfigRef": ref} if ref else {}}
+
+    async def scenario():
+        for namespace in ("a", "b", "a"):
+            await configs.resolve(kube, body(namespace), "kumo-system")
+        team = {"kind": "ProviderConfig", "name": "team"}
+        assert (await configs.resolve(kube, body("a", team), "kumo-system")).region == "a"
+        assert (await configs.resolve(kube, body("b", team), "kumo-system")).region == "b"
+        now[0] = 10.5
+        await configs.resolve(kube, body("a"), "kumo-system")
+        kube.missing = True
+        for _ in range(2):
+            with pytest.raises(ProviderConfigError):
+                await configs.resolve(kube, body("c", {"kind": "ProviderConfig", "name": "new"}), "kumo-system")
+
+    asyncio.run(scenario())
+    assert kube.reads == [
+        ("ClusterProviderConfig", "a", "default"),
+        ("ProviderConfig", "a", "team"),
+        ("ProviderConfig", "b", "team"),
+        ("ClusterProviderConfig", "a", "default"),
+        ("ProviderConfig", "c", "new"),
+        ("ProviderConfig", "c", "new"),
+    ]
