@@ -118,7 +118,6 @@ class Result:
     requeue_after: float | None = None  # look again after this long (not an error)
     error: ProviderError | Exception | None = None
     terminal: bool = False
-    corrected: bool = False  # out-of-band drift was put back to the spec
 
 
 @dataclass
@@ -248,7 +247,10 @@ class Reconciler:
         if not observation.ready:
             return self._creating(work, observation)
         if _correctable(observation) and self._should_update(work):
-            return await self._correct(work, client, observation)
+            settled = await self._correct(work, client, observation)
+            if settled is None:
+                return Result(requeue_after=self.timing.poll_min)
+            observation = settled
         self._assess_drift(work, observation)
         if work.key.kind is Kind.DATABASE:
             if not isinstance(client, DatabaseClient):
@@ -405,10 +407,8 @@ class Reconciler:
             work.at_provider = self._at_provider(work, observation)
         work.spec_applied = False
         state = observation.state if observation else "requested"
-        ready_before = cond.find(work.status.get("conditions") or [], cond.READY)
         # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
-        was_usable = ready_before is not None and ready_before.get("reason") in (cond.AVAILABLE, cond.UNAVAILABLE)
-        reason = cond.UNAVAILABLE if was_usable else cond.CREATING
+        reason = cond.UNAVAILABLE if _was_usable(work) else cond.CREATING
         work.conditions += [
             cond.Condition(cond.READY, False, reason, f"cloud state: {state}"),
             cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
@@ -416,7 +416,10 @@ class Reconciler:
         delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
         return Result(requeue_after=delay)
 
-    async def _correct(self, work: _Pass, client: ExternalClient, observation: Observation) -> Result:
+    async def _correct(self, work: _Pass, client: ExternalClient, observation: Observation) -> Observation | None:
+        """Update the cloud to the spec. Returns a fresh observation when the cloud took the
+        change at once and now matches, so the same pass can finish (the usual case for buckets,
+        and for the app database a new Cloud SQL instance needs); None means look again later."""
         assert work.resource is not None
         out_of_band = not self._spec_changed(work)
         if out_of_band:
@@ -429,9 +432,14 @@ class Reconciler:
             await self._event(work, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
         else:
             await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
+        if not update.pending:
+            after = await client.observe(work.resource)
+            # Never a second update in one pass: what still differs waits for the next look.
+            if after is not None and after.ready and not _correctable(after):
+                return after
         work.at_provider = self._at_provider(work, observation)
         work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS))
-        return Result(requeue_after=self.timing.poll_min, corrected=out_of_band)
+        return None
 
     async def _finalize(self, work: _Pass, client: ExternalClient) -> Result:
         assert work.resource is not None
@@ -515,7 +523,8 @@ class Reconciler:
             # The instance was created earlier, or the password changed since: set it. Safe to
             # repeat, so a crash between this call and the Secret write only costs a retry.
             await client.set_password(work.resource, work.password.value)
-            await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
+            if _was_usable(work):  # a rotation or a reset is news; the first password is part of creating
+                await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
         work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
 
     async def _write_connection_secret(self, work: _Pass, observation: Observation) -> None:
@@ -629,6 +638,12 @@ class Reconciler:
             counter = self.metrics.drift_detected if reason == EVENT_DRIFT_DETECTED else self.metrics.drift_corrected
             counter.labels(work.key.kind).inc()
         await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
+
+
+def _was_usable(work: _Pass) -> bool:
+    """Ready was True at some point (Available, or Unavailable since)."""
+    ready = cond.find(work.status.get("conditions") or [], cond.READY)
+    return ready is not None and ready.get("reason") in (cond.AVAILABLE, cond.UNAVAILABLE)
 
 
 def _observe_only(body: Mapping[str, Any]) -> bool:
