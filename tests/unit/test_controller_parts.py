@@ -47,6 +47,23 @@ def test_key_added_while_processing_is_requeued_after_done_not_run_twice_at_once
     assert asyncio.run(scenario()) == ["a"]
 
 
+def test_timed_requeues_go_ahead_of_fresh_keys_and_each_lane_stays_in_order():
+    """A resource that is provisioning (or retrying) is looked at again before a burst of new
+    objects queued meanwhile, so work already begun finishes first."""
+
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for key in ("new-1", "new-2"):
+            queue.add(key)
+        queue.add_after("provisioning-1", 0.01)
+        queue.add_after("provisioning-2", 0.02)
+        await asyncio.sleep(0.05)
+        queue.add("new-3")
+        return [await queue.get() for _ in range(5)]
+
+    assert asyncio.run(scenario()) == ["provisioning-1", "provisioning-2", "new-1", "new-2", "new-3"]
+
+
 def test_delayed_add_keeps_only_the_earliest_deadline():
     """Requeues never pile up timers: a later deadline for a pending key is ignored."""
 
