@@ -332,6 +332,8 @@ class Reconciler:
         verb = "Recreating" if existed else "Creating"
         message = f"{verb} {work.key.kind.lower()} {creation.external_name} (state: {creation.state})"
         await self._event(work, NORMAL, EVENT_CREATED, message)
+        if creation.observation is not None:
+            return creation.observation  # the create's own answer: no second read
         # Many resources are usable at once (buckets, emulators); one look saves a requeue.
         return await client.observe(work.resource)
 

@@ -210,11 +210,16 @@ class Creation:
     `password_applied` is True only when this call itself set the given master password (RDS
     takes it in CreateDBInstance). When False (Cloud SQL creates users separately, or the
     resource already existed) the reconciler calls `set_password` once the resource is ready.
+
+    `observation` is the resource as the create left it, when the provider knows that without
+    another read (the cloud's answer to the last call, or settings every call of which
+    succeeded); the reconciler then skips the observe it would make next. None: observe.
     """
 
     external_name: str
     state: str
     password_applied: bool = False
+    observation: Observation | None = None
 
 
 @dataclass(frozen=True)

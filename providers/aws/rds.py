@@ -304,8 +304,12 @@ class RDSClient:
                 raise
             # An earlier attempt (or someone else) got there first; the caller checks the owner.
             return Creation(resource.external_name, STATE_ALREADY_EXISTS)
-        state = str(response["DBInstance"].get("DBInstanceStatus", ""))
-        return Creation(resource.external_name, state, password_applied=True)
+        # The same shape DescribeDBInstances answers with; an answer without TagList (older API
+        # versions) has the tags this very request set.
+        instance = {"TagList": params["Tags"], **response["DBInstance"]}
+        state = str(instance.get("DBInstanceStatus", ""))
+        observation = await self._observation(resource, instance)
+        return Creation(resource.external_name, state, password_applied=True, observation=observation)
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         desired = self.desired(resource)

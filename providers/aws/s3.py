@@ -309,7 +309,10 @@ class S3Client:
                 raise
             await self._refuse_foreign(resource)  # ours from an earlier attempt: continue
         await self._apply(resource, SETTING_ORDER, creating=True)
-        return Creation(name, STATE_AVAILABLE)
+        # Every managed setting was just written and S3 reads are consistent after writes: the
+        # bucket is known without the six reads an observe would make (the next sweep reads it).
+        written = self.desired(resource)
+        return Creation(name, STATE_AVAILABLE, observation=self._described(resource, written, region))
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
@@ -369,13 +372,16 @@ class S3Client:
         return BucketReads(versioning, block, encryption, lifecycle, tagging)
 
     def _observation(self, resource: ManagedResource, reads: BucketReads, region: str) -> Observation:
+        return self._described(resource, reads.settings(), region)
+
+    def _described(self, resource: ManagedResource, actual: Mapping[str, Any], region: str) -> Observation:
+        """An existing bucket with these managed settings (its tags among them)."""
         name = resource.external_name
-        actual = reads.settings()
         return Observation(
             external_name=name,
             state=STATE_AVAILABLE,
             ready=True,
-            owner=owner_from_tags(reads.tags),
+            owner=owner_from_tags(actual[FIELD_TAGS]),
             settings=actual,
             drift=bucket_drift(self.desired(resource), actual),
             connection=connection_details(name, region, self.settings.endpoints.get("s3", "")),

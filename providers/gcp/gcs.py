@@ -295,8 +295,8 @@ class GCSClient:
             if error.code not in CODES_CONFLICT:
                 raise
             current = await self._existing(resource)  # ours from an earlier attempt: continue
-        await self._patch(resource, SETTING_ORDER, current)
-        return Creation(name, STATE_AVAILABLE)
+        patched = await self._patch(resource, SETTING_ORDER, current)
+        return Creation(name, STATE_AVAILABLE, observation=self._observation(resource, patched))
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
@@ -349,15 +349,19 @@ class GCSClient:
 
         await self._storage.call("buckets.insert", insert)
 
-    async def _patch(self, resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]) -> None:
+    async def _patch(
+        self, resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Send `fields`; returns the whole bucket as GCS answered the patch."""
         changes = bucket_changes(resource, fields, current)
 
-        def patch(client: Any) -> None:
+        def patch(client: Any) -> dict[str, Any]:
             bucket = client.bucket(resource.external_name)  # fresh: only `changes` are sent
             configure(bucket, changes)
-            bucket.patch(retry=None, timeout=CALL_TIMEOUT)
+            bucket.patch(projection="full", retry=None, timeout=CALL_TIMEOUT)
+            return resource_of(bucket)
 
-        await self._storage.call("buckets.patch", patch)
+        return dict(await self._storage.call("buckets.patch", patch))
 
     async def _existing(self, resource: ManagedResource) -> dict[str, Any]:
         """After 409 on insert: the bucket, when it is ours to configure; `Terminal` when another

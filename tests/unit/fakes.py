@@ -128,6 +128,9 @@ class FakeCloudClient:
     async def observe(self, resource):
         self.cloud.journal.append(("cloud:observe", resource.external_name))
         self.cloud.raise_if_failing("observe")
+        return self._described(resource)
+
+    def _described(self, resource):
         record = self.cloud.records.get(resource.external_name)
         if record is None:
             return None
@@ -167,7 +170,10 @@ class FakeCloudClient:
         applied = password is not None and self.cloud.create_sets_password
         if not applied:
             record.password = None  # like Cloud SQL: the user is created later, by set_password
-        return Creation(resource.external_name, self.cloud.initial_state, password_applied=applied)
+        described = self._described(resource) if self.cloud.create_describes else None
+        return Creation(
+            resource.external_name, self.cloud.initial_state, password_applied=applied, observation=described
+        )
 
     async def update(self, resource, drift):
         self.cloud.journal.append(("cloud:update", resource.external_name, ",".join(d.field for d in drift)))
@@ -201,6 +207,7 @@ class FakeCloud:
     initial_state: str = "available"
     slow_delete: bool = False
     create_sets_password: bool = True  # RDS-style; False is Cloud SQL-style
+    create_describes: bool = False  # the create's answer describes the resource (RDS, S3, GCS)
     grow_only: set[str] = field(default_factory=set)  # fields the cloud cannot decrease
     failing: dict[str, Exception] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)

@@ -925,11 +925,16 @@ def test_bucket_create_outside_us_east_1_names_the_region() -> None:
             for name in ("create_bucket", "put_public_access_block", "put_bucket_encryption", "put_bucket_tagging")
         }
     )
-    asyncio.run(client.create(bucket(location="ap-south-1"), None))
+    creation = asyncio.run(client.create(bucket(location="ap-south-1"), None))
     assert stub.requests[0] == (
         "create_bucket",
         {"Bucket": "team-a-assets-1a2b3c4d", "CreateBucketConfiguration": {"LocationConstraint": "ap-south-1"}},
     )
+    # Every setting was written, so the create describes the bucket without reading it back.
+    described = creation.observation
+    assert described is not None and described.ready and described.drift == ()
+    assert described.owner == bucket().owner and described.connection["region"] == "ap-south-1"
+    assert [name for name, _ in stub.requests if name.startswith(("get_", "head_"))] == []
 
 
 def test_bucket_force_destroy_deletes_in_batches_of_at_most_1000() -> None:

@@ -83,6 +83,16 @@ def test_new_database_stores_password_before_creating():
     assert result.requeue_after is None and result.error is None
 
 
+@pytest.mark.parametrize("kind", [Kind.DATABASE, Kind.BUCKET])
+def test_a_create_that_describes_the_resource_saves_the_second_look(kind):
+    """When the create's answer already describes the resource, the pass finishes on it: one
+    observe (before the create) instead of two, and the object is Ready all the same."""
+    world = World(kind, create_describes=True)
+    world.reconcile()
+    assert [e[0] for e in world.journal if e[0].startswith("cloud:")] == ["cloud:observe", "cloud:create"]
+    assert world.condition("Ready")["status"] == "True"
+
+
 def test_connection_secret_has_every_key_and_a_driver_ready_uri():
     """The Secret carries host, port, username, password, database, engine and uri, and the uri
     is built from exactly those values."""
