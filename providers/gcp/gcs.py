@@ -358,7 +358,7 @@ class GCSClient:
         def patch(client: Any) -> dict[str, Any]:
             bucket = client.bucket(resource.external_name)  # fresh: only `changes` are sent
             configure(bucket, changes)
-            bucket.patch(projection="full", retry=None, timeout=CALL_TIMEOUT)
+            bucket.patch(retry=None, timeout=CALL_TIMEOUT)  # answered with projection=full
             return resource_of(bucket)
 
         return dict(await self._storage.call("buckets.patch", patch))
