@@ -3,6 +3,7 @@ actions, fields), how the table and the JSON read, and which exit code each outc
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -396,3 +397,15 @@ def test_usage_errors_exit_1_not_2(case, argv, capsys):
     """2 means "drift / changes found" for these commands, so a usage mistake must not look like it."""
     assert cli.main(argv) == 1
     assert "usage:" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(monkeypatch):
+    """`kumo drift | head -1`: the closed pipe ends the command quietly with exit 0."""
+
+    def handler(args):
+        raise BrokenPipeError
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=handler)
+    monkeypatch.setattr(cli, "_parser", lambda: parser)
+    assert cli.main([]) == 0
