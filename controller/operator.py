@@ -90,13 +90,16 @@ class Controller:
     # What prime() listed and the watches have not delivered yet: see confirm_primed().
     _unconfirmed: set[ObjectKey] = field(default_factory=set)
     _unconfirmed_secrets: dict[tuple[str, str], ObjectKey | None] = field(default_factory=dict)
+    _confirmed: int = 0  # how many of those the watches have delivered so far
     _fingerprints: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def on_object_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         key = ObjectKey(kind, meta["namespace"], meta["name"])
-        self._unconfirmed.discard(key)
+        if key in self._unconfirmed:
+            self._unconfirmed.discard(key)
+            self._confirmed += 1
         if event_type == "DELETED":
             self._forget(key)
             return
@@ -135,7 +138,8 @@ class Controller:
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
-        self._unconfirmed_secrets.pop(where, None)
+        if self._unconfirmed_secrets.pop(where, False) is not False:
+            self._confirmed += 1
         if event_type != "DELETED":
             self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
             return
@@ -183,13 +187,16 @@ class Controller:
         else prime() listed is delivered by the watches' initial listings; once those have gone
         quiet, whatever is left is looked up one by one (usually nothing is left).
         """
-        started = last_change = time.monotonic()
-        waiting = len(self._unconfirmed) + len(self._unconfirmed_secrets)
-        while waiting and time.monotonic() - last_change < quiet and time.monotonic() - started < patience:
-            await asyncio.sleep(1.0)
-            now_waiting = len(self._unconfirmed) + len(self._unconfirmed_secrets)
-            if now_waiting != waiting:
-                waiting, last_change = now_waiting, time.monotonic()
+        started = time.monotonic()
+        # None until the watches have delivered something: their start may take a while.
+        last_change = started if self._confirmed else None
+        confirmed = self._confirmed
+        while (self._unconfirmed or self._unconfirmed_secrets) and time.monotonic() - started < patience:
+            if last_change is not None and time.monotonic() - last_change >= quiet:
+                break
+            await asyncio.sleep(min(1.0, quiet) or 0.01)
+            if self._confirmed != confirmed:
+                confirmed, last_change = self._confirmed, time.monotonic()
         for key in list(self._unconfirmed):
             if await kube.get_object(key) is None:
                 log.info("%s was deleted while the controller started", key)

@@ -240,3 +240,22 @@ def test_provider_configs_are_reused_for_a_few_seconds_and_failures_never():
         ("ProviderConfig", "c", "new"),
         ("ProviderConfig", "c", "new"),
     ]
+
+
+def test_the_lookup_waits_for_the_watches_to_start_delivering():
+    """Watches that start late are waited for, not replaced by one GET per listed object."""
+    kube = ListingKube(objects=[_bucket("a"), _bucket("b")], secrets=[_secret_meta("a"), _secret_meta("b")])
+    controller = Controller(ForgetfulReconciler())  # type: ignore[arg-type]
+
+    async def watches_start_late():
+        await asyncio.sleep(0.3)
+        for name in ("a", "b"):
+            controller.on_object_event(Kind.BUCKET, None, _bucket(name))
+            controller.on_secret_event(None, {"metadata": _secret_meta(name)})
+
+    async def scenario():
+        await controller.prime(kube, [])
+        await asyncio.gather(controller.confirm_primed(kube, quiet=0.1, patience=10.0), watches_start_late())
+
+    asyncio.run(scenario())
+    assert kube.gets == []
