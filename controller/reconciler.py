@@ -432,7 +432,7 @@ class Reconciler:
         fields = ", ".join(update.changed) or "nothing"
         if out_of_band:
             await self._event(work, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
-        else:
+        elif _was_usable(work):  # before that, an update is part of creating (a Cloud SQL app database)
             await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
         if not update.pending:
             after = await client.observe(work.resource)
