@@ -150,6 +150,22 @@ def test_bad_database_is_rejected_and_nothing_is_created(kumo, probe, provider_c
     assert probe.count_databases() == before
 
 
+def test_a_value_only_the_cloud_can_judge_ends_in_synced_false_with_its_message(kumo, probe, provider_config):
+    """A parameter group name the schema and the provider accept, but that does not exist in
+    the account: Synced=False quoting the cloud, an event, and no instance."""
+    if probe.cloud != "aws":
+        pytest.skip("the Cloud SQL emulator has no flags or tiers catalogue to refuse from")
+    name = unique("db")
+    manifest = example(probe.cloud, "Database", name)
+    manifest["spec"]["providerOptions"] = {"parameterGroupName": "no-such-group"}
+    before = probe.count_databases()
+    kumo.create(manifest)
+    refused = condition(kumo.wait_condition("Database", name, "Synced", "False"), "Synced")
+    assert refused["reason"] == "ReconcileError" and "no-such-group not found" in refused["message"]
+    assert "ReconcileError" in [e.reason for e in kumo.events(name)]
+    assert probe.count_databases() == before
+
+
 def test_bad_bucket_name_is_rejected(kumo, probe, provider_config):
     """An externalName no cloud accepts as a bucket name is refused at admission."""
     manifest = example(probe.cloud, "Bucket", "bad-name")
