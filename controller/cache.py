@@ -117,10 +117,9 @@ class ObjectCache:
         read without awaiting in between."""
         return self._scopes
 
-    def members(self, scope: SweepScope) -> list[tuple[ObjectKey, dict[str, Any]]]:
-        """The scope's sweepable members with their bodies, decoded for one sweep."""
-        found = ((key, self.get(key)) for key in list(self._scopes.get(scope, ())))
-        return [(key, body) for key, body in found if body is not None]
+    def members(self, scope: SweepScope) -> list[ObjectKey]:
+        """The scope's sweepable members now (their bodies are decoded one by one, by get())."""
+        return list(self._scopes.get(scope, ()))
 
     def state_counts(self) -> tuple[Counter[tuple[str, str]], Counter[str]]:
         """(kind, Ready status) -> objects, and kind -> objects drifted now."""

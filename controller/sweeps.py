@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.rest import ApiException
-from kumo.providers.base import ProviderError
+from kumo.providers.base import ManagedResource, ProviderError
 
 from . import conditions as cond
 from .cache import ObjectCache
@@ -96,7 +96,7 @@ class Sweeper:
     async def _sweep_bounded(self, semaphore: asyncio.Semaphore, scope: SweepScope) -> SweepStats:
         async with semaphore:
             started = time.monotonic()
-            members = self.cache.members(scope)  # decoded now: the freshest bodies
+            members = self.cache.members(scope)
             if not members:
                 return SweepStats()
             try:
@@ -129,22 +129,39 @@ class Sweeper:
             )
             return stats
 
-    async def sweep(self, scope: SweepScope, members: list[tuple[ObjectKey, dict[str, Any]]]) -> SweepStats:
-        """One batched observation of the scope, compared with every member that is due."""
+    async def sweep(self, scope: SweepScope, members: list[ObjectKey]) -> SweepStats:
+        """One batched observation of the scope, compared with every member that is due.
+
+        Bodies are decoded one at a time, to build the provider's view and again to judge it, so
+        a sweep of 10,000 objects never holds 10,000 decoded bodies at once."""
         stats = SweepStats()
-        _, client, settings = await self.reconciler.connect(scope.kind, members[0][1])
-        resources = [self.reconciler.resource_for(scope.kind, body, settings) for _, body in members]
-        by_name = {resource.external_name: member for resource, member in zip(resources, members, strict=True)}
+        first = self.cache.get(members[0])
+        if first is None:
+            return stats
+        _, client, settings = await self.reconciler.connect(scope.kind, first)
+        resources: list[ManagedResource] = []
+        judged: dict[str, tuple[ObjectKey, str]] = {}  # external name -> key, resourceVersion seen
+        for key in members:
+            body = self.cache.get(key)
+            if body is not None:
+                resources.append(self.reconciler.resource_for(scope.kind, body, settings))
+                judged[resources[-1].external_name] = (key, str(body["metadata"].get("resourceVersion")))
         counted: Counter[str] = Counter()
         token = calls_in_context.set(counted)
         try:
             observations = await client.observe_many(resources)
         finally:
             calls_in_context.reset(token)
+        del resources
         stats.calls = sum(counted.values())
-        stats.listed = len(resources)
+        stats.listed = len(judged)
         now = time.monotonic()
-        for name, (key, body) in by_name.items():
+        for name, (key, version) in judged.items():
+            body = self.cache.get(key)
+            # Changed since the listing was asked for (a spec edit, a reconcile's status): judging
+            # it against a listing made for the old body could report drift that is not there.
+            if body is None or str(body["metadata"].get("resourceVersion")) != version:
+                continue
             # Below the scope's jitter (0.9-1.0 x): an object on the scope's own interval is always
             # due; one asking for a longer interval waits for a later sweep.
             if self.queue.busy(key) or now - self._last_assessed.get(key, 0.0) < self._interval_of(body) * 0.8:
