@@ -45,7 +45,7 @@ e2e: $(CONTROLPLANE)  ## e2e tests only
 demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud account needed
 	@$(PY) -m kumo.testbed.demo
 
-bench: $(CONTROLPLANE)  ## benchmarks at scale -> bench/results.json (about 20 minutes; BENCH_N, BENCH_SCALE_N)
+bench: $(CONTROLPLANE)  ## benchmarks at scale -> bench/results.json (about 11 minutes; BENCH_N, BENCH_SCALE_N)
 	@$(PY) -m bench.run
 
 chaos: $(CONTROLPLANE)  ## full-size chaos (200 objects, 20 SIGKILLs) and fault injection (100 objects, 20 %)
