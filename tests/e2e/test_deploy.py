@@ -198,6 +198,8 @@ def test_controller_runs_with_only_its_rbac(
 ALLOWED = {
     "watch Databases in every namespace": ("watch", "kumo.dev", "databases", "", "", ""),
     "patch a Database's finalizers": ("patch", "kumo.dev", "databases", "", "team-a", "orders"),
+    "list Buckets at start-up": ("list", "kumo.dev", "buckets", "", "", ""),
+    "read a Bucket the watch never delivered": ("get", "kumo.dev", "buckets", "", "team-a", "assets"),
     "patch a Bucket's status": ("patch", "kumo.dev", "buckets", "status", "team-a", "assets"),
     "read a ProviderConfig": ("get", "kumo.dev", "providerconfigs", "", "team-a", "aws"),
     "read a ClusterProviderConfig": ("get", "kumo.dev", "clusterproviderconfigs", "", "", "default"),

@@ -44,8 +44,14 @@ EXPECTED_OBJECTS = {
 # (apiGroup, resource) -> verbs, with the call that needs them. Any change here is a change of
 # what kumo may do in every namespace of every cluster it is installed in: review it as such.
 CLUSTER_RULES = {
-    ("kumo.dev", "databases"): ({"list", "watch", "patch"}, "kopf watch; finalizer JSON patches"),
-    ("kumo.dev", "buckets"): ({"list", "watch", "patch"}, "kopf watch; finalizer JSON patches"),
+    ("kumo.dev", "databases"): (
+        {"get", "list", "watch", "patch"},
+        "start-up listing and KubeClient.get_object; kopf watch; finalizer JSON patches",
+    ),
+    ("kumo.dev", "buckets"): (
+        {"get", "list", "watch", "patch"},
+        "start-up listing and KubeClient.get_object; kopf watch; finalizer JSON patches",
+    ),
     ("kumo.dev", "databases/status"): ({"patch"}, "KubeClient.patch_status"),
     ("kumo.dev", "buckets/status"): ({"patch"}, "KubeClient.patch_status"),
     ("kumo.dev", "providerconfigs"): ({"get"}, "KubeClient.get_provider_config"),
