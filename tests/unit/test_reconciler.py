@@ -318,9 +318,12 @@ def test_spec_edit_is_an_update_not_drift():
     world.reconcile()
     world.body["spec"]["storageGB"] = 40
     world.body["metadata"]["generation"] = 2
-    world.reconcile()
+    result = world.reconcile()
     assert world.cloud.records[EXTERNAL].settings["storageGB"] == 40
     assert "UpdatedExternalResource" in reasons(world) and "DriftDetected" not in reasons(world)
+    # Applied at once: the same pass looks again and finishes, with no requeue and one status write.
+    assert result.requeue_after is None and world.kube.statuses[NAME]["observedGeneration"] == 2
+    assert [e[0] for e in world.journal[-4:] if e[0].startswith("cloud:")] == ["cloud:update", "cloud:observe"]
 
 
 def test_report_policy_reports_drift_once_and_never_touches_the_cloud():
