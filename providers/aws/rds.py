@@ -29,22 +29,18 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.options import ProviderOption, integer_between, list_of, one_of, text_matching
 
 from .session import (
     PROVIDER_NAME,
-    ProviderOption,
     ServiceCaller,
-    integer_between,
     is_kms_key,
-    list_of,
-    one_of,
     option_parameters,
     option_problems,
     owner_from_tags,
     ownership_tags,
     tags_to_dict,
     tags_to_list,
-    text_matching,
 )
 
 SIZE_CLASSES = {"small": "db.t3.micro", "medium": "db.t3.large", "large": "db.m6i.xlarge"}
@@ -106,36 +102,42 @@ _GROUP_NAME = r"[A-Za-z][\w.-]{0,254}"
 # The documented `spec.providerOptions` for Databases on AWS, and the API parameters they become.
 OPTIONS = (
     ProviderOption(
-        "dbSubnetGroupName", "DBSubnetGroupName", text_matching(r"[\w .-]{1,255}", "a DB subnet group name")
+        "dbSubnetGroupName",
+        parameter="DBSubnetGroupName",
+        check=text_matching(r"[\w .-]{1,255}", "a DB subnet group name"),
     ),
     ProviderOption(
         "vpcSecurityGroupIds",
-        "VpcSecurityGroupIds",
-        list_of(text_matching(r"sg-[0-9a-f]+", "a security group id (sg-...)")),
+        parameter="VpcSecurityGroupIds",
+        check=list_of(text_matching(r"sg-[0-9a-f]+", "a security group id (sg-...)")),
     ),
-    ProviderOption("storageType", "StorageType", one_of("gp2", "gp3", "io1", "io2", "standard")),
-    ProviderOption("iops", "Iops", integer_between(1000, 256000)),
-    ProviderOption("storageThroughput", "StorageThroughput", integer_between(125, 4000)),
-    ProviderOption("kmsKeyId", "KmsKeyId", is_kms_key),
+    ProviderOption("storageType", parameter="StorageType", check=one_of("gp2", "gp3", "io1", "io2", "standard")),
+    ProviderOption("iops", parameter="Iops", check=integer_between(1000, 256000)),
+    ProviderOption("storageThroughput", parameter="StorageThroughput", check=integer_between(125, 4000)),
+    ProviderOption("kmsKeyId", parameter="KmsKeyId", check=is_kms_key),
     ProviderOption(
-        "parameterGroupName", "DBParameterGroupName", text_matching(_GROUP_NAME, "a DB parameter group name")
+        "parameterGroupName",
+        parameter="DBParameterGroupName",
+        check=text_matching(_GROUP_NAME, "a DB parameter group name"),
     ),
-    ProviderOption("optionGroupName", "OptionGroupName", text_matching(_GROUP_NAME, "an option group name")),
-    ProviderOption("port", "Port", integer_between(1150, 65535)),
+    ProviderOption(
+        "optionGroupName", parameter="OptionGroupName", check=text_matching(_GROUP_NAME, "an option group name")
+    ),
+    ProviderOption("port", parameter="Port", check=integer_between(1150, 65535)),
     ProviderOption(
         "availabilityZone",
-        "AvailabilityZone",
-        text_matching(r"[a-z]{2}(-[a-z]+)+-\d[a-z]", "an availability zone such as eu-west-1a"),
+        parameter="AvailabilityZone",
+        check=text_matching(r"[a-z]{2}(-[a-z]+)+-\d[a-z]", "an availability zone such as eu-west-1a"),
     ),
     ProviderOption(
         "preferredMaintenanceWindow",
-        "PreferredMaintenanceWindow",
-        text_matching(f"{_DAY}:{_HOUR_MINUTE}-{_DAY}:{_HOUR_MINUTE}", "ddd:hh24:mi-ddd:hh24:mi (UTC)"),
+        parameter="PreferredMaintenanceWindow",
+        check=text_matching(f"{_DAY}:{_HOUR_MINUTE}-{_DAY}:{_HOUR_MINUTE}", "ddd:hh24:mi-ddd:hh24:mi (UTC)"),
     ),
     ProviderOption(
         "preferredBackupWindow",
-        "PreferredBackupWindow",
-        text_matching(f"{_HOUR_MINUTE}-{_HOUR_MINUTE}", "hh24:mi-hh24:mi (UTC)"),
+        parameter="PreferredBackupWindow",
+        check=text_matching(f"{_HOUR_MINUTE}-{_HOUR_MINUTE}", "hh24:mi-hh24:mi (UTC)"),
     ),
 )
 IOPS_STORAGE_TYPES = ("io1", "io2", "gp3")

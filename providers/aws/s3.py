@@ -30,11 +30,11 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.options import ProviderOption
 
 from .session import (
     OWNERSHIP_TAG_KEYS,
     PROVIDER_NAME,
-    ProviderOption,
     ServiceCaller,
     classify,
     is_kms_key,
@@ -62,7 +62,7 @@ SETTING_ORDER = (
 SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"
 OPTION_KMS_KEY = "kmsKeyId"
-OPTIONS = (ProviderOption(OPTION_KMS_KEY, "KMSMasterKeyID", is_kms_key),)
+OPTIONS = (ProviderOption(OPTION_KMS_KEY, parameter="KMSMasterKeyID", check=is_kms_key),)
 LIFECYCLE_RULE_ID = "kumo-expire"
 PUBLIC_ACCESS_BLOCK_SWITCHES = (
     "BlockPublicAcls",

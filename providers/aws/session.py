@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import configparser
 import hashlib
-import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kumo.providers import options as checks
 from kumo.providers.base import (
     CallHooks,
     CloudCall,
@@ -32,6 +32,7 @@ from kumo.providers.base import (
     Terminal,
     Unavailable,
 )
+from kumo.providers.options import ProviderOption, text_matching
 
 try:
     import boto3
@@ -88,79 +89,17 @@ def tags_to_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 
 # ---------------------------------------------------------------------------- provider options
 
-OPTIONS_FIELD = "spec.providerOptions"
-CODE_INVALID_OPTIONS = "InvalidProviderOptions"
-
-
-@dataclass(frozen=True)
-class ProviderOption:
-    """One allowed `spec.providerOptions` key: the API parameter it becomes and how its value is
-    checked (`check` returns what is wrong with a value, or None)."""
-
-    name: str
-    parameter: str
-    check: Callable[[Any], str | None]
-
 
 def option_problems(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> list[str]:
     """What is wrong with the options, each message naming its `spec.providerOptions.<key>`."""
-    by_name = {option.name: option for option in allowed}
-    known = ", ".join(sorted(by_name))
-    problems: list[str] = []
-    for key, value in options.items():
-        option = by_name.get(key)
-        if option is None:
-            problems.append(f"{OPTIONS_FIELD}.{key}: unknown option for aws; known: {known}")
-        elif (problem := option.check(value)) is not None:
-            problems.append(f"{OPTIONS_FIELD}.{key}: {problem}")
-    return problems
+    return checks.option_problems(options, allowed, PROVIDER_NAME)
 
 
 def option_parameters(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> dict[str, Any]:
-    """The API parameters the options map to; `Terminal` when any option is invalid (validate()
-    normally caught that earlier, but a create must never send a half-understood request)."""
-    problems = option_problems(options, allowed)
-    if problems:
-        raise Terminal("; ".join(problems), code=CODE_INVALID_OPTIONS)
+    """The API parameters the options map to; `Terminal` when any option is invalid."""
+    valid = checks.checked_options(options, allowed, PROVIDER_NAME)
     by_name = {option.name: option for option in allowed}
-    return {by_name[key].parameter: value for key, value in options.items()}
-
-
-def text_matching(pattern: str, shape: str) -> Callable[[Any], str | None]:
-    """A check accepting strings that fully match `pattern`; `shape` describes it to the user."""
-    compiled = re.compile(pattern)
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, str) and compiled.fullmatch(value):
-            return None
-        return f"must be {shape}, got {value!r}"
-
-    return check
-
-
-def one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
-
-    return check
-
-
-def integer_between(low: int, high: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return None
-        return f"must be an integer from {low} to {high}, got {value!r}"
-
-    return check
-
-
-def list_of(item: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, list) or not value:
-            return f"must be a non-empty list, got {value!r}"
-        return next((problem for problem in map(item, value) if problem is not None), None)
-
-    return check
+    return {by_name[key].parameter: value for key, value in valid.items()}
 
 
 # A KMS key as AWS accepts it: key id, multi-Region key id, alias name, or either as an ARN.

@@ -49,22 +49,18 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.options import ProviderOption, integer_between, is_boolean, one_of, text_matching
 
 from .session import (
     CALL_TIMEOUT,
     PROVIDER_NAME,
-    ProviderOption,
     ServiceCaller,
     checked_options,
-    integer_between,
-    is_boolean,
     is_kms_key,
-    one_of,
     option_problems,
     owner_from_labels,
     ownership_labels,
     present_labels,
-    text_matching,
 )
 
 # ---------------------------------------------------------------------------- vocabulary

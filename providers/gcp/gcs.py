@@ -37,13 +37,13 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.options import ProviderOption
 
 from .session import (
     CALL_TIMEOUT,
     OWNERSHIP_LABEL_KEYS,
     PROVIDER_NAME,
     PageWalker,
-    ProviderOption,
     ServiceCaller,
     checked_options,
     is_kms_key,

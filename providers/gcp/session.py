@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from kumo.providers import options as checks
 from kumo.providers.base import (
     CallHooks,
     CloudCall,
@@ -39,6 +40,7 @@ from kumo.providers.base import (
     Terminal,
     Unavailable,
 )
+from kumo.providers.options import ProviderOption, text_matching
 
 try:
     import google.api_core.exceptions as google_errors
@@ -113,73 +115,15 @@ def present_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- provider options
 
-OPTIONS_FIELD = "spec.providerOptions"
-CODE_INVALID_OPTIONS = "InvalidProviderOptions"
-Check = Callable[[Any], str | None]
-
-
-@dataclass(frozen=True)
-class ProviderOption:
-    """One allowed `spec.providerOptions` key and how its value is checked (`check` returns what
-    is wrong with a value, or None). Where it goes in the API request is the kind's business."""
-
-    name: str
-    check: Check
-
 
 def option_problems(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> list[str]:
     """What is wrong with the options, each message naming its `spec.providerOptions.<key>`."""
-    by_name = {option.name: option for option in allowed}
-    known = ", ".join(sorted(by_name))
-    problems: list[str] = []
-    for key, value in options.items():
-        option = by_name.get(key)
-        if option is None:
-            problems.append(f"{OPTIONS_FIELD}.{key}: unknown option for {PROVIDER_NAME}; known: {known}")
-        elif (problem := option.check(value)) is not None:
-            problems.append(f"{OPTIONS_FIELD}.{key}: {problem}")
-    return problems
+    return checks.option_problems(options, allowed, PROVIDER_NAME)
 
 
 def checked_options(options: Mapping[str, Any], allowed: Collection[ProviderOption]) -> Mapping[str, Any]:
-    """The options, or `Terminal` when any is invalid (validate() normally caught that earlier,
-    but a create must never send a half-understood request)."""
-    problems = option_problems(options, allowed)
-    if problems:
-        raise Terminal("; ".join(problems), code=CODE_INVALID_OPTIONS)
-    return options
-
-
-def text_matching(pattern: str, shape: str) -> Check:
-    """A check accepting strings that fully match `pattern`; `shape` describes it to the user."""
-    compiled = re.compile(pattern)
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, str) and compiled.fullmatch(value):
-            return None
-        return f"must be {shape}, got {value!r}"
-
-    return check
-
-
-def one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
-
-    return check
-
-
-def integer_between(low: int, high: int) -> Check:
-    def check(value: Any) -> str | None:
-        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return None
-        return f"must be an integer from {low} to {high}, got {value!r}"
-
-    return check
-
-
-def is_boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    """The options, or `Terminal` when any is invalid."""
+    return checks.checked_options(options, allowed, PROVIDER_NAME)
 
 
 # A customer-managed Cloud KMS key as Cloud SQL and GCS take it.
