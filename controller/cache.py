@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,9 +108,6 @@ class ObjectCache:
 
     def __len__(self) -> int:
         return len(self._bodies)
-
-    def __iter__(self) -> Iterator[ObjectKey]:
-        return iter(list(self._bodies))
 
     def scopes(self) -> Mapping[SweepScope, Mapping[ObjectKey, float | None]]:
         """Every scope with its sweepable members and their own intervals: a live view, to be

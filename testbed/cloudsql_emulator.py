@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .serving import ServerThread
+
 LOG = logging.getLogger(__name__)
 
 API_ROOT = "/sql/v1beta4/projects"
@@ -912,40 +914,21 @@ class CloudSQLEmulator:
             raise ValueError(f"the emulator binds to loopback only, not {host}")
         if operation_steps < 0 or create_steps < 0:
             raise ValueError("operation_steps and create_steps must be >= 0")
-        self._address = (host, port)
         self._service = _CloudSQL(operation_steps, create_steps)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = ServerThread(lambda: _Server((host, port), self._service), "emulator")
 
     @property
     def endpoint(self) -> str:
         """The base URL to pass as `client_options={"api_endpoint": ...}`."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.endpoint
 
     def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the emulator is already started")
-        self._server = _Server(self._address, self._service)
+        self._serving.start()
         self._service.base_url = self.endpoint
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # stop() waits at most one poll
-            name="cloudsql-emulator",
-            daemon=True,
-        )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+        self._serving.stop()
 
     def password_of(self, project: str, instance: str, user: str, host: str = "") -> str | None:
         """The password last set for a user: test-only, since the API never returns one."""

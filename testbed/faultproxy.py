@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from .serving import ServerThread
+
 LOOPBACK = "127.0.0.1"
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded; the
 # proxy re-frames bodies with Content-Length itself.
@@ -139,35 +141,20 @@ class FaultProxy:
         self.requests = 0
         self.forwarded = 0
         self.faults: Counter[Fault] = Counter()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = ServerThread(lambda: _Server((LOOPBACK, 0), self), "proxy")
 
     # ---------------------------------------------------------------- lifecycle
 
     @property
     def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the proxy is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.endpoint
 
     def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the proxy is already started")
-        self._server = _Server((LOOPBACK, 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="faultproxy", daemon=True
-        )
-        self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+        self._serving.stop()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -124,15 +124,18 @@ class Kumo:
         return list(listed.items)
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                tail = "\n".join(self.controller.log_text().splitlines()[-30:])
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\ncontroller log:\n{tail}")
-            time.sleep(0.2)
+        def log() -> str:
+            return "controller log:\n" + "\n".join(self.controller.log_text().splitlines()[-30:])
+
+        return wait_for(what, check, log, timeout, every=0.2)
+
+    def managed(self) -> dict[str, dict[str, Any]]:
+        """Every Database and Bucket in the namespace, by name."""
+        listed = {}
+        for kind in ("Database", "Bucket"):
+            items = self.objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind])["items"]
+            listed.update({item["metadata"]["name"]: item for item in items})
+        return listed
 
     def wait_condition(self, kind: str, name: str, type_: str, status: str, timeout: float = 60.0) -> dict:
         def check() -> dict[str, Any] | None:
@@ -147,6 +150,18 @@ class Kumo:
 
     def wait_gone(self, kind: str, name: str, timeout: float = 60.0) -> None:
         self.wait_for(f"{kind} {name} gone", lambda: self.get(kind, name) is None, timeout)
+
+
+def wait_for(what: str, check: Callable[[], Any], log: Callable[[], str], timeout: float, every: float) -> Any:
+    """check()'s first truthy value; after `timeout`, an AssertionError carrying log()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{log()}")
+        time.sleep(every)
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import AWSProbe, GCPProbe
 
 from ..conftest import _fresh_namespace
-from .conftest import GROUP, PLURALS, VERSION, Kumo, condition, example
+from .conftest import Kumo, condition, example
 
 pytestmark = pytest.mark.e2e
 
@@ -238,10 +238,7 @@ def _wait_converged(kumo: Kumo, planned: list[Planned], timeout: float) -> tuple
     deadline = time.monotonic() + timeout
     stuck_since: float | None = None
     while True:
-        listed = {}
-        for kind in ("Database", "Bucket"):
-            items = kumo.objects.list_namespaced_custom_object(GROUP, VERSION, kumo.namespace, PLURALS[kind])["items"]
-            listed.update({item["metadata"]["name"]: item for item in items})
+        listed = kumo.managed()
         pending = [f"{n}: {_reason(listed.get(n))}" for n in sorted(expected) if not _settled(listed.get(n))]
         pending += [f"{n}: not deleted ({_reason(listed[n])})" for n in sorted(gone & set(listed))]
         if not pending:

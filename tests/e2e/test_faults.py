@@ -23,7 +23,7 @@ from kumo.testbed.faultproxy import FaultProxy
 from kumo.testbed.probes import probe_for
 
 from ..conftest import _fresh_namespace
-from .conftest import GROUP, PLURALS, VERSION, Kumo, example
+from .conftest import Kumo, example
 from .test_chaos import KINDS, _reason, _settled, own_controller
 
 pytestmark = pytest.mark.e2e
@@ -131,10 +131,7 @@ def _run_workload(kumo: Kumo, proxies: dict[str, FaultProxy], prefix: str, count
     deadline = started + 60 + 3 * count
     stuck_since: float | None = None
     while True:
-        listed = {}
-        for kind in ("Database", "Bucket"):
-            items = kumo.objects.list_namespaced_custom_object(GROUP, VERSION, kumo.namespace, PLURALS[kind])["items"]
-            listed.update({item["metadata"]["name"]: item for item in items})
+        listed = kumo.managed()
         pending = [f"{n}: {_reason(listed.get(n))}" for _, n in names if not _settled(listed.get(n))]
         refused_only = bool(pending) and all(p.endswith(": OwnedByAnotherResource") for p in pending)
         stuck_since = (stuck_since or time.monotonic()) if refused_only else None

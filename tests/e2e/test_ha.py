@@ -22,7 +22,7 @@ from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import probe_for
 
 from ..conftest import _fresh_namespace
-from .conftest import Kumo, example, unique
+from .conftest import Kumo, example, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,15 +82,10 @@ def pair(
 
 
 def wait_until(what: str, check, processes: list[ControllerProcess], timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {p.log_path.name}\n" + "\n".join(p.log_text().splitlines()[-20:]) for p in processes)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
-        time.sleep(0.1)
+    def logs() -> str:
+        return "\n".join(f"--- {p.log_path.name}\n" + "\n".join(p.log_text().splitlines()[-20:]) for p in processes)
+
+    return wait_for(what, check, logs, timeout, every=0.1)
 
 
 def leaders(processes: list[ControllerProcess]) -> list[ControllerProcess]:
