@@ -45,6 +45,7 @@ UNPRIVILEGED_USERS = ("alice", "bob")
 class Binaries:
     kube_apiserver: Path
     etcd: Path
+    kube_controller_manager: Path
 
 
 def cache_dir() -> Path:
@@ -63,12 +64,12 @@ def _pin_digest() -> str:
 
 def ensure_binaries(progress: bool = True) -> Binaries:
     """Return the control-plane binaries, building them on first use (takes minutes)."""
-    apiserver_env, etcd_env = os.environ.get("KUMO_KUBE_APISERVER"), os.environ.get("KUMO_ETCD")
-    if apiserver_env and etcd_env:
-        return Binaries(Path(apiserver_env), Path(etcd_env))
+    overrides = [os.environ.get(f"KUMO_{name}") for name in ("KUBE_APISERVER", "ETCD", "KUBE_CONTROLLER_MANAGER")]
+    if all(overrides):
+        return Binaries(*(Path(str(path)) for path in overrides))
     target = cache_dir() / "controlplane" / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-{_pin_digest()}"
-    binaries = Binaries(target / "kube-apiserver", target / "etcd")
-    if binaries.kube_apiserver.exists() and binaries.etcd.exists():
+    binaries = Binaries(target / "kube-apiserver", target / "etcd", target / "kube-controller-manager")
+    if all(path.exists() for path in (binaries.kube_apiserver, binaries.etcd, binaries.kube_controller_manager)):
         return binaries
     _build(target, progress)
     return binaries
@@ -81,7 +82,10 @@ def _build(target: Path, progress: bool) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     say = _progress_printer(progress)
-    say(f"building kube-apiserver {KUBERNETES_VERSION} and etcd {ETCD_VERSION} (first time only, a few minutes)")
+    say(
+        f"building kube-apiserver and kube-controller-manager {KUBERNETES_VERSION} and etcd {ETCD_VERSION}"
+        " (first time only, a few minutes)"
+    )
     started = time.monotonic()
     done = threading.Event()
     ticker = threading.Thread(target=_tick, args=(say, started, done), daemon=True)
@@ -90,6 +94,7 @@ def _build(target: Path, progress: bool) -> None:
         for package, binary in (
             ("go.etcd.io/etcd/server/v3", "etcd"),
             ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
+            ("k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"),
         ):
             say(f"go build {package}")
             subprocess.run(
