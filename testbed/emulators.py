@@ -1,7 +1,8 @@
 """The emulated clouds of the test bed, each a separate server process on loopback.
 
 - AWS: moto in server mode (RDS, S3, IAM, STS, Secrets Manager on one port), reached by boto3
-  with `endpoint_url`. moto makes RDS instances `available` at once.
+  with `endpoint_url`, run by `kumo.testbed.strictaws`, which makes it as strict as AWS where
+  controllers break (states over time, pending modifications, regions, S3 defaults).
 - GCS: gcp-storage-emulator, in memory. It ignores bucket settings sent on create and stores
   them on PATCH, so the GCP provider creates a bucket and then patches its settings; the same
   two calls work against the real GCS API.
@@ -34,7 +35,7 @@ class EmulatorSpec:
 
 
 EMULATORS = (
-    EmulatorSpec("moto", (sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", "{port}")),
+    EmulatorSpec("moto", (sys.executable, "-m", "kumo.testbed.strictaws", "--host", LOOPBACK, "--port", "{port}")),
     EmulatorSpec(
         "gcs",
         (
