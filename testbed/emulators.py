@@ -3,9 +3,9 @@
 - AWS: moto in server mode (RDS, S3, IAM, STS, Secrets Manager on one port), reached by boto3
   with `endpoint_url`, run by `kumo.testbed.strictaws`, which makes it as strict as AWS where
   controllers break (states over time, pending modifications, regions, S3 defaults).
-- GCS: gcp-storage-emulator, in memory. It ignores bucket settings sent on create and stores
-  them on PATCH, so the GCP provider creates a bucket and then patches its settings; the same
-  two calls work against the real GCS API.
+- GCS: gcp-storage-emulator in memory, run by `kumo.testbed.strictgcs`, which makes it as strict
+  as GCS where controllers break (projects and the shared bucket namespace, paged listings,
+  settings kept at insert, patch semantics, one metadata update per second per bucket).
 - Cloud SQL Admin: kumo's own emulator (`kumo.testbed.cloudsql_emulator`), with asynchronous
   operations and the real REST shapes.
 """
@@ -38,18 +38,7 @@ EMULATORS = (
     EmulatorSpec("moto", (sys.executable, "-m", "kumo.testbed.strictaws", "--host", LOOPBACK, "--port", "{port}")),
     EmulatorSpec(
         "gcs",
-        (
-            sys.executable,
-            "-m",
-            "gcp_storage_emulator",
-            "start",
-            "--host",
-            LOOPBACK,
-            "--port",
-            "{port}",
-            "--in-memory",
-            "--quiet",
-        ),
+        (sys.executable, "-m", "kumo.testbed.strictgcs", "--host", LOOPBACK, "--port", "{port}"),
     ),
     EmulatorSpec(
         "cloudsql",

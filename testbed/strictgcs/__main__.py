@@ -1,0 +1,27 @@
+"""Start gcp-storage-emulator (in memory) with the strict bucket layer: `python -m kumo.testbed.strictgcs`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..process import LOOPBACK
+from . import buckets
+from .limits import Limits
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kumo.testbed.strictgcs", description=__doc__)
+    parser.add_argument("--host", default=LOOPBACK)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server(args.host, args.port, in_memory=True)
+    buckets.install(Limits.from_env())
+    server.run()  # until SIGTERM
+
+
+if __name__ == "__main__":
+    main()
