@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields
 class Timings:
     """Durations, in seconds, of the state changes the strict layer models."""
 
+    # S3 (see testbed/strictaws/s3.py and docs/testbed.md for the AWS sources)
+    s3_name_reuse_delay: float = 1.0  # OperationAborted for a CreateBucket this soon after DeleteBucket
+
     @classmethod
     def from_env(cls) -> Timings:
         values = {}
