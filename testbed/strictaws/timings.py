@@ -14,6 +14,15 @@ from dataclasses import dataclass, fields
 class Timings:
     """Durations, in seconds, of the state changes the strict layer models."""
 
+    # RDS (see testbed/strictaws/rds.py and docs/testbed.md for the AWS sources)
+    rds_creating: float = 1.0  # `creating`, no endpoint yet
+    rds_backing_up: float = 1.0  # the first automated backup after `creating`
+    rds_modify_start: float = 0.5  # accepted changes wait in PendingModifiedValues, status still available
+    rds_modifying: float = 1.0  # `modifying` while they are applied
+    rds_password_reset: float = 1.0  # `resetting-master-credentials`
+    rds_storage_optimization: float = 2.0  # `storage-optimization` after a storage change
+    rds_storage_cooldown: float = 15.0  # no new storage change this long after one (six hours on AWS)
+    rds_maintenance_window: float = 3600.0  # changes sent without ApplyImmediately wait this long
     # S3 (see testbed/strictaws/s3.py and docs/testbed.md for the AWS sources)
     s3_name_reuse_delay: float = 1.0  # OperationAborted for a CreateBucket this soon after DeleteBucket
 
