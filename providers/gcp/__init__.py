@@ -32,7 +32,7 @@ from kumo.providers.base import (
 )
 
 from .cloudsql import INSTANCES_PAGE_SIZE, OPERATION_POLL_DELAYS, CloudSQLClient, validate_database
-from .gcs import BUCKETS_PAGE_SIZE, GCSClient, validate_bucket
+from .gcs import BUCKETS_PAGE_SIZE, GCSClient, UpdatePacer, validate_bucket
 from .session import PROVIDER_NAME, SERVICE_SQLADMIN, SERVICE_STORAGE, ClientCache, ServiceCaller
 
 __all__ = ["CloudSQLClient", "GCPProvider", "GCSClient"]
@@ -56,6 +56,7 @@ class GCPProvider:
         operation_poll_delays: Sequence[float] = OPERATION_POLL_DELAYS,
     ) -> None:
         self._clients = ClientCache()
+        self._bucket_writes = UpdatePacer()  # one per provider: GCS limits each bucket, not each client
         self._instances_page_size = instances_page_size
         self._buckets_page_size = buckets_page_size
         self._poll_delays = tuple(operation_poll_delays)
@@ -66,7 +67,7 @@ class GCPProvider:
         caller = ServiceCaller(self._clients, settings, SERVICES[kind], hooks or CallHooks())
         if kind is Kind.DATABASE:
             return CloudSQLClient(caller, settings, page_size=self._instances_page_size, poll_delays=self._poll_delays)
-        return GCSClient(caller, settings, page_size=self._buckets_page_size)
+        return GCSClient(caller, settings, page_size=self._buckets_page_size, pacer=self._bucket_writes)
 
     def validate(self, resource: ManagedResource) -> list[str]:
         """Problems only GCP can judge (tiers, versions, providerOptions), each naming its field."""

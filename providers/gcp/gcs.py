@@ -6,11 +6,20 @@ default encryption key, one lifecycle rule (Delete at an age of N days) and the 
 kumo does not manage are left alone: foreign labels and foreign lifecycle rules are read and
 written back whenever kumo rewrites the label map or the rule list.
 
-Creating is two calls: buckets.insert with every setting, then one buckets.patch with them again.
-Real GCS applies them at insert already; the GCS emulator ignores everything but the name there
-and stores settings only on PATCH, and the second call is harmless on GCS. A bucket is read with
-one buckets.get (projection full), and a drift sweep over N buckets costs ceil(N/1000)
-buckets.list calls, because a listing carries every bucket's full metadata.
+Creating is one call: buckets.insert carries every setting, as GCS keeps them at insert. A
+second metadata write right after it would meet GCS's limit of one bucket metadata update per
+second (429 rateLimitExceeded, https://cloud.google.com/storage/quotas), so kumo never sends one:
+`UpdatePacer`, shared by every client of a provider, spaces kumo's writes to one bucket by that
+second, and a 429 that still comes (another writer) is `Retryable`.
+
+Bucket names are global. A bucket is kumo's only in the provider config's project: a name held by
+another project answers insert with 409, and a bucket read by name (callers with access to other
+projects can read theirs) counts as present only when the project's own listing holds it. Either
+way the Bucket reports the name as taken and nothing is written.
+
+A bucket is read with one buckets.get (projection full), plus one buckets.list of that name when
+it does not carry this object's ownership labels; a drift sweep over N buckets costs
+ceil(N/1000) buckets.list calls, because a listing carries every bucket's full metadata.
 
 GCS always encrypts at rest: `spec.encryption: false` cannot turn that off; it only means no
 customer-managed key, so the encryption setting reads "google-managed" either way.
@@ -21,9 +30,11 @@ customer-managed Cloud KMS key new objects are encrypted with.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from kumo.providers.base import (
     BucketSpec,
@@ -53,6 +64,8 @@ from .session import (
     present_labels,
 )
 
+T = TypeVar("T")
+
 FIELD_VERSIONING = "versioning"
 FIELD_PUBLIC_ACCESS_PREVENTION = "publicAccessPrevention"
 FIELD_ENCRYPTION = "encryption"
@@ -73,6 +86,9 @@ DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 STATE_AVAILABLE = "available"  # GCS buckets have no state of their own: they exist or not
 STATE_DELETED = "deleted"
 BUCKETS_PAGE_SIZE = 1000  # the buckets.list maximum
+# "Maximum rate of bucket metadata updates per bucket: One update per second"
+# (https://cloud.google.com/storage/quotas); kumo's writes to one bucket keep at least this apart.
+UPDATE_INTERVAL = 1.0
 OBJECTS_PAGE_SIZE = 1000  # the objects.list maximum
 DELETE_BATCH = 100  # the most requests one GCS batch request may carry
 MAX_LABELS = 64
@@ -91,7 +107,8 @@ MESSAGE_NOT_EMPTY = (
     "to let kumo delete every object version with the bucket"
 )
 MESSAGE_NAME_TAKEN = (
-    "bucket name {name!r} is taken by another project (bucket names are global); choose another with spec.externalName"
+    "bucket name {name!r} is taken by another project than {project!r} (bucket names are global); "
+    "choose another with spec.externalName"
 )
 MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
 
@@ -248,23 +265,66 @@ def resource_of(bucket: Any) -> dict[str, Any]:
     return dict(bucket._properties)
 
 
+# ---------------------------------------------------------------------------- pacing
+
+
+class UpdatePacer:
+    """Keeps kumo's metadata writes to one bucket (insert, patch) `interval` seconds apart.
+
+    Shared by every `GCSClient` of a provider, so that rapid spec edits or a create followed by a
+    correction never exceed GCS's rate for one bucket's metadata. A write is timed from when its
+    answer came back, which is after GCS counted it. One bucket is reconciled by one worker at a
+    time (the work queue holds a key while it is processed), so no lock is needed."""
+
+    MAX_TRACKED = 10_000  # beyond this, entries older than the interval are dropped
+
+    def __init__(self, interval: float = UPDATE_INTERVAL) -> None:
+        self.interval = interval
+        self._done: dict[str, float] = {}
+
+    async def write(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Await `send()` (one metadata write to bucket `name`) once the interval has passed."""
+        wait = self._done.get(name, float("-inf")) + self.interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            return await send()
+        finally:
+            self._done[name] = time.monotonic()
+            if len(self._done) > self.MAX_TRACKED:
+                horizon = time.monotonic() - self.interval
+                self._done = {key: done for key, done in self._done.items() if done >= horizon}
+
+
 # ---------------------------------------------------------------------------- the client
 
 
 class GCSClient:
     """The Bucket client for one provider config (see `ExternalClient` for the contract)."""
 
-    def __init__(self, storage: ServiceCaller, settings: ProviderSettings, *, page_size: int = BUCKETS_PAGE_SIZE):
+    def __init__(
+        self,
+        storage: ServiceCaller,
+        settings: ProviderSettings,
+        *,
+        page_size: int = BUCKETS_PAGE_SIZE,
+        pacer: UpdatePacer | None = None,
+    ):
         self._storage = storage
         self._settings = settings
         self._page_size = page_size
+        self._pacer = pacer or UpdatePacer()
 
     def desired(self, resource: ManagedResource) -> dict[str, Any]:
         return desired_settings(resource)
 
     async def observe(self, resource: ManagedResource) -> Observation | None:
+        """The bucket, or None when it does not exist in the provider config's project (a bucket
+        of that name in another project is none of this object's business: the insert will say so)."""
         bucket = await self._read(resource.external_name)
-        return None if bucket is None else self._observation(resource, bucket)
+        if bucket is None or not await self._in_project(resource, bucket):
+            return None
+        return self._observation(resource, bucket)
 
     async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
         wanted = {resource.external_name: resource for resource in resources}
@@ -286,17 +346,18 @@ class GCSClient:
         return found
 
     async def create(self, resource: ManagedResource, password: str | None = None) -> Creation:
+        """One buckets.insert with every setting. On 409 the bucket is ours from an earlier
+        attempt (what differs from the spec shows as drift and is patched by `update`), or
+        `Terminal`: the name is another project's, or another object's bucket."""
         name = resource.external_name
         checked_options(resource.bucket.provider_options, OPTIONS)
-        current: Mapping[str, Any] = {}
         try:
-            await self._insert(resource)
+            bucket = await self._insert(resource)
         except Terminal as error:
             if error.code not in CODES_CONFLICT:
                 raise
-            current = await self._existing(resource)  # ours from an earlier attempt: continue
-        patched = await self._patch(resource, SETTING_ORDER, current)
-        return Creation(name, STATE_AVAILABLE, observation=self._observation(resource, patched))
+            bucket = await self._existing(resource)
+        return Creation(name, STATE_AVAILABLE, observation=self._observation(resource, bucket))
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
@@ -337,17 +398,37 @@ class GCSClient:
 
         return await self._storage.find("buckets.get", read)
 
-    async def _insert(self, resource: ManagedResource) -> None:
+    async def _in_project(self, resource: ManagedResource, bucket: Mapping[str, Any]) -> bool:
+        """Whether a bucket read by name is in the provider config's project. Tagged with this
+        object's uid it is (kumo created it there); otherwise the project's listing decides."""
+        owner = owner_from_labels(present_labels(bucket.get("labels")))
+        if owner is not None and owner.uid == resource.owner.uid:
+            return True
+        name = resource.external_name
+        project = self._storage.project
+
+        def first_listed(client: Any) -> list[str]:
+            # Listings are sorted by name: the name itself comes first among those it prefixes.
+            listed = client.list_buckets(max_results=1, prefix=name, project=project, retry=None, timeout=CALL_TIMEOUT)
+            return [b.name for b in listed]
+
+        return await self._storage.call("buckets.list", first_listed) == [name]
+
+    async def _insert(self, resource: ManagedResource) -> dict[str, Any]:
+        """Create the bucket with every setting; returns it as GCS answered."""
         location = bucket_location(resource, self._settings)
         changes = bucket_changes(resource, SETTING_ORDER, {})
         project = self._storage.project
 
-        def insert(client: Any) -> None:
+        def insert(client: Any) -> dict[str, Any]:
             bucket = client.bucket(resource.external_name)
             configure(bucket, changes)
             client.create_bucket(bucket, project=project, location=location or None, retry=None, timeout=CALL_TIMEOUT)
+            return resource_of(bucket)
 
-        await self._storage.call("buckets.insert", insert)
+        return dict(
+            await self._pacer.write(resource.external_name, lambda: self._storage.call("buckets.insert", insert))
+        )
 
     async def _patch(
         self, resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]
@@ -361,7 +442,8 @@ class GCSClient:
             bucket.patch(retry=None, timeout=CALL_TIMEOUT)  # answered with projection=full
             return resource_of(bucket)
 
-        return dict(await self._storage.call("buckets.patch", patch))
+        name = resource.external_name
+        return dict(await self._pacer.write(name, lambda: self._storage.call("buckets.patch", patch)))
 
     async def _existing(self, resource: ManagedResource) -> dict[str, Any]:
         """After 409 on insert: the bucket, when it is ours to configure; `Terminal` when another
@@ -373,8 +455,9 @@ class GCSClient:
             if error.code not in CODES_FORBIDDEN:
                 raise
             bucket = None  # it exists, in a project these credentials cannot read
-        if bucket is None:
-            raise Terminal(MESSAGE_NAME_TAKEN.format(name=name), code=CODE_NAME_TAKEN)
+        if bucket is None or not await self._in_project(resource, bucket):
+            project = self._storage.project
+            raise Terminal(MESSAGE_NAME_TAKEN.format(name=name, project=project), code=CODE_NAME_TAKEN)
         owner = owner_from_labels(present_labels(bucket.get("labels")))
         if owner is not None and owner.uid != resource.owner.uid:
             raise Terminal(MESSAGE_OWNED_BY_OTHER.format(name=name, owner=owner.object_ref), code=CODE_OWNED_BY_OTHER)
