@@ -24,22 +24,26 @@ import argparse
 import base64
 import bisect
 import copy
+import hashlib
 import ipaddress
 import json
 import logging
 import re
 import signal
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from google.cloud import sqladmin_v1beta4 as sqladmin
+
+from .discovery_schema import Discovery, EnumCodec, Violation, load_document
 from .serving import ServerThread
 
 LOG = logging.getLogger(__name__)
@@ -56,57 +60,19 @@ INSTANCE_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
 TIER_RE = re.compile(r"^db-[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
-class InstanceState(IntEnum):
-    RUNNABLE = 1
-    PENDING_CREATE = 4
-
-
-class OperationStatus(IntEnum):
-    PENDING = 1
-    RUNNING = 2
-    DONE = 3
-
-
-class OperationType(IntEnum):
-    CREATE = 3
-    UPDATE = 4
-    DELETE = 5
-    CREATE_USER = 19
-    DELETE_USER = 20
-    UPDATE_USER = 21
-    CREATE_DATABASE = 22
-    DELETE_DATABASE = 23
-    UPDATE_DATABASE = 24
-
-
-class IpAddressType(IntEnum):
-    PRIMARY = 1
-    PRIVATE = 3
-
-
-# SqlDatabaseVersion as the client library numbers it: the client sends the number, gcloud and
-# hand-written JSON send the name; both are accepted and the number is stored and returned.
-DATABASE_VERSIONS: dict[str, int] = {
-    "MYSQL_5_1": 2, "MYSQL_5_5": 3, "MYSQL_5_6": 5, "MYSQL_5_7": 6, "MYSQL_8_0": 20,
-    "MYSQL_8_0_18": 41, "MYSQL_8_0_26": 85, "MYSQL_8_0_27": 111, "MYSQL_8_0_28": 132,
-    "MYSQL_8_0_29": 148, "MYSQL_8_0_30": 174, "MYSQL_8_0_31": 197, "MYSQL_8_0_32": 213,
-    "MYSQL_8_0_33": 238, "MYSQL_8_0_34": 239, "MYSQL_8_0_35": 240, "MYSQL_8_0_36": 241,
-    "MYSQL_8_0_37": 355, "MYSQL_8_0_39": 357, "MYSQL_8_0_40": 358, "MYSQL_8_0_41": 488,
-    "MYSQL_8_0_42": 489, "MYSQL_8_0_43": 553, "MYSQL_8_0_44": 554, "MYSQL_8_0_45": 555,
-    "MYSQL_8_0_46": 556, "MYSQL_8_4": 398, "MYSQL_9_7": 654,
-    "POSTGRES_9_6": 9, "POSTGRES_10": 18, "POSTGRES_11": 10, "POSTGRES_12": 19,
-    "POSTGRES_13": 23, "POSTGRES_14": 110, "POSTGRES_15": 172, "POSTGRES_16": 272,
-    "POSTGRES_17": 408, "POSTGRES_18": 557, "POSTGRES_19": 684, "POSTGRES_20": 781,
-    "SQLSERVER_2017_STANDARD": 11, "SQLSERVER_2017_ENTERPRISE": 14,
-    "SQLSERVER_2017_EXPRESS": 15, "SQLSERVER_2017_WEB": 16,
-    "SQLSERVER_2019_STANDARD": 26, "SQLSERVER_2019_ENTERPRISE": 27,
-    "SQLSERVER_2019_EXPRESS": 28, "SQLSERVER_2019_WEB": 29,
-    "SQLSERVER_2022_STANDARD": 199, "SQLSERVER_2022_ENTERPRISE": 200,
-    "SQLSERVER_2022_EXPRESS": 201, "SQLSERVER_2022_WEB": 202,
-    "SQLSERVER_2025_STANDARD": 549, "SQLSERVER_2025_ENTERPRISE": 550,
-    "SQLSERVER_2025_EXPRESS": 551,
-}  # fmt: skip
-VERSION_NAMES = {number: name for name, number in DATABASE_VERSIONS.items()}
+# Enum values as the API names them. The emulator stores names and converts to the numbers the
+# client library asks for (`$alt=json;enum-encoding=int`) only on the way out.
+RUNNABLE, PENDING_CREATE, PENDING_DELETE = "RUNNABLE", "PENDING_CREATE", "PENDING_DELETE"
+MAINTENANCE, SUSPENDED, FAILED = "MAINTENANCE", "SUSPENDED", "FAILED"
+INJECTABLE_STATES = (RUNNABLE, MAINTENANCE, SUSPENDED, FAILED)  # through the test-only admin endpoint
+OP_PENDING, OP_RUNNING, OP_DONE = "PENDING", "RUNNING", "DONE"
+ENTERPRISE, ENTERPRISE_PLUS = "ENTERPRISE", "ENTERPRISE_PLUS"
+# PostgreSQL 16 and later default to Enterprise Plus, which offers only its own machine series
+# (https://cloud.google.com/sql/docs/postgres/editions-intro; reported as a surprise in
+# hashicorp/terraform-provider-google#20498 and GoogleCloudPlatform/magic-modules#18014).
+FIRST_ENTERPRISE_PLUS_POSTGRES = 16
+PERF_OPTIMIZED_TIER = re.compile(r"db-perf-optimized-N-\d+")
+MAINTENANCE_RELEASE = "R20261018.01_00"  # the suffix of maintenanceVersion
 
 # What a new instance of each engine already has, as on the real service.
 DEFAULT_USER = {"POSTGRES": ("postgres", ""), "MYSQL": ("root", "%"), "SQLSERVER": ("sqlserver", "")}
@@ -121,21 +87,36 @@ DEFAULT_CHARSET = {
     "SQLSERVER": ("UTF8", "SQL_Latin1_General_CP1_CI_AS"),
 }
 
-# Settings the real API fills in when a create request leaves them out (enums as numbers).
+# Settings the real API fills in when a create request leaves them out: an instance read back
+# from the real API always carries these (kinds included), whatever the create asked for.
 SETTINGS_DEFAULTS: dict[str, Any] = {
     "kind": "sql#settings",
-    "activationPolicy": 1,  # ALWAYS
-    "availabilityType": 1,  # ZONAL
-    "pricingPlan": 2,  # PER_USE
-    "dataDiskType": 1,  # PD_SSD
+    "activationPolicy": "ALWAYS",
+    "availabilityType": "ZONAL",
+    "pricingPlan": "PER_USE",
+    "replicationType": "SYNCHRONOUS",
+    "dataDiskType": "PD_SSD",
     "dataDiskSizeGb": "10",
     "storageAutoResize": True,
+    "storageAutoResizeLimit": "0",
+    "connectorEnforcement": "NOT_REQUIRED",
+    "deletionProtectionEnabled": False,
+    "backupConfiguration": {
+        "kind": "sql#backupConfiguration",
+        "enabled": False,
+        "startTime": "05:00",
+        "backupRetentionSettings": {"retentionUnit": "COUNT", "retainedBackups": 7},
+        "transactionLogRetentionDays": 7,
+    },
+    "ipConfiguration": {"ipv4Enabled": True, "requireSsl": False, "sslMode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"},
+    "maintenanceWindow": {"kind": "sql#maintenanceWindow", "hour": 0, "day": 0},
 }
 
 # Output-only DatabaseInstance fields: the real API ignores them in requests, so do we.
 OUTPUT_ONLY = frozenset({
     "kind", "state", "selfLink", "connectionName", "ipAddresses", "createTime", "etag",
     "serviceAccountEmailAddress", "databaseInstalledVersion", "project", "backendType",
+    "maintenanceVersion", "suspensionReason", "satisfiesPzs",
 })  # fmt: skip
 # Maps that a patch replaces as a whole instead of merging key by key.
 REPLACED_MAPS = frozenset({"userLabels", "tags"})
@@ -146,6 +127,14 @@ SECRET_FIELDS = frozenset({"password", "rootPassword"})
 
 # Messages worded as the real API words them, so log-matching code sees the same text.
 INVALID_STATE_MESSAGE = "The instance or operation is not in an appropriate state to handle the request."
+OPERATION_IN_PROGRESS_MESSAGE = "Operation failed because another operation was already in progress."
+NOT_AUTHORIZED_MESSAGE = "The client is not authorized to make this request."
+ENTERPRISE_PLUS_TIER_MESSAGE = (
+    "Invalid Tier ({tier}) for (ENTERPRISE_PLUS) Edition. Use a predefined Tier like "
+    "db-perf-optimized-N-* instead. Learn more at "
+    "https://cloud.google.com/sql/docs/postgres/create-instance#machine-types."
+)
+ENTERPRISE_TIER_MESSAGE = "Invalid Tier ({tier}) for (ENTERPRISE) Edition."
 PROTECTED_MESSAGE = (
     "The instance is protected. Please disable the deletion protection and try again. "
     "To disable deletion protection, update the instance settings with "
@@ -160,6 +149,7 @@ class ApiError(Exception):
 
     STATUS: ClassVar[dict[int, str]] = {
         400: "INVALID_ARGUMENT",
+        403: "PERMISSION_DENIED",
         404: "NOT_FOUND",
         409: "ALREADY_EXISTS",
         412: "FAILED_PRECONDITION",
@@ -167,17 +157,40 @@ class ApiError(Exception):
         501: "UNIMPLEMENTED",
     }
 
-    def __init__(self, code: int, reason: str, message: str, status: str = "") -> None:
+    def __init__(self, code: int, reason: str, message: str, status: str = "", details: Sequence[Json] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.status = status or self.STATUS.get(code, "UNKNOWN")
+        self.details = list(details)
 
     def to_json(self) -> Json:
         detail = {"domain": "global", "reason": self.reason, "message": self.message}
         error = {"code": self.code, "message": self.message, "status": self.status}
-        return {"error": {**error, "errors": [detail]}}
+        extra = {"details": self.details} if self.details else {}
+        return {"error": {**error, "errors": [detail], **extra}}
+
+
+def _schema_error(violations: Sequence[Violation]) -> ApiError:
+    """Google's front-end 400 for a body its schema refuses: one message per field, joined by
+    newlines, and a google.rpc.BadRequest detail listing each field (the shape seen in, e.g.,
+    danny-avila/LibreChat#11761 and google-gemini/gemini-cli#13972 for the same front end)."""
+    message = "\n".join(v.description for v in violations)
+    field_violations = [{"field": v.field, "description": v.description} for v in violations]
+    detail = {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": field_violations}
+    return ApiError(400, "invalid", message, details=[detail])
+
+
+def _operation_in_progress() -> ApiError:
+    # Cloud SQL runs one operation per instance at a time; anything else is refused until it ends:
+    # crossplane-contrib/provider-gcp#121, hashicorp/terraform-provider-google#4370 and #1558,
+    # GoogleCloudPlatform/gcp-service-broker#222 (users and databases during an update).
+    return ApiError(409, "operationInProgress", OPERATION_IN_PROGRESS_MESSAGE, status="ABORTED")
+
+
+def _not_authorized() -> ApiError:
+    return ApiError(403, "notAuthorized", NOT_AUTHORIZED_MESSAGE)
 
 
 def _invalid(message: str) -> ApiError:
@@ -203,10 +216,17 @@ class _Operation:
     body: Json
     seq: int  # creation order, for operations.list
     steps: int  # GETs of this operation until it is DONE
+    due: float  # time.monotonic() at which it is DONE even if nobody reads it
     reads: int = 0
     error: Json | None = None  # shown once DONE, as the real API reports async failures
     # For a CREATE: the instance it brings up. A cycle with _Instance.create_op, hence repr=False.
     creates: _Instance | None = field(default=None, repr=False)
+    # For a DELETE: the instance that disappears when it is DONE (PENDING_DELETE until then).
+    deletes: _Instance | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.body["status"] == OP_DONE)
 
 
 @dataclass(eq=False)
@@ -220,16 +240,18 @@ class _Instance:
     body: Json
     reads: int = 0
     create_op: _Operation | None = field(default=None, repr=False)
+    # The operation running on the instance, if any: Cloud SQL runs one at a time.
+    busy_with: _Operation | None = field(default=None, repr=False)
     users: dict[tuple[str, str], _User] = field(default_factory=dict)
     databases: dict[str, Json] = field(default_factory=dict)
 
     @property
     def engine(self) -> str:
-        return VERSION_NAMES[self.body["databaseVersion"]].split("_", 1)[0]
+        return str(self.body["databaseVersion"]).split("_", 1)[0]
 
     @property
     def runnable(self) -> bool:
-        return bool(self.body["state"] == InstanceState.RUNNABLE)
+        return bool(self.body["state"] == RUNNABLE)
 
 
 @dataclass(frozen=True)
@@ -266,11 +288,34 @@ def _instance_name(value: Any) -> str:
     return value
 
 
-def _database_version(value: Any) -> int:
-    number = DATABASE_VERSIONS.get(value) if isinstance(value, str) else value
-    if isinstance(number, bool) or number not in VERSION_NAMES:
+def _database_version(value: Any) -> str:
+    # The schema already refused names the API does not know; the engines we emulate remain.
+    if not isinstance(value, str) or value.split("_", 1)[0] not in DEFAULT_USER:
         raise _invalid(f"Invalid database version ({value}).")
-    return int(number)
+    return value
+
+
+def default_edition(database_version: str) -> str:
+    """The edition Cloud SQL picks when a create names none: Enterprise Plus from PostgreSQL 16."""
+    engine, _, major = database_version.partition("_")
+    if (
+        engine == "POSTGRES"
+        and major.split("_")[0].isdigit()
+        and int(major.split("_")[0]) >= FIRST_ENTERPRISE_PLUS_POSTGRES
+    ):
+        return ENTERPRISE_PLUS
+    return ENTERPRISE
+
+
+def _check_edition(settings: Json) -> None:
+    """Enterprise Plus offers only its performance-optimized tiers, and they need it:
+    GoogleCloudPlatform/cloud-foundation-fabric#2946 quotes the 400, langfuse/langfuse-terraform-gcp#34
+    the converse; https://cloud.google.com/sql/docs/postgres/create-instance#machine-types."""
+    tier, edition = str(settings["tier"]), settings.get("edition")
+    if edition == ENTERPRISE_PLUS and not PERF_OPTIMIZED_TIER.fullmatch(tier):
+        raise _invalid(ENTERPRISE_PLUS_TIER_MESSAGE.format(tier=tier))
+    if edition == ENTERPRISE and PERF_OPTIMIZED_TIER.fullmatch(tier):
+        raise _invalid(ENTERPRISE_TIER_MESSAGE.format(tier=tier))
 
 
 def _disk_gb(value: Any) -> int:
@@ -296,6 +341,7 @@ def _check_settings(settings: Json, previous: Json | None = None) -> None:
     if ip_config.get("ipv4Enabled", True) is False and not ip_config.get("privateNetwork"):
         # The real API refuses an instance nothing could ever connect to.
         raise _invalid("At least one of Public IP or Private IP connectivity must be enabled.")
+    _check_edition(settings)
 
 
 def _without_secrets(value: Any) -> Any:
@@ -312,6 +358,19 @@ def _instance_input(body: Json) -> Json:
     if not isinstance(body.get("settings", {}), dict):
         raise _invalid("settings must be an object.")
     return {k: v for k, v in _without_secrets(body).items() if k not in OUTPUT_ONLY}
+
+
+def _with_defaults(settings: Json) -> Json:
+    """Settings as the real API stores them: its defaults, with what was sent merged over them."""
+    merged = copy.deepcopy(SETTINGS_DEFAULTS)
+    _merge(merged, settings)
+    return merged
+
+
+def _touch(body: Json) -> None:
+    """A new etag for a resource that changed: the real API's etag follows every change."""
+    body.pop("etag", None)
+    body["etag"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _merge(target: Json, changes: Json) -> None:
@@ -333,9 +392,9 @@ def _ip_addresses(project: str, name: str, settings: Json) -> list[Json]:
     ip_config = settings.get("ipConfiguration") or {}
     addresses = []
     if ip_config.get("ipv4Enabled", True) is not False:
-        addresses.append({"type": int(IpAddressType.PRIMARY), "ipAddress": _fake_ip(project, name, 0)})
+        addresses.append({"type": "PRIMARY", "ipAddress": _fake_ip(project, name, 0)})
     if ip_config.get("privateNetwork"):
-        addresses.append({"type": int(IpAddressType.PRIVATE), "ipAddress": _fake_ip(project, name, 1)})
+        addresses.append({"type": "PRIVATE", "ipAddress": _fake_ip(project, name, 1)})
     return addresses
 
 
@@ -391,10 +450,6 @@ def _field_text(body: Json, path: list[str]) -> str | None:
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
-    if path == ["state"]:
-        return InstanceState(value).name
-    if path == ["databaseVersion"]:
-        return VERSION_NAMES[value]
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -408,45 +463,68 @@ def _matches(body: Json, terms: list[tuple[list[str], str]]) -> bool:
 
 
 class _CloudSQL:
-    """All state and behaviour. Every public method runs under one lock and returns JSON."""
+    """All state and behaviour. Every public method runs under one lock and returns JSON with
+    enums as names; the HTTP layer validates requests and encodes responses."""
 
-    def __init__(self, operation_steps: int, create_steps: int) -> None:
+    def __init__(self, settings: EmulatorSettings) -> None:
         self._lock = threading.Lock()
-        self._operation_steps = operation_steps
-        self._create_steps = create_steps
+        self._settings = settings
         self._instances: dict[tuple[str, str], _Instance] = {}
+        self._known_names: set[tuple[str, str]] = set()  # every instance name a project has had
         self._operations: dict[str, _Operation] = {}
+        self._unfinished: set[_Operation] = set()
         self._seq = 0  # creation order, for operations.list
         self.base_url = ""  # set once the server has a port; selfLinks point back at us
 
     # --- lookups -----------------------------------------------------------------------------
 
     def _instance(self, req: _Request) -> _Instance:
-        found = self._instances.get((req.project, req.params["instance"]))
+        self._advance()
+        key = (req.project, req.params["instance"])
+        found = self._instances.get(key)
         if found is None:
+            if self._settings.forbidden_for_unknown and key not in self._known_names:
+                # For a name the project never had, the real API answers 403, not 404:
+                # googleapis/google-api-go-client#1815 (instances.get and delete),
+                # crossplane-contrib/provider-gcp#246 (observe before create),
+                # hashicorp/terraform-provider-google#1069.
+                raise _not_authorized()
             raise ApiError(404, "instanceDoesNotExist", "The Cloud SQL instance does not exist.")
         return found
 
     def _running_instance(self, req: _Request) -> _Instance:
         """Users and databases live in the database engine, so the instance must be up."""
         found = self._instance(req)
-        if not found.runnable:
+        if found.body["state"] not in (RUNNABLE, MAINTENANCE):
             raise ApiError(400, "invalid", "Invalid request since instance is not running.")
         return found
+
+    def _idle_instance(self, req: _Request) -> _Instance:
+        """A running instance with no operation in progress: what every change needs."""
+        found = self._running_instance(req)
+        self._check_idle(found)
+        return found
+
+    @staticmethod
+    def _check_idle(instance: _Instance) -> None:
+        if instance.busy_with is not None and not instance.busy_with.done:
+            raise _operation_in_progress()
 
     def _link(self, project: str, *path: str) -> str:
         return "/".join((self.base_url + API_ROOT, project, *path))
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    def _start_operation(self, project: str, target: str, kind: OperationType, **extra: Any) -> _Operation:
+    def _start_operation(
+        self, project: str, target: str, kind: str, instance: _Instance | None = None, **extra: Any
+    ) -> _Operation:
         name = str(uuid.uuid4())
         self._seq += 1
         body = {
             "kind": "sql#operation",
             "name": name,
-            "operationType": int(kind),
-            "status": int(OperationStatus.PENDING),
+            "operationType": kind,
+            "status": OP_PENDING,
             "targetId": target,
             "targetProject": project,
             "targetLink": self._link(project, "instances", target),
@@ -454,45 +532,64 @@ class _CloudSQL:
             "insertTime": _now(),
             "user": EMULATOR_USER,
         }
-        operation = _Operation(body, seq=self._seq, steps=self._operation_steps, **extra)
+        due = time.monotonic() + self._settings.operation_seconds
+        operation = _Operation(body, seq=self._seq, steps=self._settings.operation_steps, due=due, **extra)
         self._operations[name] = operation
+        self._unfinished.add(operation)
+        if instance is not None:
+            instance.busy_with = operation
         if operation.steps == 0:
             self._complete_operation(operation)
         return operation
 
+    def _advance(self) -> None:
+        """Finish the operations whose time has come, read or not: an operation nobody polls
+        (a patch whose caller moved on) still ends, as on the real service."""
+        now = time.monotonic()
+        for operation in [op for op in self._unfinished if op.due <= now]:
+            self._complete_operation(operation)
+
     def _complete_operation(self, operation: _Operation) -> None:
         now = _now()
         operation.body.setdefault("startTime", now)
-        operation.body.update(status=int(OperationStatus.DONE), endTime=now)
+        operation.body.update(status=OP_DONE, endTime=now)
+        self._unfinished.discard(operation)
         if operation.error is not None:
             operation.body["error"] = {"kind": "sql#operationErrors", "errors": [operation.error]}
         instance, operation.creates = operation.creates, None
         if instance is not None and instance.create_op is operation:
             self._complete_create(instance)
+        gone, operation.deletes = operation.deletes, None
+        if gone is not None:
+            key = (gone.body["project"], gone.body["name"])
+            if self._instances.get(key) is gone:
+                del self._instances[key]  # with its users and databases
 
     def _complete_create(self, instance: _Instance) -> None:
         # A create is one process seen from two sides: whichever side finishes it first
         # finishes the other, so an instance is never RUNNABLE under a RUNNING create.
-        instance.body["state"] = int(InstanceState.RUNNABLE)
+        if instance.body["state"] == PENDING_CREATE:
+            instance.body["state"] = RUNNABLE
+            _touch(instance.body)
         operation, instance.create_op = instance.create_op, None
-        if operation is not None and operation.body["status"] != OperationStatus.DONE:
+        if operation is not None and not operation.done:
             self._complete_operation(operation)
 
     def _read_operation(self, operation: _Operation) -> None:
-        if operation.body["status"] == OperationStatus.DONE:
+        if operation.done:
             return
         operation.reads += 1
         if operation.reads >= operation.steps:
             self._complete_operation(operation)
         else:
-            operation.body.update(status=int(OperationStatus.RUNNING))
+            operation.body.update(status=OP_RUNNING)
             operation.body.setdefault("startTime", _now())
 
     def _read_instance(self, instance: _Instance) -> None:
-        if instance.runnable:
+        if instance.body["state"] != PENDING_CREATE:
             return
         instance.reads += 1
-        if instance.reads >= self._create_steps:
+        if instance.reads >= self._settings.create_steps:
             self._complete_create(instance)
 
     @staticmethod
@@ -508,40 +605,53 @@ class _CloudSQL:
         body["databaseVersion"] = _database_version(body.get("databaseVersion") or DEFAULT_VERSION)
         if not isinstance(body.get("settings"), dict):
             raise ApiError(400, "required", "Missing parameter: settings")
-        settings = {**SETTINGS_DEFAULTS, **body["settings"], "settingsVersion": "1"}
+        settings = _with_defaults(body["settings"])
+        settings["edition"] = settings.get("edition") or default_edition(body["databaseVersion"])
+        settings["settingsVersion"] = "1"
         _check_settings(settings)
         with self._lock:
+            self._advance()
             if (req.project, name) in self._instances:
                 raise ApiError(409, "instanceAlreadyExists", "The Cloud SQL instance already exists.")
             instance = _Instance(self._new_instance_body(req.project, name, body, settings))
             self._instances[(req.project, name)] = instance
+            self._known_names.add((req.project, name))
             self._add_system_objects(instance, root_password)
-            operation = self._start_operation(req.project, name, OperationType.CREATE, creates=instance)
+            operation = self._start_operation(req.project, name, "CREATE", instance, creates=instance)
             instance.create_op = operation
-            if self._create_steps == 0 or operation.body["status"] == OperationStatus.DONE:
+            if self._settings.create_steps == 0 or operation.done:
                 self._complete_create(instance)
             return self._served(operation)
 
     def _new_instance_body(self, project: str, name: str, body: Json, settings: Json) -> Json:
         region = body.get("region") or DEFAULT_REGION
-        return {
+        zone = body.get("gceZone") or settings.get("locationPreference", {}).get("zone") or f"{region}-a"
+        settings["locationPreference"] = {"zone": zone, **settings.get("locationPreference", {})}
+        settings["locationPreference"]["kind"] = "sql#locationPreference"
+        version = body["databaseVersion"]
+        instance = {
             **body,
             "kind": "sql#instance",
             "name": name,
             "project": project,
             "region": region,
-            "gceZone": body.get("gceZone") or f"{region}-a",
+            "gceZone": zone,
             "settings": settings,
-            "state": int(InstanceState.PENDING_CREATE),
+            "state": PENDING_CREATE,
             "connectionName": f"{project}:{region}:{name}",
             "ipAddresses": _ip_addresses(project, name, settings),
             "selfLink": self._link(project, "instances", name),
             "createTime": _now(),
-            "databaseInstalledVersion": VERSION_NAMES[body["databaseVersion"]],
-            "backendType": 2,  # SECOND_GEN
-            "instanceType": body.get("instanceType") or 1,  # CLOUD_SQL_INSTANCE
+            "databaseInstalledVersion": version,
+            "maintenanceVersion": f"{version}.{MAINTENANCE_RELEASE}",
+            "backendType": "SECOND_GEN",
+            "instanceType": body.get("instanceType") or "CLOUD_SQL_INSTANCE",
+            "sqlNetworkArchitecture": "NEW_NETWORK_ARCHITECTURE",
+            "satisfiesPzs": False,
             "serviceAccountEmailAddress": f"p-{project}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
         }
+        _touch(instance)
+        return instance
 
     def _add_system_objects(self, instance: _Instance, root_password: str | None) -> None:
         """The built-in user and system databases every new instance of the engine has."""
@@ -561,6 +671,7 @@ class _CloudSQL:
         size = _page_size(req.query)
         terms = _filter_terms(req.query.get("filter", ""))
         with self._lock:
+            self._advance()
             bodies = sorted(
                 (i.body for (project, _), i in self._instances.items() if project == req.project),
                 key=lambda body: str(body["name"]),
@@ -581,17 +692,20 @@ class _CloudSQL:
             instance = self._instance(req)
             if not instance.runnable:
                 raise ApiError(409, "invalidState", INVALID_STATE_MESSAGE, status="ABORTED")
+            self._check_idle(instance)
             current = instance.body["settings"]
             self._check_settings_version(current, changes.get("settings") or {})
             body = copy.deepcopy(instance.body)
             if replace_settings:
-                body["settings"] = {**SETTINGS_DEFAULTS, "settingsVersion": current["settingsVersion"]}
+                kept = {k: current[k] for k in ("settingsVersion", "edition", "locationPreference") if k in current}
+                body["settings"] = _with_defaults(kept)
             _merge(body, changes)
             self._check_change(req, body, current)
             body["settings"]["settingsVersion"] = str(int(current["settingsVersion"]) + 1)
             body["ipAddresses"] = _ip_addresses(req.project, body["name"], body["settings"])
+            _touch(body)
             instance.body = body
-            return self._served(self._start_operation(req.project, body["name"], OperationType.UPDATE))
+            return self._served(self._start_operation(req.project, body["name"], "UPDATE", instance))
 
     @staticmethod
     def _check_settings_version(current: Json, sent: Json) -> None:
@@ -610,12 +724,35 @@ class _CloudSQL:
     def delete_instance(self, req: _Request) -> Json:
         with self._lock:
             instance = self._instance(req)
+            if instance.body["state"] == PENDING_DELETE:
+                raise _operation_in_progress()  # its own delete is the operation in progress
+            self._check_idle(instance)
             if instance.body["settings"].get("deletionProtectionEnabled") is True:
                 raise ApiError(400, "invalid", PROTECTED_MESSAGE, status="FAILED_PRECONDITION")
-            # Removed at once, users and databases with it; the name is free again right away.
-            del self._instances[(req.project, req.params["instance"])]
-            operation = self._start_operation(req.project, req.params["instance"], OperationType.DELETE)
+            # PENDING_DELETE until the operation ends; then gone, users and databases with it.
+            instance.body["state"] = PENDING_DELETE
+            _touch(instance.body)
+            operation = self._start_operation(req.project, req.params["instance"], "DELETE", instance, deletes=instance)
             return self._served(operation)
+
+    # --- test-only administration ---------------------------------------------------------------
+
+    def set_state(self, project: str, name: str, state: str, suspension_reasons: Sequence[str] = ()) -> Json:
+        """Put an instance into a state the real service enters on its own (maintenance,
+        suspension, failure) or back to RUNNABLE. Not part of the Cloud SQL API."""
+        if state not in INJECTABLE_STATES:
+            raise _invalid(f"state must be one of {', '.join(INJECTABLE_STATES)}, not {state!r}.")
+        with self._lock:
+            self._advance()
+            instance = self._instances.get((project, name))
+            if instance is None:
+                raise ApiError(404, "instanceDoesNotExist", "The Cloud SQL instance does not exist.")
+            instance.body["state"] = state
+            instance.body.pop("suspensionReason", None)
+            if state == SUSPENDED:
+                instance.body["suspensionReason"] = list(suspension_reasons) or ["BILLING_ISSUE"]
+            _touch(instance.body)
+            return copy.deepcopy(instance.body)
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -624,6 +761,7 @@ class _CloudSQL:
         user = {**body, "kind": "sql#user", **owner}
         if not user.get("host"):
             user.pop("host", None)  # Postgres and SQL Server users have no host
+        _touch(user)
         return user
 
     @staticmethod
@@ -646,16 +784,16 @@ class _CloudSQL:
             raise ApiError(400, "required", "Missing parameter: name")
         host = req.body.get("host", "")
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             if (name, host) in instance.users:
                 error = _operation_error(f"user {name!r} already exists")
-                return self._served(self._instance_op(instance, OperationType.CREATE_USER, error))
+                return self._served(self._instance_op(instance, "CREATE_USER", error))
             body = self._user_body(instance, _without_secrets(req.body))
             instance.users[(name, host)] = _User(body, req.body.get("password"))
-            return self._served(self._instance_op(instance, OperationType.CREATE_USER))
+            return self._served(self._instance_op(instance, "CREATE_USER"))
 
-    def _instance_op(self, instance: _Instance, kind: OperationType, error: Json | None = None) -> _Operation:
-        return self._start_operation(instance.body["project"], instance.body["name"], kind, error=error)
+    def _instance_op(self, instance: _Instance, kind: str, error: Json | None = None) -> _Operation:
+        return self._start_operation(instance.body["project"], instance.body["name"], kind, instance, error=error)
 
     def list_users(self, req: _Request) -> Json:
         with self._lock:
@@ -671,20 +809,21 @@ class _CloudSQL:
 
     def update_user(self, req: _Request) -> Json:
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             _, user = self._user(instance, req.arg("name"), req.query.get("host", ""))
             if "password" in req.body:
                 user.password = req.body["password"]
-            changes = {k: v for k, v in _without_secrets(req.body).items() if k not in USER_IDENTITY}
+            changes = {k: v for k, v in _without_secrets(req.body).items() if k not in USER_IDENTITY | {"etag"}}
             _merge(user.body, changes)
-            return self._served(self._instance_op(instance, OperationType.UPDATE_USER))
+            _touch(user.body)
+            return self._served(self._instance_op(instance, "UPDATE_USER"))
 
     def delete_user(self, req: _Request) -> Json:
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             key, _ = self._user(instance, req.arg("name"), req.query.get("host", ""))
             del instance.users[key]
-            return self._served(self._instance_op(instance, OperationType.DELETE_USER))
+            return self._served(self._instance_op(instance, "DELETE_USER"))
 
     def password_of(self, project: str, instance: str, user: str, host: str = "") -> str | None:
         with self._lock:
@@ -700,7 +839,7 @@ class _CloudSQL:
         charset, collation = DEFAULT_CHARSET[instance.engine]
         project, owner = instance.body["project"], instance.body["name"]
         link = self._link(project, "instances", owner, "databases", body["name"])
-        return {
+        database = {
             "charset": charset,
             "collation": collation,
             **body,
@@ -709,6 +848,8 @@ class _CloudSQL:
             "project": project,
             "selfLink": link,
         }
+        _touch(database)
+        return database
 
     def _database(self, instance: _Instance, name: str) -> Json:
         if name not in instance.databases:
@@ -720,12 +861,12 @@ class _CloudSQL:
         if not name:
             raise ApiError(400, "required", "Missing parameter: name")
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             if name in instance.databases:
                 error = _operation_error(f"database {name!r} already exists")
-                return self._served(self._instance_op(instance, OperationType.CREATE_DATABASE, error))
+                return self._served(self._instance_op(instance, "CREATE_DATABASE", error))
             instance.databases[name] = self._database_body(instance, req.body)
-            return self._served(self._instance_op(instance, OperationType.CREATE_DATABASE))
+            return self._served(self._instance_op(instance, "CREATE_DATABASE"))
 
     def get_database(self, req: _Request) -> Json:
         with self._lock:
@@ -740,23 +881,25 @@ class _CloudSQL:
 
     def patch_database(self, req: _Request) -> Json:
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             database = self._database(instance, req.params["database"])
             changes = {k: v for k, v in req.body.items() if k in ("charset", "collation")}
             database.update(copy.deepcopy(changes))
-            return self._served(self._instance_op(instance, OperationType.UPDATE_DATABASE))
+            _touch(database)
+            return self._served(self._instance_op(instance, "UPDATE_DATABASE"))
 
     def delete_database(self, req: _Request) -> Json:
         with self._lock:
-            instance = self._running_instance(req)
+            instance = self._idle_instance(req)
             self._database(instance, req.params["database"])
             del instance.databases[req.params["database"]]
-            return self._served(self._instance_op(instance, OperationType.DELETE_DATABASE))
+            return self._served(self._instance_op(instance, "DELETE_DATABASE"))
 
     # --- operations ----------------------------------------------------------------------------
 
     def get_operation(self, req: _Request) -> Json:
         with self._lock:
+            self._advance()
             operation = self._operations.get(req.params["operation"])
             if operation is None or operation.body["targetProject"] != req.project:
                 raise ApiError(404, "operationDoesNotExist", "The Cloud SQL operation does not exist.")
@@ -767,6 +910,7 @@ class _CloudSQL:
         size = _page_size(req.query)
         target = req.query.get("instance", "")
         with self._lock:
+            self._advance()
             # Newest first, as the real API lists them; listing does not advance them.
             chosen = sorted(
                 (
@@ -787,38 +931,43 @@ class _CloudSQL:
 
 _P = r"/(?P<project>[^/]+)"
 _I = _P + r"/instances/(?P<instance>[^/]+)"
-ROUTES: list[tuple[str, re.Pattern[str], Callable[[_CloudSQL, _Request], Json]]] = [
-    (method, re.compile(pattern + "$"), handler)
-    for method, pattern, handler in [
-        ("POST", _P + "/instances", _CloudSQL.insert_instance),
-        ("GET", _P + "/instances", _CloudSQL.list_instances),
-        ("GET", _I, _CloudSQL.get_instance),
-        ("PATCH", _I, _CloudSQL.patch_instance),
-        ("PUT", _I, _CloudSQL.update_instance),
-        ("DELETE", _I, _CloudSQL.delete_instance),
-        ("POST", _I + "/users", _CloudSQL.insert_user),
-        ("GET", _I + "/users", _CloudSQL.list_users),
-        ("PUT", _I + "/users", _CloudSQL.update_user),
-        ("DELETE", _I + "/users", _CloudSQL.delete_user),
-        ("GET", _I + "/users/(?P<name>[^/]+)", _CloudSQL.get_user),
-        ("POST", _I + "/databases", _CloudSQL.insert_database),
-        ("GET", _I + "/databases", _CloudSQL.list_databases),
-        ("GET", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.get_database),
-        ("PATCH", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.patch_database),
-        ("PUT", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.patch_database),
-        ("DELETE", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.delete_database),
-        ("GET", _P + "/operations", _CloudSQL.list_operations),
-        ("GET", _P + "/operations/(?P<operation>[^/]+)", _CloudSQL.get_operation),
+Handler = Callable[[_CloudSQL, _Request], Json]
+# (HTTP method, path, handler, the method's id in the discovery document)
+ROUTES: list[tuple[str, re.Pattern[str], Handler, str]] = [
+    (method, re.compile(pattern + "$"), handler, method_id)
+    for method, pattern, handler, method_id in [
+        ("POST", _P + "/instances", _CloudSQL.insert_instance, "sql.instances.insert"),
+        ("GET", _P + "/instances", _CloudSQL.list_instances, "sql.instances.list"),
+        ("GET", _I, _CloudSQL.get_instance, "sql.instances.get"),
+        ("PATCH", _I, _CloudSQL.patch_instance, "sql.instances.patch"),
+        ("PUT", _I, _CloudSQL.update_instance, "sql.instances.update"),
+        ("DELETE", _I, _CloudSQL.delete_instance, "sql.instances.delete"),
+        ("POST", _I + "/users", _CloudSQL.insert_user, "sql.users.insert"),
+        ("GET", _I + "/users", _CloudSQL.list_users, "sql.users.list"),
+        ("PUT", _I + "/users", _CloudSQL.update_user, "sql.users.update"),
+        ("DELETE", _I + "/users", _CloudSQL.delete_user, "sql.users.delete"),
+        ("GET", _I + "/users/(?P<name>[^/]+)", _CloudSQL.get_user, "sql.users.get"),
+        ("POST", _I + "/databases", _CloudSQL.insert_database, "sql.databases.insert"),
+        ("GET", _I + "/databases", _CloudSQL.list_databases, "sql.databases.list"),
+        ("GET", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.get_database, "sql.databases.get"),
+        ("PATCH", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.patch_database, "sql.databases.patch"),
+        ("PUT", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.patch_database, "sql.databases.update"),
+        ("DELETE", _I + "/databases/(?P<database>[^/]+)", _CloudSQL.delete_database, "sql.databases.delete"),
+        ("GET", _P + "/operations", _CloudSQL.list_operations, "sql.operations.list"),
+        ("GET", _P + "/operations/(?P<operation>[^/]+)", _CloudSQL.get_operation, "sql.operations.get"),
     ]
 ]
+# Test-only administration, outside the API's paths: POST {"state": ..., "suspensionReason": [...]}.
+ADMIN_STATE = re.compile(r"/_emulator/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)/state$")
+ADMIN_RESPONSE_PROBLEMS = "/_emulator/response-problems"
 
 
-def _route(method: str, path: str) -> tuple[Callable[[_CloudSQL, _Request], Json], dict[str, str]]:
+def _route(method: str, path: str) -> tuple[Handler, dict[str, str], str]:
     if path.startswith(API_ROOT):
-        for verb, pattern, handler in ROUTES:
+        for verb, pattern, handler, method_id in ROUTES:
             match = pattern.match(path[len(API_ROOT) :])
             if match and verb == method:
-                return handler, {k: unquote(v) for k, v in match.groupdict().items()}
+                return handler, {k: unquote(v) for k, v in match.groupdict().items()}, method_id
     # Loud rather than a plausible 404, so a caller of an unemulated method knows at once.
     raise ApiError(501, "notImplemented", f"The Cloud SQL emulator does not implement {method} {path}.")
 
@@ -835,12 +984,54 @@ def _parse_body(raw: bytes) -> Json:
     return body
 
 
+def _proto_descriptor(schema: str) -> Any:
+    """The client library's protobuf descriptor for a discovery schema of the same name."""
+    message = getattr(sqladmin, schema, None)
+    return message.pb().DESCRIPTOR if message is not None and hasattr(message, "pb") else None
+
+
+def _enum_type_name(schema: str, prop: str) -> str:
+    descriptor = _proto_descriptor(schema)
+    fields = {f.json_name: f for f in descriptor.fields} if descriptor is not None else {}
+    field = fields.get(prop)
+    return str(field.enum_type.full_name) if field is not None and field.enum_type is not None else ""
+
+
+class SqlAdminSchema:
+    """Google's sqladmin v1beta4 discovery document and the enum numbers of its client library."""
+
+    def __init__(self) -> None:
+        self.discovery = Discovery(load_document("sqladmin", "v1beta4"), _enum_type_name)
+        self.codec = EnumCodec(_proto_descriptor)
+
+    def decoded_request(self, method_id: str, body: Json) -> Json:
+        """The body with enums as names, or Google's 400 when its schema refuses the body."""
+        schema = self.discovery.request_schema(method_id)
+        if schema is None:
+            return body
+        body = self.codec.to_names(schema, body)
+        violations = self.discovery.request_violations(schema, body)
+        if violations:
+            raise _schema_error(violations)
+        return dict(body)
+
+    def response_problems(self, method_id: str, body: Json) -> list[str]:
+        schema = self.discovery.response_schema(method_id)
+        return self.discovery.response_problems(schema, body) if schema else []
+
+    def encoded_response(self, method_id: str, body: Json, numeric_enums: bool) -> Json:
+        schema = self.discovery.response_schema(method_id)
+        return dict(self.codec.to_numbers(schema, body)) if numeric_enums and schema else body
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not hold up stop()
 
-    def __init__(self, address: tuple[str, int], service: _CloudSQL) -> None:
+    def __init__(self, address: tuple[str, int], service: _CloudSQL, schema: SqlAdminSchema) -> None:
         super().__init__(address, _Handler)
         self.service = service
+        self.schema = schema
+        self.response_problems: list[str] = []  # every response that broke the schema, for tests
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -869,16 +1060,40 @@ class _Handler(BaseHTTPRequestHandler):
         # Read the body first, whatever happens next, or the keep-alive stream desynchronises.
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         try:
-            handler, params = _route(method, url.path)
-            query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            status, payload = 200, handler(self.server.service, _Request(params, query, _parse_body(raw)))
+            if url.path.startswith("/_emulator/"):
+                status, payload = 200, self._admin(method, url.path, _parse_body(raw))
+            else:
+                status, payload = 200, self._api(method, url.path, query, raw)
         except ApiError as exc:
             status, payload = exc.code, exc.to_json()
         except Exception:  # a bug here must reach the client as a 500, not a dropped connection
             LOG.exception("cloudsql emulator failed on %s %s", method, url.path)
             status, payload = 500, ApiError(500, "backendError", "Internal error.").to_json()
         self._reply(status, payload)
+
+    def _api(self, method: str, path: str, query: dict[str, str], raw: bytes) -> Json:
+        handler, params, method_id = _route(method, path)
+        schema = self.server.schema
+        body = schema.decoded_request(method_id, _parse_body(raw))
+        result = handler(self.server.service, _Request(params, query, body))
+        problems = schema.response_problems(method_id, result)
+        if problems:  # an emulator bug: the real API never sends these
+            LOG.error("cloudsql emulator response to %s breaks the schema: %s", method_id, problems)
+            self.server.response_problems.extend(f"{method_id}: {problem}" for problem in problems)
+        # The client library asks for enums as numbers; anyone else gets the names.
+        numeric = "enum-encoding=int" in query.get("$alt", "")
+        return schema.encoded_response(method_id, result, numeric)
+
+    def _admin(self, method: str, path: str, body: Json) -> Json:
+        if method == "GET" and path == ADMIN_RESPONSE_PROBLEMS:
+            return {"problems": list(self.server.response_problems)}
+        match = ADMIN_STATE.match(path)
+        if method == "POST" and match:
+            reasons = body.get("suspensionReason") or []
+            return self.server.service.set_state(match["project"], match["instance"], str(body.get("state")), reasons)
+        raise ApiError(404, "notFound", f"No emulator administration at {method} {path}.")
 
     def _reply(self, status: int, payload: Json) -> None:
         data = json.dumps(payload).encode()
@@ -898,24 +1113,48 @@ class _Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------------------------------------
 
 
-class CloudSQLEmulator:
-    """The emulator as a server: `start()` serves in a daemon thread until `stop()`.
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """How strict and how slow the emulator is. The defaults are the test bed's: real behaviour,
+    short waits.
 
     `operation_steps`: GETs of an operation until it is DONE (PENDING when returned, RUNNING
-    until then). `create_steps`: GETs of a new instance until it is RUNNABLE (PENDING_CREATE
-    until then). A create finishes on whichever count is reached first, and finishing one side
-    finishes the other. 0 makes the step immediate.
+    until then). `operation_seconds`: time after which an operation is DONE even if nobody reads
+    it (the instance is busy until then). `create_steps`: GETs of a new instance until it is
+    RUNNABLE (PENDING_CREATE until then). A create finishes on whichever comes first, and
+    finishing one side finishes the other; 0 steps make it immediate. `forbidden_for_unknown`:
+    answer 403 notAuthorized, as the real API does, for an instance name the project never had.
     """
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, operation_steps: int = 2, create_steps: int = 2
-    ) -> None:
+    operation_steps: int = 2
+    create_steps: int = 2
+    operation_seconds: float = 1.0
+    forbidden_for_unknown: bool = True
+
+    def __post_init__(self) -> None:
+        if self.operation_steps < 0 or self.create_steps < 0 or self.operation_seconds < 0:
+            raise ValueError("operation_steps, create_steps and operation_seconds must be >= 0")
+
+
+class CloudSQLEmulator:
+    """The emulator as a server: `start()` serves in a daemon thread until `stop()`. The keyword
+    arguments are those of `EmulatorSettings`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the emulator binds to loopback only, not {host}")
-        if operation_steps < 0 or create_steps < 0:
-            raise ValueError("operation_steps and create_steps must be >= 0")
-        self._service = _CloudSQL(operation_steps, create_steps)
-        self._serving = ServerThread(lambda: _Server((host, port), self._service), "emulator")
+        self.settings = EmulatorSettings(**settings)
+        self._service = _CloudSQL(self.settings)
+        schema = SqlAdminSchema()
+        self._server: _Server | None = None
+        self._serving = ServerThread(self._make_server(host, port, schema), "emulator")
+
+    def _make_server(self, host: str, port: int, schema: SqlAdminSchema) -> Callable[[], _Server]:
+        def make() -> _Server:
+            self._server = _Server((host, port), self._service, schema)
+            return self._server
+
+        return make
 
     @property
     def endpoint(self) -> str:
@@ -934,6 +1173,15 @@ class CloudSQLEmulator:
         """The password last set for a user: test-only, since the API never returns one."""
         return self._service.password_of(project, instance, user, host)
 
+    def set_state(self, project: str, instance: str, state: str, suspension_reasons: Sequence[str] = ()) -> None:
+        """Test-only: put an instance into MAINTENANCE, SUSPENDED (with reasons), FAILED or back
+        to RUNNABLE, as the real service does on its own."""
+        self._service.set_state(project, instance, state, suspension_reasons)
+
+    def response_problems(self) -> list[str]:
+        """Every response served so far that broke the discovery document (an emulator bug)."""
+        return list(self._server.response_problems) if self._server is not None else []
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -942,13 +1190,31 @@ class CloudSQLEmulator:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = EmulatorSettings()
     parser = argparse.ArgumentParser(
         prog="python -m kumo.testbed.cloudsql_emulator",
         description="Serve an in-memory Cloud SQL Admin API (v1beta4) on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free one)")
-    parser.add_argument("--operation-steps", type=int, default=2, help="GETs until an operation is DONE")
-    parser.add_argument("--create-steps", type=int, default=2, help="GETs until an instance is RUNNABLE")
+    parser.add_argument(
+        "--operation-steps", type=int, default=defaults.operation_steps, help="GETs until an operation is DONE"
+    )
+    parser.add_argument(
+        "--operation-seconds",
+        type=float,
+        default=defaults.operation_seconds,
+        help="seconds until an operation is DONE even if unread (the instance is busy until then)",
+    )
+    parser.add_argument(
+        "--create-steps", type=int, default=defaults.create_steps, help="GETs until an instance is RUNNABLE"
+    )
+    parser.add_argument(
+        "--unknown-instance-status",
+        type=int,
+        choices=(403, 404),
+        default=403 if defaults.forbidden_for_unknown else 404,
+        help="the answer for an instance name the project never had (the real API: 403)",
+    )
     return parser.parse_args(argv)
 
 
@@ -960,7 +1226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     with CloudSQLEmulator(
-        port=args.port, operation_steps=args.operation_steps, create_steps=args.create_steps
+        port=args.port,
+        operation_steps=args.operation_steps,
+        operation_seconds=args.operation_seconds,
+        create_steps=args.create_steps,
+        forbidden_for_unknown=args.unknown_instance_status == 403,
     ) as emulator:
         print(f"listening on {emulator.endpoint}", flush=True)
         while not stopping.wait(0.5):  # a bounded wait keeps the main thread responsive to signals

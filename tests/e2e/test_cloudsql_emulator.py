@@ -61,8 +61,10 @@ def clients_for(emulator: CloudSQLEmulator) -> Clients:
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Clients]:
-    with CloudSQLEmulator(port=0, operation_steps=2, create_steps=2) as emulator:
+    # Operations end by reads here (30 s is never reached), so each step is deterministic.
+    with CloudSQLEmulator(port=0, operation_steps=2, create_steps=2, operation_seconds=30) as emulator:
         yield clients_for(emulator)
+        assert emulator.response_problems() == []
 
 
 @pytest.fixture
@@ -75,7 +77,8 @@ def project() -> str:
 
 
 def create(api: Clients, project: str, name: str, **body: Any) -> Operation:
-    settings = {"tier": "db-custom-1-3840", **body.pop("settings", {})}
+    # PostgreSQL 16 defaults to Enterprise Plus, which has no custom tiers: name the edition.
+    settings = {"tier": "db-custom-1-3840", "edition": "ENTERPRISE", **body.pop("settings", {})}
     request_body = {
         "name": name,
         "database_version": "POSTGRES_16",
@@ -222,22 +225,62 @@ def test_instance_echoes_request_and_derives_identity(api: Clients, project: str
     assert instance.backend_type == sql.SqlBackendType.SECOND_GEN
 
 
-def test_unknown_fields_are_stored_and_echoed(api: Clients, project: str) -> None:
-    """Fields the emulator does not know survive a create and come back on GET, not a 400."""
+def test_unknown_fields_and_enum_values_get_googles_400(api: Clients, project: str) -> None:
+    """A field the discovery document lacks, or an enum value it does not list, is refused with
+    Google's front-end 400 (one message per field, a BadRequest detail) and creates nothing."""
     body = {
         "name": "orders",
         "databaseVersion": "POSTGRES_16",
-        "settings": {"tier": "db-f1-micro", "futureSetting": {"on": True}},
-        "futureField": "x",
+        "settings": {"tier": "db-f1-micro", "edition": "ENTERPRISE", "futureSetting": True},
+        "region": "europe-west1",
     }
+    status, unknown = raw(api, "POST", f"{project}/instances", json.dumps(body).encode())
+    body["settings"] = {"tier": "db-f1-micro", "edition": "ENTERPRISE", "availabilityType": "ZONALISH"}
+    status_enum, bad_enum = raw(api, "POST", f"{project}/instances", json.dumps(body).encode())
 
-    status, _ = raw(api, "POST", f"{project}/instances", json.dumps(body).encode())
+    assert status == status_enum == 400
+    assert unknown["error"]["status"] == "INVALID_ARGUMENT"
+    assert unknown["error"]["message"] == (
+        "Invalid JSON payload received. Unknown name \"futureSetting\" at 'body.settings': Cannot find field."
+    )
+    [detail] = unknown["error"]["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert detail["fieldViolations"] == [{"field": "body.settings", "description": unknown["error"]["message"]}]
+    assert bad_enum["error"]["message"] == (
+        "Invalid value at 'body.settings.availability_type' "
+        '(type.googleapis.com/google.cloud.sql.v1beta4.SqlAvailabilityType), "ZONALISH"'
+    )
+    assert names(api, project) == []
+
+
+def test_enums_come_as_names_unless_numbers_are_asked_for(api: Clients, project: str) -> None:
+    """Plain JSON (gcloud, curl) reads enum names; `$alt=json;enum-encoding=int` (the client
+    library) reads the protobuf numbers. Either form is accepted in requests."""
+    create_running(api, project, "orders")
+
+    _, named = raw(api, "GET", f"{project}/instances/orders")
+    _, numbered = raw(api, "GET", f"{project}/instances/orders?$alt=json;enum-encoding=int")
+
+    assert (named["state"], named["databaseVersion"], named["settings"]["edition"]) == (
+        "RUNNABLE",
+        "POSTGRES_16",
+        "ENTERPRISE",
+    )
+    assert (numbered["state"], numbered["databaseVersion"], numbered["settings"]["edition"]) == (1, 272, 2)
+
+
+def test_instances_carry_the_fields_the_real_api_always_returns(api: Clients, project: str) -> None:
+    """etag, maintenanceVersion, locationPreference, the edition and the kinds are always there."""
+    create_running(api, project, "orders")
+
     _, instance = raw(api, "GET", f"{project}/instances/orders")
 
-    assert status == 200
-    assert instance["futureField"] == "x"
-    assert instance["settings"]["futureSetting"] == {"on": True}
-    assert instance["databaseVersion"] == 272  # a name in, the number out, as the client expects
+    settings = instance["settings"]
+    assert instance["etag"] and instance["maintenanceVersion"].startswith("POSTGRES_16.")
+    assert settings["locationPreference"] == {"zone": "europe-west1-a", "kind": "sql#locationPreference"}
+    assert settings["backupConfiguration"]["kind"] == "sql#backupConfiguration"
+    assert settings["maintenanceWindow"]["kind"] == "sql#maintenanceWindow"
+    assert (instance["kind"], settings["kind"]) == ("sql#instance", "sql#settings")
 
 
 # --- list -----------------------------------------------------------------------------------
@@ -316,8 +359,12 @@ def test_patch_changes_only_sent_fields_and_bumps_settings_version(api: Clients,
 def test_patch_with_stale_settings_version_is_refused(api: Clients, project: str) -> None:
     """A patch naming an old settingsVersion fails 412 staleData; naming the current one works."""
     create_running(api, project, "orders")
-    api.instances.patch(
-        request={"project": project, "instance": "orders", "body": {"settings": {"tier": "db-g1-small"}}}
+    finish(
+        api,
+        project,
+        api.instances.patch(
+            request={"project": project, "instance": "orders", "body": {"settings": {"tier": "db-g1-small"}}}
+        ),
     )
 
     stale = {"settings": {"tier": "db-f1-micro", "settings_version": 1}}
@@ -364,7 +411,9 @@ def test_users_lifecycle_never_reveals_a_password(api: Clients, project: str) ->
     base = {"project": project, "instance": "orders"}
 
     created = api.users.insert(request={**base, "body": {"name": "app", "password": "first-secret-2"}})
+    finish(api, project, created)
     updated = api.users.update(request={**base, "name": "app", "body": {"password": "second-secret-3"}})
+    finish(api, project, updated)
     listed = api.users.list(request=base)
 
     assert created.operation_type == Operation.SqlOperationType.CREATE_USER
@@ -390,7 +439,7 @@ def test_creating_an_existing_user_fails_its_operation(api: Clients, project: st
     """A duplicate user is an engine error: the call succeeds, its operation ends DONE with an error."""
     create_running(api, project, "orders")
     request = {"project": project, "instance": "orders", "body": {"name": "app", "password": "pw"}}
-    api.users.insert(request=request)
+    finish(api, project, api.users.insert(request=request))
 
     done = finish(api, project, api.users.insert(request=request))
 
@@ -413,6 +462,7 @@ def test_databases_insert_get_list_delete(api: Clients, project: str) -> None:
     base = {"project": project, "instance": "orders"}
 
     operation = api.databases.insert(request={**base, "body": {"name": "shop"}})
+    finish(api, project, operation)
     shop = api.databases.get(request={**base, "database": "shop"})
     listed = [db.name for db in api.databases.list(request=base).items]
     api.databases.delete(request={**base, "database": "shop"})
@@ -427,17 +477,21 @@ def test_databases_insert_get_list_delete(api: Clients, project: str) -> None:
 # --- delete, errors -------------------------------------------------------------------------
 
 
-def test_deleted_instance_is_gone_and_its_name_free(api: Clients, project: str) -> None:
-    """Delete removes the instance at once (GET is 404) and the name can be used again."""
+def test_deleted_instance_is_pending_delete_then_gone_and_its_name_free(api: Clients, project: str) -> None:
+    """Delete shows PENDING_DELETE until its operation ends; then GET is 404 and the name is free."""
     create_running(api, project, "orders")
 
     operation = api.instances.delete(request={"project": project, "instance": "orders"})
 
     assert operation.operation_type == Operation.SqlOperationType.DELETE
+    assert get(api, project, "orders").state == Instance.SqlInstanceState.PENDING_DELETE
+    with pytest.raises(exceptions.Conflict) as busy:
+        api.instances.delete(request={"project": project, "instance": "orders"})
+    assert reasons(busy.value) == ["operationInProgress"]
+    assert finish(api, project, operation).status == DONE
     with pytest.raises(exceptions.NotFound) as missing:
         get(api, project, "orders")
     assert reasons(missing.value) == ["instanceDoesNotExist"]
-    assert finish(api, project, operation).status == DONE
     assert create(api, project, "orders").status == PENDING
 
 
@@ -449,20 +503,22 @@ def test_deletion_protection_blocks_delete_until_disabled(api: Clients, project:
     with pytest.raises(exceptions.BadRequest, match="protected"):
         api.instances.delete(request=target)
     assert get(api, project, "orders").state == RUNNABLE
-    api.instances.patch(request={**target, "body": {"settings": {"deletion_protection_enabled": False}}})
-    api.instances.delete(request=target)
+    finish(
+        api,
+        project,
+        api.instances.patch(request={**target, "body": {"settings": {"deletion_protection_enabled": False}}}),
+    )
+    finish(api, project, api.instances.delete(request=target))
 
     with pytest.raises(exceptions.NotFound):
         get(api, project, "orders")
 
 
 def test_unknown_resources_raise_not_found(api: Clients, project: str) -> None:
-    """Unknown instances, operations, users and databases are 404s the client raises as NotFound."""
+    """Unknown operations, users and databases are 404s the client raises as NotFound."""
     create_running(api, project, "orders")
     base = {"project": project, "instance": "orders"}
     calls = [
-        lambda: get(api, project, "nope"),
-        lambda: api.instances.delete(request={"project": project, "instance": "nope"}),
         lambda: api.operations.get(request={"project": project, "operation": str(uuid.uuid4())}),
         lambda: api.users.get(request={**base, "name": "nobody"}),
         lambda: api.users.update(request={**base, "name": "nobody", "body": {"password": "x"}}),
@@ -568,7 +624,7 @@ def test_unemulated_method_fails_loudly(api: Clients, project: str) -> None:
 def test_operations_list_newest_first_in_pages(api: Clients, project: str) -> None:
     """operations.list returns an instance's operations newest first, page by page."""
     create_running(api, project, "orders")
-    api.users.insert(request={"project": project, "instance": "orders", "body": {"name": "app"}})
+    finish(api, project, api.users.insert(request={"project": project, "instance": "orders", "body": {"name": "app"}}))
     api.databases.insert(request={"project": project, "instance": "orders", "body": {"name": "shop"}})
 
     request = {"project": project, "instance": "orders", "max_results": 2}
