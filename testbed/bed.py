@@ -1,4 +1,6 @@
-"""The whole test bed as one unit: the control plane, the three emulators, and their env file.
+"""The whole test bed as one unit: the control plane (etcd, kube-apiserver and
+kube-controller-manager, so namespaces really terminate and ownerReferences are garbage
+collected), the three emulators, and their env file.
 
 `kumo dev up` starts it in the background and writes `.kumo/dev/env.json`; `kumo dev down`
 stops every process listed there and removes the temporary work directory; the pytest fixtures

@@ -1,13 +1,21 @@
-"""A real Kubernetes control plane on loopback: etcd + kube-apiserver, built from their Go modules.
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager,
+built from their Go modules.
 
-This is the envtest pattern: no kubelet, no controller-manager, just the API server a controller
-talks to, with RBAC authorization on. The binaries are built once from the pinned Go module in
-`testbed/controlplane/` into a cache directory keyed by that module's go.sum, so a changed pin
-rebuilds and everything else reuses the cache. `KUMO_KUBE_APISERVER` and `KUMO_ETCD` point at
-existing binaries instead.
+This is the envtest pattern grown by one process: no kubelet and no scheduler, but the
+controller-manager runs the controllers a controller author relies on without noticing, so the
+bed behaves like a real cluster where it matters to kumo: namespace deletion really removes a
+namespace's content (and waits for finalizers), ownerReference garbage collection removes
+dependents, and the ServiceAccount controllers create the `default` ServiceAccount and token
+Secrets (so the API server's ServiceAccount admission plugin stays on, as in every cluster).
+The binaries are built once from the pinned Go module in `testbed/controlplane/` into a cache
+directory keyed by that module's go.sum, so a changed pin rebuilds and everything else reuses
+the cache. `KUMO_KUBE_APISERVER`, `KUMO_ETCD` and `KUMO_KUBE_CONTROLLER_MANAGER` point at existing
+binaries instead.
 
-Authentication uses a static token file: `admin` (system:masters) for the tooling and a few
-unprivileged users (`alice`, `bob`) that tests use to prove RBAC is enforced.
+Authentication uses a static token file: `admin` (system:masters) for the tooling, the
+controller-manager's own user `system:kube-controller-manager` (bound by RBAC's bootstrap
+policy; each controller then acts as its own ServiceAccount, `--use-service-account-credentials`)
+and a few unprivileged users (`alice`, `bob`) that tests use to prove RBAC is enforced.
 """
 
 from __future__ import annotations
@@ -39,6 +47,18 @@ GO_MODULE_DIR = Path(__file__).parent / "controlplane"
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.4"
 UNPRIVILEGED_USERS = ("alice", "bob")
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+# What the controller-manager runs: the controllers whose absence a controller author would
+# notice (namespace deletion, ownerReference garbage collection, ServiceAccounts and their token
+# Secrets, the kube-root-ca.crt ConfigMap every namespace gets). Nothing for nodes, pods or clouds:
+# no kubelet runs here. Names as `kube-controller-manager --help` lists them.
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+)
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,7 @@ class LocalControlPlane:
     tokens: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     port: int = 0
+    controller_manager_port: int = 0
 
     @property
     def server(self) -> str:
@@ -217,11 +238,13 @@ class LocalControlPlane:
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         _write_pki(pki)
-        self.tokens = {user: secrets.token_hex(16) for user in ("admin", *UNPRIVILEGED_USERS)}
+        users = ("admin", CONTROLLER_MANAGER_USER, *UNPRIVILEGED_USERS)
+        self.tokens = {user: secrets.token_hex(16) for user in users}
         self._write_token_file()
         try:
             self.processes.append(self._start_etcd())
             self.processes.append(self._start_apiserver())
+            self.processes.append(self._start_controller_manager())
         except Exception:
             self.stop()
             raise
@@ -235,6 +258,7 @@ class LocalControlPlane:
 
     def _write_token_file(self) -> None:
         lines = [f"{self.tokens['admin']},admin,admin,system:masters"]
+        lines.append(f"{self.tokens[CONTROLLER_MANAGER_USER]},{CONTROLLER_MANAGER_USER},{CONTROLLER_MANAGER_USER}")
         lines += [f"{self.tokens[u]},{u},{u},kumo:testers" for u in UNPRIVILEGED_USERS]
         path = self.workdir / "pki" / "tokens.csv"
         path.write_text("\n".join(lines) + "\n")
@@ -277,9 +301,6 @@ class LocalControlPlane:
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
-            # No controller-manager runs, so nothing would create the token controller's
-            # objects that the ServiceAccount admission plugin waits for.
-            "--disable-admission-plugins=ServiceAccount",
             "--enable-priority-and-fairness=false",
             "--v=0",
         ]
@@ -293,19 +314,61 @@ class LocalControlPlane:
                 "--audit-log-mode=batch",
                 "--audit-log-batch-max-wait=1s",
             ]
-        ready = lambda: self._readyz()  # noqa: E731
+        ready = lambda: self._api_get("/readyz")  # noqa: E731
         return ManagedProcess("kube-apiserver", argv, self.workdir / "kube-apiserver.log", ready).start(timeout=120)
 
-    def _readyz(self) -> bool:
+    def _start_controller_manager(self) -> ManagedProcess:
+        pki = self.workdir / "pki"
+        kubeconfig = self.write_kubeconfig(self.workdir / "kubeconfig-controller-manager", CONTROLLER_MANAGER_USER)
+        self.controller_manager_port = free_port()
+        argv = [
+            str(self.binaries.kube_controller_manager),
+            f"--kubeconfig={kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={self.controller_manager_port}",
+            f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--use-service-account-credentials",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--leader-elect=false",
+            # One loopback API server and a few hundred objects: two workers per controller are
+            # plenty, and keep the two shared cores for the API server and the code under test.
+            "--concurrent-gc-syncs=4",
+            "--concurrent-namespace-syncs=2",
+            "--concurrent-serviceaccount-token-syncs=2",
+            "--v=0",
+        ]
+        return ManagedProcess(
+            "kube-controller-manager",
+            argv,
+            self.workdir / "kube-controller-manager.log",
+            self._controller_manager_ready,
+            env={**os.environ, "GOMAXPROCS": "2"},
+        ).start(timeout=120)
+
+    def _controller_manager_ready(self) -> bool:
+        """/healthz answers, and the ServiceAccount controller has made `default/default`: the
+        object a Pod without serviceAccountName needs once the ServiceAccount admission is on."""
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate, on loopback
+        url = f"https://{LOOPBACK}:{self.controller_manager_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2, context=insecure) as response:
+            if response.status != 200:
+                return False
+        return self._api_get("/api/v1/namespaces/default/serviceaccounts/default")
+
+    def _api_get(self, path: str) -> bool:
         context = ssl.create_default_context(cafile=str(self.ca_file))
         request = urllib.request.Request(
-            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.tokens['admin']}"}
+            f"{self.server}{path}", headers={"Authorization": f"Bearer {self.tokens['admin']}"}
         )
         with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return bool(response.status == 200)
 
     def write_kubeconfig(self, path: Path, user: str) -> Path:
-        """A kubeconfig for one of the static users (admin, alice, bob)."""
+        """A kubeconfig for one of the static users (admin, alice, bob, the controller-manager)."""
         path.write_text(kubeconfig_text(self.server, str(self.ca_file), user, self.tokens[user]))
         path.chmod(0o600)
         return path

@@ -133,6 +133,43 @@ def test_user_without_rbac_rights_is_forbidden(testbed, kube_api, namespace):
     assert still_forbidden.value.status == 403
 
 
+def test_controller_manager_runs_and_collects_garbage(testbed, kube_api, namespace):
+    """kube-controller-manager runs in the bed: every new namespace gets its `default`
+    ServiceAccount, and deleting an owner makes the garbage collector delete its dependent."""
+    processes = {p["name"]: p["pid"] for p in testbed.env["processes"]}
+    assert pid_alive(processes["kube-controller-manager"])
+    core = client.CoreV1Api(kube_api)
+    _wait(
+        "the default ServiceAccount",
+        lambda: _exists(lambda: core.read_namespaced_service_account("default", namespace)),
+    )
+    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "dependent", "ownerReferences": [reference]}})
+    core.delete_namespaced_config_map("owner", namespace)
+    _wait(
+        "the dependent ConfigMap collected",
+        lambda: not _exists(lambda: core.read_namespaced_config_map("dependent", namespace)),
+    )
+
+
+def _exists(read) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _wait(what: str, check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(0.2)
+
+
 def test_watch_streams_changes(kube_api, namespace):
     """A watch delivers ADDED, MODIFIED and DELETED events as they happen."""
     core = client.CoreV1Api(kube_api)
@@ -216,10 +253,11 @@ def test_dev_up_and_down_leave_no_stray_process(tmp_path):
     assert up.returncode == 0, up.stderr
     env = json.loads(env_file.read_text())
     pids = [p["pid"] for p in env["processes"]]
-    assert {p["name"] for p in env["processes"]} == {"etcd", "kube-apiserver", "moto", "gcs", "cloudsql"}
+    names = {"etcd", "kube-apiserver", "kube-controller-manager", "moto", "gcs", "cloudsql"}
+    assert {p["name"] for p in env["processes"]} == names
     assert all(pid_alive(pid) for pid in pids)
     status = subprocess.run([*cmd, "status", "--env-file", str(env_file)], capture_output=True, text=True)
-    assert status.returncode == 0 and status.stdout.count("running") == 5
+    assert status.returncode == 0 and status.stdout.count("running") == len(names)
     down = subprocess.run([*cmd, "down", "--env-file", str(env_file)], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(pid) for pid in pids)
