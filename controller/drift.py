@@ -74,14 +74,18 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
         entries.append({"field": item.field, "desired": desired, "actual": actual, "since": since})
     if not entries:
         return DriftAssessment(cond.Condition(IN_SYNC, True, UP_TO_DATE), [], ())
-    fixed_in_place = {item.field for item in drift if not item.correctable}
+    why = {item.field: _why_uncorrectable(item) for item in drift if not item.correctable}
     summary = ", ".join(
         f"{e['field']} (desired {e['desired']}, actual {e['actual']}"
-        + ("; cannot be put back in place: raise the spec to match" if e["field"] in fixed_in_place else "")
+        + (f"; {why[e['field']]}" if e["field"] in why else "")
         + ")"
         for e in entries
     )
     return DriftAssessment(cond.Condition(IN_SYNC, False, DRIFTED, f"drifted: {summary}"), entries, tuple(new_fields))
+
+
+def _why_uncorrectable(item: FieldDrift) -> str:
+    return item.reason or "cannot be put back in place: raise the spec to match"
 
 
 def missing(external_name: str) -> cond.Condition:

@@ -169,12 +169,14 @@ class FieldDrift:
 
     `correctable` is False when the cloud cannot be put back in place: a disk grown beyond the
     spec cannot shrink on RDS or Cloud SQL. Such drift is reported, never "corrected".
+    `reason` says why, when it is not that: the condition message quotes it.
     """
 
     field: str
     desired: Any
     actual: Any
     correctable: bool = True
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,15 @@ Provider config settings it reads:
 - ``credentials``: ``aws_access_key_id`` + ``aws_secret_access_key`` (+ ``aws_session_token``),
   or ``document`` holding an AWS credentials file; empty for the default chain (environment,
   IRSA web identity, instance role).
-- ``endpoints``: ``rds``, ``s3``, ``sts`` overrides (emulators, LocalStack, VPC endpoints); S3
-  behind an override is addressed path-style.
+- ``endpoints``: ``rds``, ``s3``, ``s3control``, ``sts`` overrides (emulators, LocalStack, VPC
+  endpoints); S3 behind an override is addressed path-style, and S3 Control falls back to the
+  ``s3`` override. Bucket calls go to each bucket's own region, so one config serves buckets of
+  every region.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from kumo.providers.base import (
     BucketSpec,
@@ -48,10 +52,17 @@ class AWSProvider:
     def client(self, kind: Kind, settings: ProviderSettings, hooks: CallHooks | None = None) -> ExternalClient:
         """A client for `kind`; cheap, since the boto3 client underneath is cached."""
         service = SERVICES[kind]
-        caller = ServiceCaller(self._clients.client(settings, service), service, hooks or CallHooks())
+        hooks = hooks or CallHooks()
         if kind is Kind.DATABASE:
-            return RDSClient(caller, settings)
-        return S3Client(caller, settings)
+            return RDSClient(ServiceCaller(self._clients.client(settings, service), service, hooks), settings)
+
+        def regional(service: str, region: str) -> ServiceCaller:
+            # A bucket lives in one region and S3 wants each call sent there: CreateBucket sent
+            # elsewhere is refused, any other call answered with a redirect.
+            in_region = replace(settings, region=region)
+            return ServiceCaller(self._clients.client(in_region, service), service, hooks)
+
+        return S3Client(regional, settings)
 
     def validate(self, resource: ManagedResource) -> list[str]:
         """Problems only AWS can judge (instance classes, providerOptions), each naming its field."""

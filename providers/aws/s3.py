@@ -7,6 +7,15 @@ written back whenever kumo has to rewrite the whole tag set or rule list.
 
 S3 has no batch read of bucket settings, so observing a bucket costs five reads; `observe_many`
 saves only the HeadBucket per bucket (one ListBuckets tells which buckets exist).
+
+A bucket lives in one region (`spec.location`, else the provider config's) and every call on it
+goes to that region's endpoint: S3 refuses a CreateBucket whose LocationConstraint is not the
+endpoint's region and redirects other calls sent elsewhere. ListBuckets, which answers for every
+region, goes to the config's region.
+
+`publicAccess: true` removes the bucket's own Block Public Access; an account-level setting (S3
+Control) still keeps the bucket private. kumo reads that setting for public buckets and reports
+it as drift it cannot correct, instead of calling the bucket public.
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ CODES_NO_PUBLIC_ACCESS_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
 CODES_NO_ENCRYPTION = ("ServerSideEncryptionConfigurationNotFoundError",)
 CODES_NO_LIFECYCLE = ("NoSuchLifecycleConfiguration",)
 CODES_NO_TAG_SET = ("NoSuchTagSet",)
+CODES_NO_ACCOUNT_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
 CODE_ALREADY_OWNED = "BucketAlreadyOwnedByYou"
 CODE_NAME_TAKEN = "BucketAlreadyExists"
 CODE_NOT_EMPTY = "BucketNotEmpty"
@@ -102,6 +112,10 @@ MESSAGE_NOT_EMPTY = (
     "to let kumo delete every object version with the bucket"
 )
 MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
+MESSAGE_ACCOUNT_BLOCKS_PUBLIC = (
+    "the account-level S3 Block Public Access setting overrides spec.publicAccess: S3 keeps the "
+    "bucket private until that setting is turned off for the account"
+)
 
 
 # ---------------------------------------------------------------------------- pure mapping
@@ -109,6 +123,21 @@ MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
 
 def bucket_region(resource: ManagedResource, settings: ProviderSettings) -> str:
     return resource.bucket.location or settings.region or US_EAST_1
+
+
+def create_bucket_params(name: str, region: str) -> dict[str, Any]:
+    """CreateBucket as S3 takes it when sent to `region`'s endpoint: a LocationConstraint naming
+    that region, or none at all for us-east-1 (which refuses its own name)."""
+    params: dict[str, Any] = {"Bucket": name}
+    if region != US_EAST_1:
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    return params
+
+
+def account_blocks_public(block: Mapping[str, Any] | None) -> bool:
+    """Whether an account-level Block Public Access answer keeps public buckets private."""
+    config = (block or {}).get("PublicAccessBlockConfiguration") or {}
+    return any(config.get(switch) for switch in PUBLIC_ACCESS_BLOCK_SWITCHES)
 
 
 def desired_encryption(spec: BucketSpec) -> str | None:
@@ -247,16 +276,20 @@ def _label_problems(labels: Mapping[str, str]) -> list[str]:
 # ---------------------------------------------------------------------------- the client
 
 
-# Writes one managed setting; `creating` skips calls a brand-new bucket does not need.
-_Writer = Callable[[ManagedResource, Any, bool], Awaitable[None]]
+# Writes one managed setting through the bucket region's caller; `creating` skips calls a
+# brand-new bucket does not need.
+_Writer = Callable[[ServiceCaller, ManagedResource, Any, bool], Awaitable[None]]
+# A caller for (AWS service, region), sharing the provider config's credentials and endpoints.
+RegionalCallers = Callable[[str, str], ServiceCaller]
 
 
 class S3Client:
     """The Bucket client for one provider config (see `ExternalClient` for the contract)."""
 
-    def __init__(self, s3: ServiceCaller, settings: ProviderSettings) -> None:
-        self.s3 = s3
+    def __init__(self, callers: RegionalCallers, settings: ProviderSettings) -> None:
+        self._callers = callers
         self.settings = settings
+        self.home_region = settings.region or US_EAST_1
         self._writers: dict[str, _Writer] = {
             FIELD_PUBLIC_ACCESS_BLOCK: self._write_public_access_block,
             FIELD_ENCRYPTION: self._write_encryption,
@@ -268,10 +301,15 @@ class S3Client:
     def desired(self, resource: ManagedResource) -> dict[str, Any]:
         return desired_settings(resource)
 
+    def s3(self, region: str) -> ServiceCaller:
+        """The S3 caller for one region's endpoint."""
+        return self._callers("s3", region)
+
     async def observe(self, resource: ManagedResource) -> Observation | None:
         name = resource.external_name
         try:
-            head = await self.s3.find("HeadBucket", missing=CODES_NO_BUCKET, Bucket=name)
+            s3 = self.s3(bucket_region(resource, self.settings))
+            head = await s3.find("HeadBucket", missing=CODES_NO_BUCKET, Bucket=name)
         except Terminal as error:
             if error.code in CODES_FORBIDDEN:
                 raise Terminal(MESSAGE_FORBIDDEN.format(name=name), code=error.code) from None
@@ -297,36 +335,37 @@ class S3Client:
     async def create(self, resource: ManagedResource, password: str | None = None) -> Creation:
         name = resource.external_name
         region = bucket_region(resource, self.settings)
-        params: dict[str, Any] = {"Bucket": name}
-        if region != US_EAST_1:
-            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3 = self.s3(region)
         try:
-            await self.s3.call("CreateBucket", **params)
+            await s3.call("CreateBucket", **create_bucket_params(name, region))
         except Terminal as error:
             if error.code == CODE_NAME_TAKEN:
                 raise Terminal(MESSAGE_NAME_TAKEN.format(name=name), code=error.code) from None
             if error.code != CODE_ALREADY_OWNED:
                 raise
-            await self._refuse_foreign(resource)  # ours from an earlier attempt: continue
-        await self._apply(resource, SETTING_ORDER, creating=True)
+            await self._refuse_foreign(s3, resource)  # ours from an earlier attempt: continue
+        await self._apply(s3, resource, SETTING_ORDER, creating=True)
         # Every managed setting was just written and S3 reads are consistent after writes: the
         # bucket is known without the six reads an observe would make (the next sweep reads it).
         written = self.desired(resource)
-        return Creation(name, STATE_AVAILABLE, observation=self._described(resource, written, region))
+        withheld = await self._public_access_withheld(written)
+        described = self._described(resource, written, region, public_withheld=withheld)
+        return Creation(name, STATE_AVAILABLE, observation=described)
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
         changed = tuple(f for f in SETTING_ORDER if f in fields)
-        await self._apply(resource, changed, creating=False)
+        await self._apply(self.s3(bucket_region(resource, self.settings)), resource, changed, creating=False)
         return Update(changed=changed)
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         name = resource.external_name
+        s3 = self.s3(bucket_region(resource, self.settings))
         clear = self._empty if resource.bucket.force_destroy else self._refuse_if_not_empty
-        if not await clear(name):
+        if not await clear(s3, name):
             return Deletion(gone=True, state=STATE_DELETED)  # gone before we got to it
         try:
-            await self.s3.find("DeleteBucket", missing=CODES_NO_BUCKET, Bucket=name)
+            await s3.find("DeleteBucket", missing=CODES_NO_BUCKET, Bucket=name)
         except Terminal as error:
             if error.code != CODE_NOT_EMPTY:
                 raise
@@ -342,8 +381,9 @@ class S3Client:
         """Bucket name -> region ("" when the listing does not say) of every bucket we see."""
         buckets: dict[str, str] = {}
         token = ""
+        s3 = self.s3(self.home_region)  # ListBuckets answers for every region from any of them
         while True:
-            page = await self.s3.call("ListBuckets", **({"ContinuationToken": token} if token else {}))
+            page = await s3.call("ListBuckets", **({"ContinuationToken": token} if token else {}))
             for bucket in page.get("Buckets", []):
                 buckets[bucket["Name"]] = str(bucket.get("BucketRegion") or "")
             token = page.get("ContinuationToken") or ""
@@ -351,19 +391,24 @@ class S3Client:
                 return buckets
 
     async def _observe_existing(self, resource: ManagedResource, region: str) -> Observation | None:
-        reads = await self._read(resource.external_name)
+        # The region S3 named (HeadBucket, ListBuckets) wins: a bucket created before the config's
+        # region changed stays where it is.
+        region = region or bucket_region(resource, self.settings)
+        reads = await self._read(self.s3(region), resource.external_name)
         if reads is None:
             return None  # deleted between the listing and the reads
-        return self._observation(resource, reads, region or bucket_region(resource, self.settings))
+        settings = reads.settings()
+        withheld = await self._public_access_withheld(settings)
+        return self._described(resource, settings, region, public_withheld=withheld)
 
-    async def _read(self, name: str) -> BucketReads | None:
+    async def _read(self, s3: ServiceCaller, name: str) -> BucketReads | None:
         try:
             versioning, block, encryption, lifecycle, tagging = await asyncio.gather(
-                self.s3.call("GetBucketVersioning", Bucket=name),
-                self.s3.find("GetPublicAccessBlock", missing=CODES_NO_PUBLIC_ACCESS_BLOCK, Bucket=name),
-                self.s3.find("GetBucketEncryption", missing=CODES_NO_ENCRYPTION, Bucket=name),
-                self.s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name),
-                self.s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name),
+                s3.call("GetBucketVersioning", Bucket=name),
+                s3.find("GetPublicAccessBlock", missing=CODES_NO_PUBLIC_ACCESS_BLOCK, Bucket=name),
+                s3.find("GetBucketEncryption", missing=CODES_NO_ENCRYPTION, Bucket=name),
+                s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name),
+                s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name),
             )
         except Terminal as error:
             if error.code in CODES_NO_BUCKET:
@@ -371,19 +416,42 @@ class S3Client:
             raise
         return BucketReads(versioning, block, encryption, lifecycle, tagging)
 
-    def _observation(self, resource: ManagedResource, reads: BucketReads, region: str) -> Observation:
-        return self._described(resource, reads.settings(), region)
+    async def _public_access_withheld(self, settings: Mapping[str, Any]) -> bool:
+        """Whether a bucket without its own Block Public Access is still blocked by the
+        account-level setting (read only for such buckets: public ones are rare)."""
+        return not settings[FIELD_PUBLIC_ACCESS_BLOCK] and await self._account_blocks_public()
 
-    def _described(self, resource: ManagedResource, actual: Mapping[str, Any], region: str) -> Observation:
-        """An existing bucket with these managed settings (its tags among them)."""
+    async def _account_blocks_public(self) -> bool:
+        try:
+            identity = await self._callers("sts", self.home_region).call("GetCallerIdentity")
+            account = str(identity.get("Account") or "")
+            s3control = self._callers("s3control", self.home_region)
+            block = await s3control.find("GetPublicAccessBlock", missing=CODES_NO_ACCOUNT_BLOCK, AccountId=account)
+        except Terminal as error:
+            if error.code in CODES_FORBIDDEN:
+                return False  # not allowed to read it (s3:GetAccountPublicAccessBlock): assume off
+            raise
+        return account_blocks_public(block)
+
+    def _described(
+        self, resource: ManagedResource, actual: Mapping[str, Any], region: str, *, public_withheld: bool = False
+    ) -> Observation:
+        """An existing bucket with these managed settings (its tags among them). With
+        `public_withheld`, public access is in effect blocked: reported as drift kumo cannot
+        correct (nothing on the bucket to change), saying why."""
         name = resource.external_name
+        drift = bucket_drift(self.desired(resource), actual)
+        if public_withheld:
+            actual = {**actual, FIELD_PUBLIC_ACCESS_BLOCK: True}
+            withheld = FieldDrift(FIELD_PUBLIC_ACCESS_BLOCK, False, True, False, MESSAGE_ACCOUNT_BLOCKS_PUBLIC)
+            drift = (*drift, withheld)
         return Observation(
             external_name=name,
             state=STATE_AVAILABLE,
             ready=True,
             owner=owner_from_tags(actual[FIELD_TAGS]),
             settings=actual,
-            drift=bucket_drift(self.desired(resource), actual),
+            drift=drift,
             connection=connection_details(name, region, self.settings.endpoints.get("s3", "")),
             at_provider={
                 "externalName": name,
@@ -393,106 +461,110 @@ class S3Client:
             },
         )
 
-    async def _current_tags(self, name: str) -> dict[str, str]:
-        tagging = await self.s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
+    async def _current_tags(self, s3: ServiceCaller, name: str) -> dict[str, str]:
+        tagging = await s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
         return tags_to_dict((tagging or {}).get("TagSet"))
 
-    async def _refuse_foreign(self, resource: ManagedResource) -> None:
+    async def _refuse_foreign(self, s3: ServiceCaller, resource: ManagedResource) -> None:
         """Stop a create from re-tagging a bucket of ours that another object owns."""
-        owner = owner_from_tags(await self._current_tags(resource.external_name))
+        owner = owner_from_tags(await self._current_tags(s3, resource.external_name))
         if owner is not None and owner.uid != resource.owner.uid:
             message = MESSAGE_OWNED_BY_OTHER.format(name=resource.external_name, owner=owner.object_ref)
             raise Terminal(message, code=CODE_OWNED_BY_OTHER)
 
     # ------------------------------------------------------------------------ writing
 
-    async def _apply(self, resource: ManagedResource, fields: tuple[str, ...], *, creating: bool) -> None:
+    async def _apply(
+        self, s3: ServiceCaller, resource: ManagedResource, fields: tuple[str, ...], *, creating: bool
+    ) -> None:
         # One call after another: S3 answers OperationAborted to concurrent changes of a bucket.
         desired = self.desired(resource)
         for name in fields:
             try:
-                await self._writers[name](resource, desired[name], creating)
+                await self._writers[name](s3, resource, desired[name], creating)
             except Terminal as error:
                 if creating and error.code in CODES_NO_BUCKET:
                     # A just-created bucket may take a moment to be visible to every endpoint.
                     raise Retryable(str(error), code=error.code) from None
                 raise
 
-    async def _write_public_access_block(self, resource: ManagedResource, block: Any, creating: bool) -> None:
+    async def _write_public_access_block(
+        self, s3: ServiceCaller, resource: ManagedResource, block: Any, creating: bool
+    ) -> None:
         name = resource.external_name
         if block:
             config = dict.fromkeys(PUBLIC_ACCESS_BLOCK_SWITCHES, True)
-            await self.s3.call("PutPublicAccessBlock", Bucket=name, PublicAccessBlockConfiguration=config)
+            await s3.call("PutPublicAccessBlock", Bucket=name, PublicAccessBlockConfiguration=config)
         else:
-            await self.s3.call("DeletePublicAccessBlock", Bucket=name)
+            await s3.call("DeletePublicAccessBlock", Bucket=name)
 
-    async def _write_encryption(self, resource: ManagedResource, algorithm: Any, creating: bool) -> None:
+    async def _write_encryption(
+        self, s3: ServiceCaller, resource: ManagedResource, algorithm: Any, creating: bool
+    ) -> None:
         name = resource.external_name
         if algorithm is None:
-            await self.s3.call("DeleteBucketEncryption", Bucket=name)
+            await s3.call("DeleteBucketEncryption", Bucket=name)
             return
         config = encryption_configuration(resource.bucket)
-        await self.s3.call("PutBucketEncryption", Bucket=name, ServerSideEncryptionConfiguration=config)
+        await s3.call("PutBucketEncryption", Bucket=name, ServerSideEncryptionConfiguration=config)
 
-    async def _write_versioning(self, resource: ManagedResource, enabled: Any, creating: bool) -> None:
+    async def _write_versioning(
+        self, s3: ServiceCaller, resource: ManagedResource, enabled: Any, creating: bool
+    ) -> None:
         if creating and not enabled:
             return  # a new bucket is unversioned; "Suspended" would only add noise
         status = "Enabled" if enabled else "Suspended"
-        await self.s3.call(
-            "PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status}
-        )
+        await s3.call("PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status})
 
-    async def _write_lifecycle(self, resource: ManagedResource, days: Any, creating: bool) -> None:
+    async def _write_lifecycle(self, s3: ServiceCaller, resource: ManagedResource, days: Any, creating: bool) -> None:
         name = resource.external_name
         if creating and days is None:
             return
         current: list[dict[str, Any]] = []
         if not creating:  # keep rules someone else added
-            found = await self.s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
+            found = await s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
             current = list((found or {}).get("Rules") or [])
         rules = lifecycle_rules(current, days)
         if rules:
-            await self.s3.call("PutBucketLifecycleConfiguration", Bucket=name, LifecycleConfiguration={"Rules": rules})
+            await s3.call("PutBucketLifecycleConfiguration", Bucket=name, LifecycleConfiguration={"Rules": rules})
         else:
-            await self.s3.call("DeleteBucketLifecycle", Bucket=name)
+            await s3.call("DeleteBucketLifecycle", Bucket=name)
 
-    async def _write_tags(self, resource: ManagedResource, tags: Any, creating: bool) -> None:
+    async def _write_tags(self, s3: ServiceCaller, resource: ManagedResource, tags: Any, creating: bool) -> None:
         # PutBucketTagging replaces the whole set: merge into what is there so foreign tags stay.
         name = resource.external_name
-        current = {} if creating else await self._current_tags(name)
+        current = {} if creating else await self._current_tags(s3, name)
         merged = {**current, **tags}
-        await self.s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
+        await s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
 
     # ------------------------------------------------------------------------ deleting
 
-    async def _refuse_if_not_empty(self, name: str) -> bool:
+    async def _refuse_if_not_empty(self, s3: ServiceCaller, name: str) -> bool:
         """`Terminal` BucketNotEmpty when the bucket holds anything; False when it is gone."""
-        page = await self.s3.find("ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=1)
+        page = await s3.find("ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=1)
         if page is None:
             return False
         if page.get("Versions") or page.get("DeleteMarkers"):
             raise Terminal(MESSAGE_NOT_EMPTY.format(name=name), code=CODE_NOT_EMPTY)
         return True
 
-    async def _empty(self, name: str) -> bool:
+    async def _empty(self, s3: ServiceCaller, name: str) -> bool:
         """Delete every object version and delete marker, a page at a time; False when the
         bucket is gone. Each round lists from the start again, so an interrupted delete simply
         continues where it stopped."""
         while True:
-            page = await self.s3.find(
-                "ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=MAX_DELETE_BATCH
-            )
+            page = await s3.find("ListObjectVersions", missing=CODES_NO_BUCKET, Bucket=name, MaxKeys=MAX_DELETE_BATCH)
             if page is None:
                 return False
             entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
             if not entries:
                 return True
             for start in range(0, len(entries), MAX_DELETE_BATCH):
-                await self._delete_batch(name, entries[start : start + MAX_DELETE_BATCH])
+                await self._delete_batch(s3, name, entries[start : start + MAX_DELETE_BATCH])
 
-    async def _delete_batch(self, name: str, entries: list[dict[str, Any]]) -> None:
+    async def _delete_batch(self, s3: ServiceCaller, name: str, entries: list[dict[str, Any]]) -> None:
         objects = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in entries]
-        response = await self.s3.call("DeleteObjects", Bucket=name, Delete={"Objects": objects, "Quiet": True})
+        response = await s3.call("DeleteObjects", Bucket=name, Delete={"Objects": objects, "Quiet": True})
         errors = response.get("Errors") or []
         if errors:
             first = errors[0]

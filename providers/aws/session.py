@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import configparser
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from kumo.providers import options as checks
 from kumo.providers.base import (
@@ -293,7 +295,11 @@ KEY_SESSION_TOKEN = "aws_session_token"  # noqa: S105 - a key name, not a secret
 KEY_CREDENTIALS_DOCUMENT = "document"
 CREDENTIALS_PROFILE = "default"
 # Services whose endpoint a provider config may override (emulators, LocalStack, VPC endpoints).
-ENDPOINT_SERVICES = ("rds", "s3", "sts")
+ENDPOINT_SERVICES = ("rds", "s3", "s3control", "sts")
+# S3 Control (the account-level Block Public Access read) is served next to S3 by emulators.
+ENDPOINT_FALLBACK = {"s3control": "s3"}
+# Hosts that cannot take the `<account id>.` prefix S3 Control's endpoint rules put in front.
+_UNPREFIXABLE_HOST = re.compile(r"(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost)(:\d+)?")
 MAX_CACHED_SETTINGS = 64  # rotated credentials make new entries; keep the old ones bounded
 
 
@@ -377,13 +383,31 @@ class ClientCache:
         return entry
 
 
+def service_endpoint(settings: ProviderSettings, service: str) -> str | None:
+    """The endpoint override for `service`, or None for AWS's own endpoint."""
+    fallback = ENDPOINT_FALLBACK.get(service, "")
+    return settings.endpoints.get(service) or settings.endpoints.get(fallback) or None
+
+
 def _make_client(session: Any, settings: ProviderSettings, service: str) -> Any:
-    endpoint = settings.endpoints.get(service) or None
+    endpoint = service_endpoint(settings, service)
     config = CLIENT_CONFIG
     if service == "s3" and endpoint:
         # Emulators and most S3-compatible endpoints have no wildcard DNS for bucket hosts.
         config = config.merge(Config(s3={"addressing_style": "path"}))
     try:
-        return session.client(service, endpoint_url=endpoint, config=config)
+        client = session.client(service, endpoint_url=endpoint, config=config)
     except boto_errors.BotoCoreError as error:  # e.g. no region anywhere in the chain
         raise translate(error, f"{service} client") from None
+    if service == "s3control" and endpoint and _UNPREFIXABLE_HOST.fullmatch(urlsplit(endpoint).netloc):
+        client.meta.events.register_first("before-sign.s3-control", _drop_account_host_prefix)
+    return client
+
+
+def _drop_account_host_prefix(request: Any, **_: Any) -> None:
+    """`http://123456789012.127.0.0.1:5000/...` back to `http://127.0.0.1:5000/...`: an address
+    or `localhost` cannot carry the account-id label S3 Control's endpoint rules prepend."""
+    parts = urlsplit(request.url)
+    label, _, rest = parts.netloc.partition(".")
+    if label.isdigit() and _UNPREFIXABLE_HOST.fullmatch(rest):
+        request.url = urlunsplit(parts._replace(netloc=rest))

@@ -22,6 +22,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from kumo.providers.aws import AWSProvider, rds, s3
 from kumo.providers.aws.session import (
+    ClientCache,
     ServiceCaller,
     owner_from_tags,
     ownership_tags,
@@ -658,7 +659,7 @@ def test_incomplete_credentials_are_terminal_and_quote_nothing(credentials: dict
 def boto3_s3_client(provider: AWSProvider, settings: ProviderSettings) -> Any:
     client = provider.client(Kind.BUCKET, settings)
     assert isinstance(client, s3.S3Client)
-    return client.s3.client
+    return client.s3(client.home_region).client
 
 
 def test_clients_are_cached_per_provider_config() -> None:
@@ -671,6 +672,37 @@ def test_clients_are_cached_per_provider_config() -> None:
     first, again, other = (boto3_s3_client(provider, s) for s in (settings, settings, rotated))
     assert first is again
     assert first is not other
+
+
+def test_bucket_clients_are_per_region_and_cached() -> None:
+    """Each region gets its own S3 client (a bucket's calls go to its region), built once."""
+    settings = ProviderSettings(provider="aws", region="eu-west-1", credentials={"document": CREDENTIALS_FILE})
+    client = AWSProvider().client(Kind.BUCKET, settings)
+    assert isinstance(client, s3.S3Client)
+    home, abroad, again = client.s3("eu-west-1").client, client.s3("ap-south-1").client, client.s3("ap-south-1").client
+    assert (home.meta.region_name, abroad.meta.region_name) == ("eu-west-1", "ap-south-1")
+    assert abroad is again and abroad is not home
+
+
+def test_s3_control_behind_an_address_drops_the_account_host_prefix() -> None:
+    """S3 Control falls back to the s3 override; an address cannot take the account-id label."""
+    settings = ProviderSettings(
+        provider="aws",
+        region="us-east-1",
+        credentials={"aws_access_key_id": "AKIA1", "aws_secret_access_key": "s1"},
+        endpoints={"s3": "http://127.0.0.1:9"},
+    )
+    control = ClientCache().client(settings, "s3control")
+    sent: list[str] = []
+
+    def capture(request: Any, **_: Any) -> Any:
+        sent.append(request.url)
+        raise RuntimeError("not sent")
+
+    control.meta.events.register("before-send.s3-control", capture)
+    with pytest.raises(RuntimeError):
+        control.get_public_access_block(AccountId="123456789012")
+    assert sent == ["http://127.0.0.1:9/v20180820/configuration/publicAccessBlock"]
 
 
 def test_s3_behind_an_endpoint_override_is_path_style_with_three_attempts() -> None:
@@ -771,6 +803,7 @@ class ScriptedClient:
 
     script: dict[str, list[Any]]
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
     meta: Any = field(default_factory=lambda: type("Meta", (), {"region_name": "eu-west-1", "endpoint_url": ""})())
 
     def __getattr__(self, method: str) -> Any:
@@ -795,9 +828,38 @@ def rds_client(script: dict[str, list[Any]]) -> tuple[rds.RDSClient, ScriptedCli
     return rds.RDSClient(ServiceCaller(stub, "rds"), SETTINGS), stub
 
 
-def s3_client(script: dict[str, list[Any]]) -> tuple[s3.S3Client, ScriptedClient]:
+def s3_client(
+    script: dict[str, list[Any]], settings: ProviderSettings = SETTINGS
+) -> tuple[s3.S3Client, ScriptedClient]:
+    """An S3 client whose every region and service answer from one script; `stub.regions` lists
+    the region each request went to."""
     stub = ScriptedClient(script)
-    return s3.S3Client(ServiceCaller(stub, "s3"), SETTINGS), stub
+
+    def regional(service: str, region: str) -> ServiceCaller:
+        return ServiceCaller(InRegion(stub, region), service)
+
+    return s3.S3Client(regional, settings), stub
+
+
+@dataclass
+class InRegion:
+    """The scripted client as reached through one region's endpoint."""
+
+    stub: ScriptedClient
+    region: str
+
+    @property
+    def meta(self) -> Any:
+        return type("Meta", (), {"region_name": self.region, "endpoint_url": ""})()
+
+    def __getattr__(self, method: str) -> Any:
+        call = getattr(self.stub, method)
+
+        def in_region(**params: Any) -> Any:
+            self.stub.regions.append(self.region)
+            return call(**params)
+
+        return in_region
 
 
 def test_database_create_sends_encrypted_tagged_request_with_options() -> None:
@@ -917,24 +979,63 @@ def test_bucket_create_of_a_taken_name_is_terminal_and_says_so() -> None:
     assert refused.value.code == "BucketAlreadyExists" and "spec.externalName" in str(refused.value)
 
 
-def test_bucket_create_outside_us_east_1_names_the_region() -> None:
-    """Outside us-east-1 CreateBucket carries the LocationConstraint."""
-    client, stub = s3_client(
-        {
-            name: [{}]
-            for name in ("create_bucket", "put_public_access_block", "put_bucket_encryption", "put_bucket_tagging")
-        }
-    )
-    creation = asyncio.run(client.create(bucket(location="ap-south-1"), None))
-    assert stub.requests[0] == (
-        "create_bucket",
-        {"Bucket": "team-a-assets-1a2b3c4d", "CreateBucketConfiguration": {"LocationConstraint": "ap-south-1"}},
-    )
+CREATE_CALLS = ("create_bucket", "put_public_access_block", "put_bucket_encryption", "put_bucket_tagging")
+
+
+@pytest.mark.parametrize(
+    ("location", "config_region", "expected_region", "expected_configuration"),
+    [
+        pytest.param(
+            "ap-south-1", "eu-west-1", "ap-south-1", {"LocationConstraint": "ap-south-1"}, id="location-elsewhere"
+        ),
+        pytest.param("", "eu-west-1", "eu-west-1", {"LocationConstraint": "eu-west-1"}, id="config-region"),
+        pytest.param("us-east-1", "eu-west-1", "us-east-1", None, id="us-east-1-takes-no-constraint"),
+        pytest.param("eu-west-1", "us-east-1", "eu-west-1", {"LocationConstraint": "eu-west-1"}, id="from-us-east-1"),
+    ],
+)
+def test_bucket_create_goes_to_the_bucket_region_with_its_own_name(
+    location: str, config_region: str, expected_region: str, expected_configuration: dict[str, str] | None
+) -> None:
+    """S3 takes CreateBucket only at the endpoint of the region its LocationConstraint names (and
+    none for us-east-1), so the create and every later call on the bucket go to its region."""
+    settings = ProviderSettings(provider="aws", region=config_region)
+    client, stub = s3_client({name: [{}] for name in CREATE_CALLS}, settings)
+    creation = asyncio.run(client.create(bucket(location=location), None))
+    expected = {"Bucket": "team-a-assets-1a2b3c4d"}
+    if expected_configuration is not None:
+        expected["CreateBucketConfiguration"] = expected_configuration  # type: ignore[assignment]
+    assert stub.requests[0] == ("create_bucket", expected)
+    assert set(stub.regions) == {expected_region}
     # Every setting was written, so the create describes the bucket without reading it back.
     described = creation.observation
     assert described is not None and described.ready and described.drift == ()
-    assert described.owner == bucket().owner and described.connection["region"] == "ap-south-1"
+    assert described.owner == bucket().owner and described.connection["region"] == expected_region
     assert [name for name, _ in stub.requests if name.startswith(("get_", "head_"))] == []
+
+
+def test_public_bucket_kept_private_by_the_account_setting_is_reported_not_accepted() -> None:
+    """publicAccess: true with account-level Block Public Access on is drift kumo cannot correct,
+    and the condition names the account-level setting."""
+    account_block = {"PublicAccessBlockConfiguration": dict.fromkeys(s3.PUBLIC_ACCESS_BLOCK_SWITCHES, True)}
+    script = {name: [{}] for name in CREATE_CALLS if name != "put_public_access_block"}
+    script |= {
+        "delete_public_access_block": [{}],
+        "get_caller_identity": [{"Account": "123456789012"}],
+        "get_public_access_block": [account_block],
+    }
+    client, stub = s3_client(script)
+    creation = asyncio.run(client.create(bucket(public_access=True), None))
+    described = creation.observation
+    assert described is not None
+    (withheld,) = described.drift
+    assert (withheld.field, withheld.desired, withheld.actual, withheld.correctable) == (
+        s3.FIELD_PUBLIC_ACCESS_BLOCK,
+        False,
+        True,
+        False,
+    )
+    assert "account-level S3 Block Public Access" in withheld.reason
+    assert ("get_public_access_block", {"AccountId": "123456789012"}) in stub.requests
 
 
 def test_bucket_force_destroy_deletes_in_batches_of_at_most_1000() -> None:
