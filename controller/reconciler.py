@@ -591,9 +591,12 @@ class Reconciler:
         return facts
 
     def _in_progress(self, work: _Pass, progress: NotReady) -> Result:
-        """The cloud is still busy with an earlier request: poll, no error, no failure count."""
+        """The cloud is still busy with an earlier request: poll, no error, no failure count. What
+        is waited for shows in Synced (still True: nothing failed), say a change the cloud takes
+        only later; the message is the cloud's own, stable between polls, so no write per poll."""
         log.debug("%s waits for the cloud: %s", work.key, progress)
         work.spec_applied = False
+        work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_PENDING, str(progress)))
         polls = self._polls.get(work.key, 0) + 1
         self._polls[work.key] = polls
         return Result(requeue_after=min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1)))

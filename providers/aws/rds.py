@@ -12,8 +12,11 @@ appears in a log line, an Observation or an exception message.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from kumo.providers.base import (
@@ -22,7 +25,9 @@ from kumo.providers.base import (
     Deletion,
     FieldDrift,
     ManagedResource,
+    NotReady,
     Observation,
+    ProviderError,
     ProviderSettings,
     Retryable,
     Terminal,
@@ -42,6 +47,8 @@ from .session import (
     tags_to_dict,
     tags_to_list,
 )
+
+log = logging.getLogger(__name__)
 
 SIZE_CLASSES = {"small": "db.t3.micro", "medium": "db.t3.large", "large": "db.m6i.xlarge"}
 INSTANCE_CLASS_PREFIX = "db."
@@ -79,8 +86,17 @@ STATE_DELETED = "deleted"
 CODES_NOT_FOUND = ("DBInstanceNotFound", "DBInstanceNotFoundFault")
 CODE_ALREADY_EXISTS = "DBInstanceAlreadyExists"
 CODE_INVALID_STATE = "InvalidDBInstanceState"
+CODE_INVALID_COMBINATION = "InvalidParameterCombination"
+CODE_SNAPSHOT_EXISTS = "DBSnapshotAlreadyExists"
 CODE_NO_PASSWORD = "NoMasterPassword"  # noqa: S105 - an error code, not a secret
 MESSAGE_BEING_DELETED = "being deleted"
+# AWS refuses a storage change for six hours after the previous one, or while that one is still
+# being optimized, whichever is longer ("Working with storage for Amazon RDS DB instances"); the
+# refusal names "storage" and "optimiz..." (hashicorp/terraform-provider-aws#12493).
+STORAGE_REFUSAL_WORDS = ("storage", "optimiz")
+MESSAGE_BUSY = "{name} is busy; kumo waits until it is available again (AWS: {aws})"
+MESSAGE_STORAGE_WAITS = "storageGB {actual} -> {desired} waits: AWS refuses storage changes for now ({aws})"
+FIELD_STORAGE = "storageGB"
 
 # Managed settings: portable field name -> the CreateDBInstance / ModifyDBInstance parameter,
 # which is also the key DescribeDBInstances and PendingModifiedValues report it under.
@@ -224,9 +240,25 @@ def connection_details(instance: Mapping[str, Any]) -> dict[str, str]:
     return details
 
 
-def final_snapshot_name(external_name: str) -> str:
-    """Deterministic, so a retried delete never takes a second snapshot."""
-    return f"{external_name}-final"
+def final_snapshot_name(external_name: str, taken_at: datetime.datetime | None = None) -> str:
+    """`<name>-final`: deterministic, so a retried delete never takes a second snapshot. When an
+    earlier instance of the same name left a final snapshot under it (AWS then refuses the delete
+    with DBSnapshotAlreadyExists), the delete is retried with the time appended, never without
+    a snapshot: `<name>-final-20261128t070312z`."""
+    name = f"{external_name}-final"
+    return name if taken_at is None else f"{name}-{taken_at:%Y%m%dt%H%M%Sz}"
+
+
+def is_storage_refusal(error: ProviderError) -> bool:
+    """AWS's refusal of a storage change that comes too soon after the previous one."""
+    text = str(error).lower()
+    return error.code == CODE_INVALID_COMBINATION and all(word in text for word in STORAGE_REFUSAL_WORDS)
+
+
+def pending_modifications(instance: Mapping[str, Any]) -> dict[str, Any]:
+    """PendingModifiedValues in kumo's portable field names (the managed settings only)."""
+    pending = instance.get("PendingModifiedValues") or {}
+    return {field: pending[parameter] for field, parameter in SETTING_PARAMETERS.items() if parameter in pending}
 
 
 def validate_database(spec: DatabaseSpec) -> list[str]:
@@ -324,13 +356,16 @@ class RDSClient:
         return Update(changed=changed, pending=_pending_fields(instance, fields))
 
     async def set_password(self, resource: ManagedResource, password: str) -> None:
-        await self.rds.call(
-            "ModifyDBInstance",
-            secrets=(password,),
-            DBInstanceIdentifier=resource.external_name,
-            MasterUserPassword=password,
-            ApplyImmediately=True,
-        )
+        # AWS applies a new master password as soon as possible whatever ApplyImmediately says;
+        # it is sent with True all the same, which also starts any change waiting for the window.
+        async with _busy_is_a_wait(resource):
+            await self.rds.call(
+                "ModifyDBInstance",
+                secrets=(password,),
+                DBInstanceIdentifier=resource.external_name,
+                MasterUserPassword=password,
+                ApplyImmediately=True,
+            )
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         spec = resource.database
@@ -342,7 +377,7 @@ class RDSClient:
         if not spec.skip_final_snapshot:
             params["FinalDBSnapshotIdentifier"] = final_snapshot_name(resource.external_name)
         try:
-            response = await self.rds.find("DeleteDBInstance", missing=CODES_NOT_FOUND, **params)
+            response = await self._delete(resource, params)
         except Retryable as error:
             if error.code == CODE_INVALID_STATE and MESSAGE_BEING_DELETED in str(error):
                 return Deletion(gone=False, state=STATE_DELETING)
@@ -352,6 +387,25 @@ class RDSClient:
         return Deletion(gone=False, state=str(response["DBInstance"].get("DBInstanceStatus", STATE_DELETING)))
 
     # ------------------------------------------------------------------------ helpers
+
+    async def _delete(self, resource: ManagedResource, params: dict[str, Any]) -> dict[str, Any] | None:
+        """DeleteDBInstance. A final snapshot name already taken (by an earlier instance of the
+        same name) gets a timestamped one instead; a busy instance is a wait, not an error."""
+        async with _busy_is_a_wait(resource, deleting=True):
+            try:
+                return await self.rds.find("DeleteDBInstance", missing=CODES_NOT_FOUND, **params)
+            except Terminal as error:
+                if error.code != CODE_SNAPSHOT_EXISTS or "FinalDBSnapshotIdentifier" not in params:
+                    raise
+                taken = params["FinalDBSnapshotIdentifier"]
+                params = {
+                    **params,
+                    "FinalDBSnapshotIdentifier": final_snapshot_name(
+                        resource.external_name, datetime.datetime.now(datetime.UTC)
+                    ),
+                }
+                log.info("final snapshot %s exists already; taking %s", taken, params["FinalDBSnapshotIdentifier"])
+                return await self.rds.find("DeleteDBInstance", missing=CODES_NOT_FOUND, **params)
 
     def _create_parameters(self, resource: ManagedResource) -> dict[str, Any]:
         spec = resource.database
@@ -391,6 +445,8 @@ class RDSClient:
                 "arn": instance.get("DBInstanceArn", ""),
                 "engineVersion": instance.get("EngineVersion", ""),
                 "instanceClass": instance.get("DBInstanceClass", ""),
+                # Accepted by RDS, not applied yet (being applied, or waiting for the window).
+                "pendingModifications": pending_modifications(instance),
             },
         )
 
@@ -404,10 +460,31 @@ class RDSClient:
             return None
         if FIELD_VERSION in fields and self._major_change(resource, drift):
             changes["AllowMajorVersionUpgrade"] = True
-        response = await self.rds.call(
+        storage = SETTING_PARAMETERS[FIELD_STORAGE]
+        async with _busy_is_a_wait(resource):
+            try:
+                response = await self._modify_call(resource, changes)
+            except Terminal as error:
+                if not is_storage_refusal(error) or storage not in changes:
+                    raise
+                held = next(d for d in drift if d.field == FIELD_STORAGE)
+                waits = MESSAGE_STORAGE_WAITS.format(actual=held.actual, desired=held.desired, aws=error)
+                others = {k: v for k, v in changes.items() if k != storage}
+                if set(others) <= {"AllowMajorVersionUpgrade"}:
+                    raise NotReady(waits, code=error.code) from error
+                # The refusal covers the whole request: the other changes go on their own now, the
+                # storage change on a later pass (until then it shows as drift, with this reason).
+                log.info("%s: %s; sending %s without it", resource.external_name, waits, ", ".join(others))
+                response = await self._modify_call(resource, others)
+        return dict(response["DBInstance"])
+
+    async def _modify_call(self, resource: ManagedResource, changes: Mapping[str, Any]) -> dict[str, Any]:
+        # kumo applies a spec change as soon as possible (ApplyImmediately), not in the weekly
+        # maintenance window: the spec is the user's request now. Values RDS still holds in
+        # PendingModifiedValues count as applied, so nothing is sent twice.
+        return await self.rds.call(
             "ModifyDBInstance", DBInstanceIdentifier=resource.external_name, ApplyImmediately=True, **changes
         )
-        return dict(response["DBInstance"])
 
     async def _tags(self, instance: Mapping[str, Any]) -> dict[str, str]:
         # DescribeDBInstances includes TagList; older API answers did not, so ask when absent.
@@ -429,6 +506,20 @@ class RDSClient:
         engine = resource.database.engine
         actual = next((str(d.actual or "") for d in drift if d.field == FIELD_VERSION), "")
         return major_version(engine, resource.database.version) != major_version(engine, actual)
+
+
+@contextlib.asynccontextmanager
+async def _busy_is_a_wait(resource: ManagedResource, *, deleting: bool = False) -> AsyncIterator[None]:
+    """InvalidDBInstanceState (creating, backing-up, modifying, resetting credentials: AWS takes
+    no change then) becomes `NotReady`, a quiet wait; "already being deleted" on delete stays."""
+    try:
+        yield
+    except Retryable as error:
+        if isinstance(error, NotReady) or error.code != CODE_INVALID_STATE:
+            raise
+        if deleting and MESSAGE_BEING_DELETED in str(error):
+            raise
+        raise NotReady(MESSAGE_BUSY.format(name=resource.external_name, aws=error), code=error.code) from error
 
 
 def _pending_fields(instance: Mapping[str, Any], fields: set[str]) -> tuple[str, ...]:
