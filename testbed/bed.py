@@ -1,6 +1,7 @@
 """The whole test bed as one unit: the control plane (etcd, kube-apiserver and
 kube-controller-manager, so namespaces really terminate and ownerReferences are garbage
-collected), the three emulators, and their env file.
+collected), the three emulators, the PostgreSQL server behind their database instances
+(`engines.py`), and their env file.
 
 `kumo dev up` starts it in the background and writes `.kumo/dev/env.json`; `kumo dev down`
 stops every process listed there and removes the temporary work directory; the pytest fixtures
@@ -12,6 +13,7 @@ that is already running, so a developer can keep one up between test runs
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -21,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from . import emulators
+from . import emulators, engines
 from .cluster import UNPRIVILEGED_USERS, LocalControlPlane, ensure_binaries
 from .process import ManagedProcess, pid_alive, stop_process_group
 
@@ -48,9 +50,12 @@ class TestBed:
             started = time.monotonic()
             plane = LocalControlPlane(workdir, binaries, audit_log=audit_log).start()
             bed.processes.extend(plane.processes)
+            database_server, database_address = engines.start_server(workdir)
+            bed.processes.append(database_server)
+            emulator_env = {**os.environ, engines.ENV_VARIABLE: database_address.to_json()}
             endpoints = {}
             for spec in emulators.EMULATORS:
-                process, endpoint = emulators.start_emulator(spec, workdir)
+                process, endpoint = emulators.start_emulator(spec, workdir, env=emulator_env)
                 bed.processes.append(process)
                 endpoints[spec.name] = endpoint
             bed.env = bed._describe(plane, endpoints, time.monotonic() - started)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,14 @@ EMULATORS = (
 )
 
 
-def start_emulator(spec: EmulatorSpec, workdir: Path) -> tuple[ManagedProcess, str]:
+def start_emulator(
+    spec: EmulatorSpec, workdir: Path, env: Mapping[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
     """Start one emulator on a free port; returns the process and its endpoint URL."""
     port = free_port()
     argv = [part.format(port=port) for part in spec.argv]
-    process = ManagedProcess(spec.name, argv, workdir / f"{spec.name}.log", ready=lambda: port_open(port)).start(
-        timeout=60
-    )
+    log_path = workdir / f"{spec.name}.log"
+    process = ManagedProcess(
+        spec.name, argv, log_path, ready=lambda: port_open(port), env=dict(env) if env is not None else None
+    ).start(timeout=60)
     return process, f"http://{LOOPBACK}:{port}"
