@@ -1,11 +1,13 @@
 """`make demo`: the whole kumo story on the local test bed, with no cloud account.
 
-1. Start (or reuse) the test bed: kube-apiserver + etcd, moto, the GCS and Cloud SQL emulators.
+1. Start (or reuse) the test bed: kube-apiserver + etcd + kube-controller-manager, moto, the GCS
+   and Cloud SQL emulators, and the PostgreSQL server behind the emulated instances.
 2. Install the CRDs, start `kumo run`, apply each cloud's example ProviderConfig (pointed at its
    emulator), Database and Bucket, unchanged apart from the namespace.
 3. Show progress until every object is Ready, then the connection Secrets (passwords masked).
-4. Check, like an app would, that the Secrets work: the database URI points at the instance the
-   cloud reports, and the bucket details reach a bucket an object can be written to.
+4. Check, like an app would, that the Secrets work: a real driver connects with each database
+   Secret's `uri` (the instance the cloud reports), writes a row and reads it back, and the bucket
+   details reach a bucket an object can be written to.
 5. Report time to Ready per object and the controller's Kubernetes writes per object (from the
    API server's audit log), then delete everything and show the cloud resources go.
 """
@@ -26,6 +28,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from . import engines
 from .bed import DEFAULT_ENV_FILE, TestBed, install_crds
 from .controllerproc import ControllerProcess
 from .probes import CLOUDS, CloudProbe, probe_for
@@ -203,7 +206,14 @@ def _check_database(item: Tracked, data: dict[str, str], probe: CloudProbe, exte
     matches = (uri.hostname, str(uri.port)) == (instance["host"], instance["port"]) and uri.password
     if not matches:
         raise SystemExit(f"{item.label}: uri {uri.hostname}:{uri.port} does not match {instance}")
-    say(f"  ok  {item.label}: uri parses; host {uri.hostname}:{uri.port} is the instance the cloud reports")
+    if data.get("engine") not in engines.BACKED_ENGINES:
+        say(f"  --  {item.label}: {data.get('engine')} has no real server in the test bed (docs/testbed.md)")
+        return
+    try:
+        engines.app_round_trip(data["uri"])
+    except Exception as error:
+        raise SystemExit(f"{item.label}: could not use the database through the Secret's uri: {error}") from error
+    say(f"  ok  {item.label}: connected with the Secret's uri as {uri.username}, wrote a row and read it back")
 
 
 def _check_bucket(item: Tracked, data: dict[str, str], probe: CloudProbe) -> None:

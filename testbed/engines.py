@@ -393,6 +393,9 @@ def _identifier(name: str) -> str:
     return name[:63]  # PostgreSQL's NAMEDATALEN - 1
 
 
+BACKED_ENGINES = ("postgres",)
+
+
 @contextlib.contextmanager
 def connected(uri: str, timeout: float = 5.0) -> Iterator[Any]:
     """A connection made exactly as an app makes it: the Secret's `uri`, a real driver."""
@@ -400,3 +403,16 @@ def connected(uri: str, timeout: float = 5.0) -> Iterator[Any]:
 
     with psycopg.connect(uri, connect_timeout=max(1, int(timeout)), autocommit=True) as connection:
         yield connection
+
+
+def app_round_trip(uri: str) -> str:
+    """Connect with `uri`, write one row and read it back, as an app's first request would.
+    Returns the row read back; raises the driver's error when any step fails."""
+    note = f"written by kumo's app check {secrets.token_hex(4)}"
+    with connected(uri) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS kumo_app_check (id serial PRIMARY KEY, note text NOT NULL)")
+        row = connection.execute("INSERT INTO kumo_app_check (note) VALUES (%s) RETURNING id", (note,)).fetchone()
+        read = connection.execute("SELECT note FROM kumo_app_check WHERE id = %s", (row[0],)).fetchone()
+    if read is None or read[0] != note:
+        raise AssertionError(f"wrote {note!r} but read back {read!r}")
+    return str(read[0])
