@@ -260,10 +260,12 @@ class Reconciler:
         self._polls.pop(work.key, None)
         work.at_provider = self._at_provider(work, observation)
         work.conditions += [
-            cond.Condition(cond.READY, True, cond.AVAILABLE),
+            cond.Condition(cond.READY, True, cond.AVAILABLE, observation.message),
             cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
         ]
-        return Result()
+        # A usable resource the cloud is working on (maintenance) is looked at again until the
+        # note is gone, so Ready does not keep saying it afterwards.
+        return Result(requeue_after=self.timing.poll_max) if observation.message else Result()
 
     async def _observe_only(self, work: _Pass, client: ExternalClient) -> Result:
         """ManagementPolicy ObserveOnly: read and report, never a cloud write (no create, update,
@@ -279,9 +281,10 @@ class Reconciler:
             return Result()
         work.at_provider = self._at_provider(work, observation)
         self._assess_drift(work, observation, policy=DriftPolicy.REPORT)
-        ready = cond.Condition(cond.READY, True, cond.AVAILABLE)
+        ready = cond.Condition(cond.READY, True, cond.AVAILABLE, observation.message)
         if not observation.ready:
-            ready = cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"cloud state: {observation.state}")
+            message = observation.message or f"cloud state: {observation.state}"
+            ready = cond.Condition(cond.READY, False, cond.UNAVAILABLE, message)
         work.conditions += [ready, cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)]
         return Result()
 
@@ -412,7 +415,7 @@ class Reconciler:
         # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
         reason = cond.UNAVAILABLE if _was_usable(work) else cond.CREATING
         work.conditions += [
-            cond.Condition(cond.READY, False, reason, f"cloud state: {state}"),
+            cond.Condition(cond.READY, False, reason, (observation and observation.message) or f"cloud state: {state}"),
             cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
         ]
         delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))

@@ -187,7 +187,9 @@ class Observation:
     `drift` lists those that differ from the spec. `ready` says the resource can be used;
     `state` is the cloud's own word for its status. `connection` holds the non-secret
     connection details (host, port, bucket, endpoint, url, ...). `owner` is read from the
-    resource's tags: None when it carries no kumo ownership tags.
+    resource's tags: None when it carries no kumo ownership tags. `message` is the cloud's word
+    on a state worth telling (why it is not ready, or what a ready resource is going through,
+    such as maintenance); the Ready condition shows it.
     """
 
     external_name: str
@@ -198,6 +200,7 @@ class Observation:
     drift: tuple[FieldDrift, ...] = ()
     connection: Mapping[str, str] = field(default_factory=dict)
     at_provider: Mapping[str, Any] = field(default_factory=dict)
+    message: str = ""
     empty: bool | None = None  # buckets: whether it holds no objects, when known
 
     @property
