@@ -8,10 +8,11 @@ import os
 from werkzeug.serving import run_simple
 
 from ..process import LOOPBACK
-from . import rds, s3
+from . import databases, rds, s3
 from .timings import Timings
 
-LAYERS = (rds, s3)
+# `databases` wraps what `rds` patched: it must come after it.
+LAYERS = (rds, s3, databases)
 
 
 def main(argv: list[str] | None = None) -> None:
