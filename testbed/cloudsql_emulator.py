@@ -509,6 +509,10 @@ class _CloudSQL:
     def _check_idle(instance: _Instance) -> None:
         if instance.busy_with is not None and not instance.busy_with.done:
             raise _operation_in_progress()
+        if instance.body["state"] == MAINTENANCE:
+            # Maintenance is itself an operation: no change is taken until it ends
+            # (https://cloud.google.com/sql/docs/postgres/maintenance).
+            raise _operation_in_progress()
 
     def _link(self, project: str, *path: str) -> str:
         return "/".join((self.base_url + API_ROOT, project, *path))
@@ -737,6 +741,30 @@ class _CloudSQL:
 
     # --- test-only administration ---------------------------------------------------------------
 
+    def start_background_operation(self, project: str, name: str, kind: str, seconds: float) -> Json:
+        """An operation the service runs on its own (an automated backup, say), holding the
+        instance busy for `seconds` unless finished earlier. Not part of the Cloud SQL API."""
+        with self._lock:
+            self._advance()
+            instance = self._instances.get((project, name))
+            if instance is None:
+                raise ApiError(404, "instanceDoesNotExist", "The Cloud SQL instance does not exist.")
+            self._check_idle(instance)
+            operation = self._start_operation(project, name, kind, instance)
+            operation.due = time.monotonic() + seconds
+            operation.steps = 1 << 30  # reads do not end it: only time or finish_operation()
+            operation.body.update(status=OP_RUNNING, startTime=_now())
+            return self._served(operation)
+
+    def finish_operation(self, project: str, name: str) -> Json:
+        with self._lock:
+            operation = self._operations.get(name)
+            if operation is None or operation.body["targetProject"] != project:
+                raise ApiError(404, "operationDoesNotExist", "The Cloud SQL operation does not exist.")
+            if not operation.done:
+                self._complete_operation(operation)
+            return self._served(operation)
+
     def set_state(self, project: str, name: str, state: str, suspension_reasons: Sequence[str] = ()) -> Json:
         """Put an instance into a state the real service enters on its own (maintenance,
         suspension, failure) or back to RUNNABLE. Not part of the Cloud SQL API."""
@@ -959,6 +987,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler, str]] = [
 ]
 # Test-only administration, outside the API's paths: POST {"state": ..., "suspensionReason": [...]}.
 ADMIN_STATE = re.compile(r"/_emulator/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)/state$")
+ADMIN_OPERATIONS = re.compile(r"/_emulator/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)/operations$")
+ADMIN_FINISH = re.compile(r"/_emulator/projects/(?P<project>[^/]+)/operations/(?P<operation>[^/]+)/finish$")
 ADMIN_RESPONSE_PROBLEMS = "/_emulator/response-problems"
 
 
@@ -1093,6 +1123,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and match:
             reasons = body.get("suspensionReason") or []
             return self.server.service.set_state(match["project"], match["instance"], str(body.get("state")), reasons)
+        match = ADMIN_OPERATIONS.match(path)
+        if method == "POST" and match:
+            kind, seconds = str(body.get("operationType") or "BACKUP_VOLUME"), float(body.get("seconds") or 60)
+            return self.server.service.start_background_operation(match["project"], match["instance"], kind, seconds)
+        match = ADMIN_FINISH.match(path)
+        if method == "POST" and match:
+            return self.server.service.finish_operation(match["project"], match["operation"])
         raise ApiError(404, "notFound", f"No emulator administration at {method} {path}.")
 
     def _reply(self, status: int, payload: Json) -> None:

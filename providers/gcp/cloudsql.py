@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from secrets import token_urlsafe
 from typing import Any
 
@@ -73,6 +74,13 @@ SUPPORTED_VERSIONS = {
 # MySQL majors have two components (8.0, 8.4); PostgreSQL majors one (15, 16) since 10.
 MAJOR_COMPONENTS = {"postgres": 1, "mysql": 2}
 SIZE_TIERS = {"small": "db-custom-1-3840", "medium": "db-custom-2-7680", "large": "db-custom-4-15360"}
+# Under Enterprise Plus (asked for with providerOptions.edition) sizes map to its own machine
+# series: it offers no custom or shared-core tier (cloud.google.com/sql/docs/postgres/create-instance).
+ENTERPRISE_PLUS_SIZE_TIERS = {
+    "small": "db-perf-optimized-N-2",
+    "medium": "db-perf-optimized-N-4",
+    "large": "db-perf-optimized-N-8",
+}
 PORTS = {"postgres": "5432", "mysql": "3306"}
 # The database a client lands in when the spec names none: Cloud SQL PostgreSQL always has
 # "postgres"; MySQL connects without a default schema.
@@ -106,12 +114,21 @@ STATE_RUNNABLE = "RUNNABLE"
 STATE_PENDING_CREATE = "PENDING_CREATE"
 STATE_PENDING_DELETE = "PENDING_DELETE"
 STATE_DELETED = "DELETED"
+STATE_MAINTENANCE = "MAINTENANCE"
+STATE_ONLINE_MAINTENANCE = "ONLINE_MAINTENANCE"
+STATE_SUSPENDED = "SUSPENDED"
+STATE_FAILED = "FAILED"
+# Cloud SQL keeps serving through maintenance (a short restart at most, no change to the
+# instance's address or data: cloud.google.com/sql/docs/postgres/maintenance), so Ready stays True.
+SERVING_STATES = (STATE_RUNNABLE, STATE_MAINTENANCE, STATE_ONLINE_MAINTENANCE)
 OPERATION_DONE = "DONE"
 REASON_ALREADY_EXISTS = "instanceAlreadyExists"
 CODE_NAME_RESERVED = "InstanceNameReserved"
 CODE_NOT_RUNNABLE = "InstanceNotRunnable"
 CODE_OPERATION_FAILED = "OperationFailed"
 CODE_OPERATION_RUNNING = "OperationRunning"
+REASON_OPERATION_IN_PROGRESS = "operationInProgress"
+REASON_NOT_AUTHORIZED = "notAuthorized"
 
 MESSAGE_NAME_RESERVED = (
     "Cloud SQL instance name {name!r} belongs to an instance deleted less than a week ago, and "
@@ -120,6 +137,10 @@ MESSAGE_NAME_RESERVED = (
 MESSAGE_NOT_RUNNABLE = "instance {name} is {state}; its settings can be changed once it is RUNNABLE"
 MESSAGE_OPERATION_FAILED = "Cloud SQL operation {kind} on {name} failed: {message}"
 MESSAGE_OPERATION_RUNNING = "Cloud SQL operation {kind} on {name} is still running"
+MESSAGE_BUSY = "Cloud SQL is running another operation on {name}; {method} waits for it to end"
+MESSAGE_MAINTENANCE = "Cloud SQL maintenance in progress on {name}; it keeps serving, changes wait until it ends"
+MESSAGE_SUSPENDED = "cloud state: SUSPENDED (suspensionReason: {reasons})"
+MESSAGE_FAILED = "cloud state: FAILED (Cloud SQL reports the instance as failed; see its operations and logs)"
 
 INSTANCES_PAGE_SIZE = 500  # the instances.list maximum
 RECENT_OPERATIONS = 1  # operations.list looks at the newest operation only
@@ -191,13 +212,21 @@ def version_supported(engine: str, version: str) -> bool:
 
 
 def tier(spec: DatabaseSpec) -> str:
-    """`spec.instanceClass` when set, else the tier the portable size maps to."""
-    return spec.instance_class or SIZE_TIERS.get(spec.size, SIZE_TIERS["small"])
+    """`spec.instanceClass` when set, else the tier the portable size maps to in the edition."""
+    if spec.instance_class:
+        return spec.instance_class
+    sizes = (
+        ENTERPRISE_PLUS_SIZE_TIERS if spec.provider_options.get("edition") == EDITION_ENTERPRISE_PLUS else SIZE_TIERS
+    )
+    return sizes.get(spec.size, sizes["small"])
 
 
 def edition(spec: DatabaseSpec) -> str:
-    """The edition asked for, else the one the tier belongs to. Always sent, because the API's
-    default edition has changed over time and an Enterprise tier fails under Enterprise Plus."""
+    """The edition asked for, else the one the tier belongs to. Always sent: without it Cloud SQL
+    picks Enterprise Plus for PostgreSQL 16 and later, which refuses the custom and shared-core
+    tiers the sizes map to (hashicorp/terraform-provider-google#20498), so a `size: small`
+    PostgreSQL 17 would fail. A user asking for a size expects the cheap, general-purpose
+    Enterprise edition whatever the version; Enterprise Plus is one providerOption away."""
     asked = spec.provider_options.get("edition")
     if asked:
         return str(asked)
@@ -438,7 +467,8 @@ def instance_observation(
     return Observation(
         external_name=resource.external_name,
         state=state,
-        ready=state == STATE_RUNNABLE,
+        ready=state in SERVING_STATES,
+        message=state_message(resource.external_name, instance),
         owner=owner_from_labels(actual[FIELD_LABELS]),
         settings=actual,
         drift=instance_drift(desired, actual, auto_resize),
@@ -455,6 +485,19 @@ def instance_observation(
             "selfLink": instance.self_link,
         },
     )
+
+
+def state_message(name: str, instance: Any) -> str:
+    """What a user should read in Ready about a state that is not plain RUNNABLE."""
+    state = enum_name(instance.state)
+    if state in (STATE_MAINTENANCE, STATE_ONLINE_MAINTENANCE):
+        return MESSAGE_MAINTENANCE.format(name=name)
+    if state == STATE_SUSPENDED:
+        reasons = ", ".join(enum_name(reason) for reason in instance.suspension_reason) or "not given"
+        return MESSAGE_SUSPENDED.format(reasons=reasons)
+    if state == STATE_FAILED:
+        return MESSAGE_FAILED
+    return ""
 
 
 def operation_failure(operation: Any) -> str | None:
@@ -527,6 +570,19 @@ def validate_database(spec: DatabaseSpec) -> list[str]:
 # ---------------------------------------------------------------------------- the client
 
 
+@contextmanager
+def _busy_is_a_wait(method: str, name: str) -> Iterator[None]:
+    """Cloud SQL runs one operation per instance at a time and answers anything else with 409
+    operationInProgress (crossplane-contrib/provider-gcp#121, hashicorp/terraform-provider-google
+    #4370): a wait for the cloud, not a failure, so `NotReady` (no warning event, no backoff)."""
+    try:
+        yield
+    except Retryable as error:
+        if error.code != REASON_OPERATION_IN_PROGRESS or isinstance(error, NotReady):
+            raise
+        raise NotReady(MESSAGE_BUSY.format(name=name or "the instance", method=method), code=error.code) from error
+
+
 def sql_request(operation: str, request: Mapping[str, Any]) -> Callable[[Any], Any]:
     """The request function for a Cloud SQL Admin method named as the API names it
     (``instances.get`` is `SqlAdmin.instances.get`), without SDK retries and with a timeout."""
@@ -555,11 +611,11 @@ class CloudSQLClient:
 
     async def observe(self, resource: ManagedResource) -> Observation | None:
         name = resource.external_name
-        instance = await self._find("instances.get", instance=name)
+        instance = await self._get_instance(name)
         if instance is None:
             return None
         databases = None
-        if enum_name(instance.state) != STATE_RUNNABLE:
+        if enum_name(instance.state) not in SERVING_STATES:
             await self._raise_failed_operation(name)
         elif resource.database.database_name:
             response = await self._call("databases.list", instance=name)
@@ -637,7 +693,7 @@ class CloudSQLClient:
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         name, spec = resource.external_name, resource.database
-        instance = await self._find("instances.get", instance=name)
+        instance = await self._get_instance(name)
         if instance is None:
             return Deletion(gone=True, state=STATE_DELETED)
         if enum_name(instance.state) == STATE_PENDING_DELETE:
@@ -656,11 +712,46 @@ class CloudSQLClient:
     async def _call(self, method: str, /, *, secrets: Sequence[str] = (), **request: Any) -> Any:
         """One Cloud SQL Admin request in the provider config's project."""
         full = {"project": self._sql.project, **request}
-        return await self._sql.call(method, sql_request(method, full), secrets=secrets)
+        with _busy_is_a_wait(method, request.get("instance", "")):
+            return await self._sql.call(method, sql_request(method, full), secrets=secrets)
 
     async def _find(self, method: str, /, **request: Any) -> Any:
         """Like `_call`, but None when Cloud SQL answers 404."""
-        return await self._sql.find(method, sql_request(method, {"project": self._sql.project, **request}))
+        with _busy_is_a_wait(method, request.get("instance", "")):
+            return await self._sql.find(method, sql_request(method, {"project": self._sql.project, **request}))
+
+    async def _get_instance(self, name: str) -> Any:
+        """instances.get, None when the instance does not exist.
+
+        For a name that does not exist, Cloud SQL sometimes answers 403 notAuthorized instead of
+        404 (googleapis/google-api-go-client#1815 for instances.get and delete; the same 403 on
+        the first observe blocked creation in crossplane-contrib/provider-gcp#246 and is reported
+        in hashicorp/terraform-provider-google#1069). A 403 is also what a real lack of
+        permission looks like, so it is taken as "absent" only when instances.list, which the
+        same role grants, confirms that no instance of that name exists; otherwise the 403
+        stands, with Google's message."""
+        try:
+            return await self._find("instances.get", instance=name)
+        except Terminal as error:
+            if error.code != REASON_NOT_AUTHORIZED or await self._listed(name):
+                raise
+            return None
+
+    async def _listed(self, name: str) -> bool:
+        """Whether instances.list shows an instance of exactly this name."""
+        token = ""
+        while True:
+            page = await self._call(
+                "instances.list",
+                filter=f"name:{name}",
+                max_results=self._page_size,
+                **({"page_token": token} if token else {}),
+            )
+            if any(instance.name == name for instance in page.items):
+                return True
+            token = page.next_page_token
+            if not token:
+                return False
 
     async def _raise_failed_operation(self, name: str) -> None:
         """`Terminal` with Google's message when the newest operation on a not-RUNNABLE instance
@@ -680,7 +771,7 @@ class CloudSQLClient:
     async def _existing(self, resource: ManagedResource) -> Creation:
         """After 409 on insert: ours from an earlier attempt (the caller checks the owner), or a
         name Cloud SQL still reserves for a recently deleted instance."""
-        instance = await self._find("instances.get", instance=resource.external_name)
+        instance = await self._get_instance(resource.external_name)
         if instance is None:
             raise Terminal(MESSAGE_NAME_RESERVED.format(name=resource.external_name), code=CODE_NAME_RESERVED)
         return Creation(resource.external_name, enum_name(instance.state))
@@ -688,7 +779,7 @@ class CloudSQLClient:
     async def _patch(self, resource: ManagedResource, fields: Sequence[str]) -> bool:
         """One instances.patch with the drifted fields; True when Cloud SQL applied it at once."""
         name = resource.external_name
-        instance = await self._find("instances.get", instance=name)
+        instance = await self._get_instance(name)
         if instance is None:
             raise Retryable(f"instance {name} disappeared before it could be updated", code="NotFound")
         state = enum_name(instance.state)

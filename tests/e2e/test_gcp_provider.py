@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -54,6 +54,16 @@ KMS_KEY = "projects/kumo-dev-project/locations/europe-west1/keyRings/kumo/crypto
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Until `check()` holds: a Cloud SQL operation nobody reads ends after the emulator's
+    operation_seconds, as a real one ends on its own."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not true after {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -138,7 +148,19 @@ class CloudSQL:
         )
 
     def patch(self, name: str, body: dict[str, Any]) -> None:
-        self.instances.patch(request={"project": self.project, "instance": name, "body": body})
+        """A console edit, finished before anyone goes on: Cloud SQL takes one operation per
+        instance at a time, so kumo's next change would otherwise wait for this one."""
+        operation = self.instances.patch(request={"project": self.project, "instance": name, "body": body})
+        operations = sql.SqlOperationsServiceClient(
+            client_options={"api_endpoint": self.emulator.endpoint},
+            transport="rest",
+            credentials=AnonymousCredentials(),
+        )
+        for _ in range(10):
+            if operation.status == sql.Operation.SqlOperationStatus.DONE:
+                return
+            operation = operations.get(request={"project": self.project, "operation": operation.name})
+        raise AssertionError(f"the console edit {operation.name} never finished")
 
 
 @pytest.fixture
@@ -261,9 +283,24 @@ def test_database_private_instance_connects_through_its_private_address(cloudsql
 
 
 def test_database_observe_absent_is_none(cloudsql_client: DatabaseClient, calls: CallLog) -> None:
-    """An instance that does not exist observes as None, not as an error."""
+    """An instance that never existed observes as None, not as an error: Cloud SQL answers 403
+    for such a name, and instances.list confirms it is absent."""
     assert run(cloudsql_client.observe(database())) is None
-    assert calls.finished[0].outcome == "404" and calls.balanced
+    assert [(c.operation, c.outcome) for c in calls.finished] == [("instances.get", "403"), ("instances.list", "ok")]
+    assert calls.balanced
+
+
+def test_database_403_for_an_instance_that_is_listed_stands(
+    cloudsql_client: DatabaseClient, cloud: CloudSQL, calls: CallLog
+) -> None:
+    """A 403 is taken as "absent" only when the list agrees; a deleted name answers 404."""
+    resource = database()
+    create_ready(cloudsql_client, resource)
+    run(cloudsql_client.delete(resource))
+    wait_until(lambda: run(cloudsql_client.delete(resource)).gone)
+
+    assert run(cloudsql_client.observe(resource)) is None
+    assert calls.finished[-1].outcome == "404"
 
 
 def test_database_create_twice_is_idempotent(cloudsql_client: DatabaseClient, calls: CallLog) -> None:
@@ -415,7 +452,8 @@ def test_database_observe_many_costs_one_list_call_per_page(
     resources = [database(database_name="app") for _ in range(12)]
     instances = cloud.instances
     for resource in resources:
-        body = {"name": resource.external_name, "database_version": "POSTGRES_16", "settings": {"tier": "db-f1-micro"}}
+        settings = {"tier": "db-f1-micro", "edition": "ENTERPRISE"}
+        body = {"name": resource.external_name, "database_version": "POSTGRES_16", "settings": settings}
         instances.insert(request={"project": cloud.project, "body": body})
     absent = database()
 
@@ -436,9 +474,10 @@ def test_database_delete_is_gone_and_stays_gone(cloudsql_client: DatabaseClient,
     first = run(cloudsql_client.delete(resource))
     second = run(cloudsql_client.delete(resource))
 
-    assert first == Deletion(gone=False, state="PENDING_DELETE")
-    assert second.gone
+    assert first == second == Deletion(gone=False, state="PENDING_DELETE")  # no second delete call
+    wait_until(lambda: run(cloudsql_client.delete(resource)).gone)
     assert run(cloudsql_client.observe(resource)) is None and calls.balanced
+    assert calls.operations().count("instances.delete") == 1
 
 
 def test_database_delete_protection_reaches_the_caller(cloudsql_client: DatabaseClient) -> None:
