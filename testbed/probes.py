@@ -6,6 +6,7 @@ One probe per cloud with the same methods, so e2e scenarios run unchanged over e
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from google.cloud import sqladmin_v1beta4 as sqladmin
 from google.cloud import storage
 
 CLOUDS = ["aws", "gcp"]
+# A second AWS region for the scenarios where the region matters (a ProviderConfig there, its
+# buckets and databases): the bed's own is us-east-1, which S3 treats unlike every other region.
+AWS_OTHER_REGION = "eu-west-1"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -64,18 +68,22 @@ class CloudProbe:
 
 
 class AWSProbe(CloudProbe):
+    """Clients in `region` (the bed's own by default), as an operator working there would use;
+    S3 calls on a bucket of another region follow S3's redirect, as the SDK does."""
+
     cloud = "aws"
 
-    def __init__(self, env: dict[str, Any]) -> None:
+    def __init__(self, env: dict[str, Any], region: str = "") -> None:
         self.env = env["aws"]
-        common = {
+        self.region = region or self.env["region"]
+        self.common = {
             "endpoint_url": self.env["endpoint"],
-            "region_name": self.env["region"],
+            "region_name": self.region,
             "aws_access_key_id": self.env["access_key_id"],
             "aws_secret_access_key": self.env["secret_access_key"],
         }
-        self.rds = boto3.client("rds", **common)
-        self.s3 = boto3.client("s3", **common)
+        self.rds = boto3.client("rds", **self.common)
+        self.s3 = boto3.client("s3", **self.common)
 
     def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         secret, config = example_provider_config("aws", name)
@@ -83,7 +91,7 @@ class AWSProbe(CloudProbe):
             "aws_access_key_id": self.env["access_key_id"],
             "aws_secret_access_key": self.env["secret_access_key"],
         }
-        config["spec"]["region"] = self.env["region"]
+        config["spec"]["region"] = self.region
         endpoint = self.env["endpoint"]
         config["spec"]["endpoints"] = {"rds": endpoint, "s3": endpoint, "sts": endpoint}
         return secret, config
@@ -95,11 +103,12 @@ class AWSProbe(CloudProbe):
             if "NotFound" in error.response["Error"]["Code"]:
                 return None
             raise
+        endpoint = found.get("Endpoint") or {}  # none while the instance is still creating
         return {
             "storageGB": found["AllocatedStorage"],
             "instanceClass": found["DBInstanceClass"],
-            "host": found["Endpoint"]["Address"],
-            "port": str(found["Endpoint"]["Port"]),
+            "host": endpoint.get("Address", ""),
+            "port": str(endpoint.get("Port", "")),
             "tags": {t["Key"]: t["Value"] for t in found.get("TagList", [])},
             "status": found["DBInstanceStatus"],
         }
@@ -188,6 +197,20 @@ class GCPProbe(CloudProbe):
             return None
         return {"versioning": bool(found.versioning_enabled), "labels": dict(found.labels or {})}
 
+    def patch_bucket(self, bucket: Any) -> None:
+        """Send a `storage.Bucket`'s changed metadata as a person would: GCS takes one metadata
+        update per bucket per second and refuses the next with 429 rateLimitExceeded
+        (https://cloud.google.com/storage/quotas), so a refused patch is sent again a moment later."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                bucket.patch()
+                return
+            except google_errors.TooManyRequests:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
     def put_object(self, bucket: str, key: str, body: bytes) -> None:
         self.gcs.bucket(bucket).blob(key).upload_from_string(body)
 
@@ -202,6 +225,8 @@ class GCPProbe(CloudProbe):
         return sum(len(page.items) for page in self.instances.list(request=request).pages)
 
 
-def probe_for(cloud: str, env: dict[str, Any]) -> CloudProbe:
-    probes: dict[str, type[CloudProbe]] = {"aws": AWSProbe, "gcp": GCPProbe}
-    return probes[cloud](env)
+def probe_for(cloud: str, env: dict[str, Any], region: str = "") -> CloudProbe:
+    """The probe for `cloud`; for AWS, working in `region` (default: the bed's)."""
+    if cloud == "aws":
+        return AWSProbe(env, region)
+    return GCPProbe(env)

@@ -115,7 +115,7 @@ def _gcs_change(probe, name: str) -> None:
     bucket.versioning_enabled = False
     bucket.iam_configuration.public_access_prevention = "inherited"
     bucket.labels = {**bucket.labels, "team": "other"}
-    bucket.patch()
+    probe.patch_bucket(bucket)  # waits out GCS's one metadata update per second, as a person would
 
 
 def _gcs_corrected(probe, name: str) -> bool:

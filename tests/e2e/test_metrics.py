@@ -41,7 +41,7 @@ def test_metrics_follow_the_controllers_work(kumo, probe, provider_config, cloud
     else:
         bucket = probe.gcs.get_bucket(external)
         bucket.versioning_enabled = False
-        bucket.patch()
+        probe.patch_bucket(bucket)
     kumo.wait_for(
         "drift corrected in metrics",
         lambda: (

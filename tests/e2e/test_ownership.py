@@ -20,10 +20,10 @@ def _existing_bucket(probe, owner_uid: str | None) -> tuple[str, dict[str, str]]
         tags = {"kumo.dev/owner-uid": owner_uid, "kumo.dev/owner-name": "other"} if owner_uid else {"team": "x"}
         probe.s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
     else:
-        bucket = probe.gcs.create_bucket(name)
         tags = {"kumo-owner-uid": owner_uid, "kumo-owner-name": "other"} if owner_uid else {"team": "x"}
+        bucket = probe.gcs.bucket(name)
         bucket.labels = tags
-        bucket.patch()
+        probe.gcs.create_bucket(bucket)  # GCS keeps labels sent with the insert
     return name, tags
 
 

@@ -226,17 +226,17 @@ def test_moto_serves_boto3_over_http(testbed):
 
 
 def test_gcs_emulator_serves_google_cloud_storage(testbed):
-    """google-cloud-storage talks to the emulator; settings sent by PATCH are stored."""
+    """google-cloud-storage talks to the emulator; settings sent with the insert are kept."""
     gcp = testbed.env["gcp"]
     gcs = storage.Client(
         project=gcp["project"],
         credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=gcp["storage_endpoint"]),
     )
-    bucket = gcs.create_bucket(f"probe-{uuid.uuid4().hex[:8]}")
+    bucket = gcs.bucket(f"probe-{uuid.uuid4().hex[:8]}")
     bucket.versioning_enabled = True
     bucket.labels = {"team": "a"}
-    bucket.patch()
+    gcs.create_bucket(bucket)
     reread = gcs.get_bucket(bucket.name)
     assert reread.versioning_enabled is True
     assert reread.labels == {"team": "a"}
