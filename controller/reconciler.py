@@ -302,7 +302,10 @@ class Reconciler:
                 return True
             await self._report_missing(work)
         elif not _observe_only(body) and (
-            not observation.ready or observation.owner is None or observation.owner.uid != work.uid
+            not observation.ready
+            or observation.owner is None
+            or observation.owner.uid != work.uid
+            or _note_changed(work, observation)
         ):
             return True
         else:
@@ -652,6 +655,13 @@ def _was_usable(work: _Pass) -> bool:
     """Ready was True at some point (Available, or Unavailable since)."""
     ready = cond.find(work.status.get("conditions") or [], cond.READY)
     return ready is not None and ready.get("reason") in (cond.AVAILABLE, cond.UNAVAILABLE)
+
+
+def _note_changed(work: _Pass, observation: Observation) -> bool:
+    """Ready is True but does not carry the cloud's current note on the state (maintenance
+    began or ended): a full reconcile rewrites it, so Ready says what is going on without flapping."""
+    ready = cond.find(work.status.get("conditions") or [], cond.READY)
+    return bool(ready and ready.get("status") == "True" and (ready.get("message") or "") != observation.message)
 
 
 def _observe_only(body: Mapping[str, Any]) -> bool:
