@@ -26,6 +26,7 @@ from .conftest import condition, example, unique
 pytestmark = pytest.mark.e2e
 
 INTERVAL = Limits.from_env().bucket_update_interval  # the bed's emulator reads the same variable
+TARGET_CLOUDS = ("gcp",)  # the scenarios below are GCS's own
 
 
 @pytest.fixture
