@@ -21,6 +21,7 @@ from typing import Any
 
 from . import conditions as cond
 from .drift import IN_SYNC, DriftPolicy
+from .providerconfig import ConfigKey, config_key
 from .resources import ObjectKey
 from .scopes import SweepScope, own_interval, scope_of, sweepable
 
@@ -68,6 +69,9 @@ class ObjectCache:
     _scope_of: dict[ObjectKey, SweepScope] = field(default_factory=dict)
     # scope -> its sweepable members -> each member's own sweep interval (None: the default)
     _scopes: dict[SweepScope, dict[ObjectKey, float | None]] = field(default_factory=dict)
+    # provider config -> how many cached objects use it (deleting ones included)
+    _config_of: dict[ObjectKey, ConfigKey] = field(default_factory=dict)
+    _users: Counter[ConfigKey] = field(default_factory=Counter)
 
     def put(self, key: ObjectKey, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store the latest body; returns the slim copy that was stored."""
@@ -80,6 +84,8 @@ class ObjectCache:
             drifted=bool(in_sync and in_sync.get("status") == "False"),
         )
         self._unfile(key)
+        self._config_of[key] = config = config_key(kept, key.namespace)
+        self._users[config] += 1
         if sweepable(kept, self.default_policy):
             scope = self._scope_of[key] = scope_of(key, kept)
             self._scopes.setdefault(scope, {})[key] = own_interval(kept)
@@ -95,7 +101,16 @@ class ObjectCache:
         self._states.pop(key, None)
         self._unfile(key)
 
+    def users(self, config: ConfigKey) -> int:
+        """How many cached objects use this provider config."""
+        return self._users.get(config, 0)
+
     def _unfile(self, key: ObjectKey) -> None:
+        config = self._config_of.pop(key, None)
+        if config is not None:
+            self._users[config] -= 1
+            if self._users[config] <= 0:
+                del self._users[config]
         scope = self._scope_of.pop(key, None)
         if scope is not None:
             members = self._scopes[scope]

@@ -32,8 +32,36 @@ class NotFound(Exception):
     """The object asked for does not exist."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: the API server refuses to create anything in it."""
+
+
 def _not_found(error: ApiException) -> bool:
     return error.status == 404
+
+
+def namespace_terminating(error: ApiException) -> bool:
+    """403 with cause NamespaceTerminating: the NamespaceLifecycle admission plugin's answer to a
+    create in a namespace being deleted ("unable to create new content in namespace X because it
+    is being terminated"). It is final for that namespace: retrying cannot succeed."""
+    if error.status != 403:
+        return False
+    try:
+        causes = (json.loads(error.body or "{}").get("details") or {}).get("causes") or []
+    except (TypeError, ValueError):
+        return False
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
+
+
+def finalizers_patch(current: list[str], wanted: list[str]) -> list[dict[str, Any]]:
+    """A JSON patch from `current` to `wanted` finalizers that fails (409/422) if someone else
+    changed the list meanwhile, instead of overwriting their change."""
+    if not current:
+        return [{"op": "add", "path": "/metadata/finalizers", "value": wanted}]
+    return [
+        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
+    ]
 
 
 class KubeClient:
@@ -175,6 +203,25 @@ class KubeClient:
                 raise NotFound(f"{kind} {name!r} not found") from None
             raise
 
+    async def set_provider_config_finalizers(
+        self, namespace: str, name: str, current: list[str], wanted: list[str]
+    ) -> None:
+        """A namespaced ProviderConfig's finalizers (the in-use protection); gone is fine."""
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PROVIDER_CONFIG_PLURALS["ProviderConfig"],
+                name,
+                finalizers_patch(current, wanted),
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            if not _not_found(error):
+                raise
+
     # ------------------------------------------------------------------ secrets
 
     async def read_secret(self, namespace: str, name: str) -> client.V1Secret | None:
@@ -186,7 +233,26 @@ class KubeClient:
             raise
 
     async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(self.core.create_namespaced_secret, namespace, secret)
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_secret, namespace, secret)
+        except ApiException as error:
+            if namespace_terminating(error):
+                raise NamespaceTerminating(f"namespace {namespace} is being terminated") from None
+            raise
+
+    async def set_secret_finalizers(self, namespace: str, name: str, current: list[str], wanted: list[str]) -> None:
+        """A credentials Secret's finalizers (the in-use protection); gone is fine."""
+        try:
+            await asyncio.to_thread(
+                self.core.patch_namespaced_secret,
+                name,
+                namespace,
+                finalizers_patch(current, wanted),
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            if not _not_found(error):
+                raise
 
     async def replace_secret(self, namespace: str, name: str, secret: Mapping[str, Any]) -> None:
         await asyncio.to_thread(self.core.replace_namespaced_secret, name, namespace, secret)
@@ -225,6 +291,9 @@ class KubeClient:
         try:
             await asyncio.to_thread(self.core.create_namespaced_event, key.namespace, event)
         except ApiException as error:
+            if namespace_terminating(error):  # expected while a namespace's objects are finalized
+                log.info("event %s on %s not posted: namespace %s is being terminated", reason, key, key.namespace)
+                return
             log.warning("could not post event %s on %s: %s", reason, key, error.reason)
 
     async def namespace_uid(self, name: str) -> str:

@@ -44,9 +44,10 @@ from .drift import DriftPolicy
 from .kube import KubeClient
 from .leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from .metrics import Metrics
+from .providerconfig import ConfigKey, config_key
 from .ratelimit import RateLimiters
 from .reconciler import ANNOTATION_ADOPT, ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
-from .resources import FINALIZER, KINDS, ObjectKey, connection_secret_name
+from .resources import FINALIZER, IN_USE_FINALIZER, KINDS, ObjectKey, connection_secret_name
 from .sweeps import Sweeper
 from .workqueue import WorkQueue
 
@@ -93,6 +94,8 @@ class Controller:
     _confirmed: int = 0  # how many of those the watches have delivered so far
     _fingerprints: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _releases: set[asyncio.Task[None]] = field(default_factory=set)
+    _loop: asyncio.AbstractEventLoop | None = None  # set by prime(): the cache is complete from then on
 
     def on_object_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -102,6 +105,7 @@ class Controller:
             self._confirmed += 1
         if event_type == "DELETED":
             self._forget(key)
+            self._release_if_unused(config_key(body))
             return
         self.cache.put(key, body)
         mark = fingerprint(body)
@@ -111,6 +115,32 @@ class Controller:
         if event_type is None and self._settled(key, body):
             return  # listed at start-up and already done: the first sweep verifies it in bulk
         self.queue.add(key)
+
+    def on_provider_config_event(self, body: Mapping[str, Any]) -> None:
+        """A namespaced ProviderConfig held in use and being deleted is released as soon as no
+        object uses it (also after a restart, when the watch's first listing delivers it)."""
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp") and IN_USE_FINALIZER in (meta.get("finalizers") or []):
+            self._release_if_unused(("ProviderConfig", meta["namespace"], meta["name"]))
+
+    def _release_if_unused(self, config: ConfigKey) -> None:
+        if config[0] != "ProviderConfig" or self.cache.users(config) or self._loop is None or self._loop.is_closed():
+            return
+        # kopf runs these sync handlers in worker threads: the release runs on the event loop.
+        self._loop.call_soon_threadsafe(self._start_release, config)
+
+    def _start_release(self, config: ConfigKey) -> None:
+        task = asyncio.create_task(self._release(config), name=f"kumo-release-{config[1]}/{config[2]}")
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, config: ConfigKey) -> None:
+        if not self.may_act():
+            return  # a standby: the leader sees the same events and releases it
+        try:
+            await self.reconciler.release_config(config)
+        except Exception:  # the next event about the config or its last user tries again
+            log.exception("could not release ProviderConfig %s/%s", config[1], config[2])
 
     def _forget(self, key: ObjectKey) -> None:
         self.cache.pop(key)
@@ -160,6 +190,7 @@ class Controller:
         object in it. Pages keep the memory bounded; Secret data is never read here.
         """
         started = time.monotonic()
+        self._loop = None
         for namespace in _list_namespaces(namespaces):
             async for meta in kube.list_secret_metadata(namespace, f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
                 if _watched(meta["namespace"], namespaces):
@@ -172,6 +203,7 @@ class Controller:
                         self.on_object_event(kind, None, body)
                         self._unconfirmed.add(ObjectKey(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
         self.primed.set()
+        self._loop = asyncio.get_running_loop()
         log.info(
             "start-up listing: %d objects (%d to reconcile), %d connection Secrets in %.1fs",
             len(self.cache),
@@ -404,6 +436,11 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_secret_event(event.get("type"), body)
+
+    @kopf.on.event(API_GROUP, API_VERSION, "providerconfigs", registry=registry, id="watch-providerconfigs")
+    def provider_config_event(body: Mapping[str, Any], **_: Any) -> None:
+        if "controller" in memo:
+            memo["controller"].on_provider_config_event(body)
 
     return registry
 

@@ -4,19 +4,30 @@ Tenancy lives here. A namespaced ProviderConfig is only looked up in the object'
 and only reads its credentials Secret from that same namespace; a ClusterProviderConfig reads its
 credentials Secret from the controller's own namespace. No reference ever names another
 namespace, so a user in namespace A cannot point kumo at a Secret in namespace B.
+
+In-use protection: while objects use a namespaced ProviderConfig, it and its credentials Secret
+carry the finalizer `kumo.dev/in-use`. Deleting a namespace deletes everything in it at once; without
+the finalizer the credentials would be gone before kumo could delete the cloud resources of the
+namespace's Databases and Buckets, and those (and so the namespace) would be stuck for ever; the
+same failure reported against Config Connector
+(https://github.com/GoogleCloudPlatform/k8s-config-connector/issues/375) and Crossplane
+(https://github.com/crossplane/crossplane/issues/4661, whose answer is the same kind of in-use
+finalizer on ProviderConfigs). The finalizer is added when an object's reconcile resolves the
+config, and removed (`release`) when the last object using it is gone.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kumo.providers.base import ProviderSettings
 
 from .kube import KubeClient, NotFound
+from .resources import IN_USE_FINALIZER
 
 DEFAULT_REF = {"kind": "ClusterProviderConfig", "name": "default"}
 
@@ -25,11 +36,15 @@ class ProviderConfigError(Exception):
     """The reference cannot be resolved (missing config, Secret or key): the user must act."""
 
 
-def config_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+ConfigKey = tuple[str, str, str]
+
+
+def config_key(body: Mapping[str, Any], namespace: str | None = None) -> ConfigKey:
     """(kind, namespace, name) of the config an object uses; namespace "" for a cluster config."""
-    ref = body.get("spec", {}).get("providerConfigRef") or DEFAULT_REF
+    ref = (body.get("spec") or {}).get("providerConfigRef") or DEFAULT_REF
     kind = ref.get("kind", DEFAULT_REF["kind"])
-    return kind, body["metadata"]["namespace"] if kind == "ProviderConfig" else "", ref["name"]
+    namespace = body["metadata"]["namespace"] if namespace is None else namespace
+    return kind, namespace if kind == "ProviderConfig" else "", ref["name"]
 
 
 @dataclass
@@ -45,19 +60,30 @@ class RecentConfigs:
 
     ttl: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    _entries: dict[tuple[str, str, str], tuple[float, ProviderSettings]] = field(default_factory=dict)
+    # key -> (when resolved, settings, whether the in-use protection was checked then)
+    _entries: dict[ConfigKey, tuple[float, ProviderSettings, bool]] = field(default_factory=dict)
 
-    async def resolve(self, kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+    async def resolve(
+        self, kube: KubeClient, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
+    ) -> ProviderSettings:
         key = config_key(body)
         kept = self._entries.get(key)
-        if kept is not None and self.clock() - kept[0] < self.ttl:
+        if kept is not None and self.clock() - kept[0] < self.ttl and (kept[2] or not protect):
             return kept[1]
-        settings = await resolve(kube, body, controller_namespace)
-        self._entries[key] = (self.clock(), settings)
+        settings = await resolve(kube, body, controller_namespace, protect=protect)
+        self._entries[key] = (self.clock(), settings, protect)
         return settings
 
+    def forget(self, key: ConfigKey) -> None:
+        """The next resolve reads the config again (and checks its protection again)."""
+        self._entries.pop(key, None)
 
-async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespace: str) -> ProviderSettings:
+
+async def resolve(
+    kube: KubeClient, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
+) -> ProviderSettings:
+    """The settings of the object's config; with `protect`, a namespaced ProviderConfig and its
+    credentials Secret get the in-use finalizer if they lack it (one write each, once)."""
     kind, _, name = config_key(body)
     namespace = body["metadata"]["namespace"]
     try:
@@ -66,8 +92,13 @@ async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespac
         where = f" in namespace {namespace}" if kind == "ProviderConfig" else ""
         raise ProviderConfigError(f"spec.providerConfigRef: {kind} {name!r} not found{where}") from None
     spec = config.get("spec", {})
+    protect = protect and kind == "ProviderConfig"  # a cluster config outlives any namespace
+    if protect:
+        await _hold(
+            config["metadata"], lambda now, wanted: kube.set_provider_config_finalizers(namespace, name, now, wanted)
+        )
     secret_namespace = namespace if kind == "ProviderConfig" else controller_namespace
-    credentials = await _credentials(kube, spec.get("credentials") or {}, secret_namespace, kind, name)
+    credentials = await _credentials(kube, spec.get("credentials") or {}, secret_namespace, kind, name, protect)
     return ProviderSettings(
         provider=spec["provider"],
         region=spec.get("region", ""),
@@ -79,7 +110,7 @@ async def resolve(kube: KubeClient, body: Mapping[str, Any], controller_namespac
 
 
 async def _credentials(
-    kube: KubeClient, spec: Mapping[str, Any], namespace: str, kind: str, name: str
+    kube: KubeClient, spec: Mapping[str, Any], namespace: str, kind: str, name: str, protect: bool = False
 ) -> dict[str, str]:
     if spec.get("source", "Environment") != "Secret":
         return {}  # the environment's default chain: IRSA, Workload Identity, instance roles
@@ -87,6 +118,9 @@ async def _credentials(
     secret = await kube.read_secret(namespace, ref.get("name", ""))
     if secret is None:
         raise ProviderConfigError(f"{kind} {name!r}: credentials Secret {namespace}/{ref.get('name')} not found")
+    if protect:
+        meta = {"finalizers": secret.metadata.finalizers, "deletionTimestamp": secret.metadata.deletion_timestamp}
+        await _hold(meta, lambda now, wanted: kube.set_secret_finalizers(namespace, secret.metadata.name, now, wanted))
     data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
     key = ref.get("key")
     if not key:
@@ -96,3 +130,35 @@ async def _credentials(
             f"{kind} {name!r}: key {key!r} not found in credentials Secret {namespace}/{ref['name']}"
         )
     return {"document": data[key]}
+
+
+SetFinalizers = Callable[[list[str], list[str]], Awaitable[None]]
+
+
+async def _hold(meta: Mapping[str, Any], set_finalizers: SetFinalizers) -> None:
+    """Add the in-use finalizer unless present. An object already being deleted cannot take a
+    new finalizer (the API server refuses it): it is used while it lasts."""
+    current = list(meta.get("finalizers") or [])
+    if IN_USE_FINALIZER not in current and not meta.get("deletionTimestamp"):
+        await set_finalizers(current, [*current, IN_USE_FINALIZER])
+
+
+async def release(kube: KubeClient, namespace: str, name: str) -> None:
+    """Remove the in-use finalizer from a namespaced ProviderConfig and its credentials Secret:
+    no object uses them any more. The Secret goes first, so a crash in between leaves the config
+    held, and the config's next watch event (its deletion) brings kumo back here."""
+    try:
+        config = await kube.get_provider_config("ProviderConfig", namespace, name)
+    except NotFound:
+        return
+    credentials = (config.get("spec") or {}).get("credentials") or {}
+    if credentials.get("source") == "Secret":
+        secret = await kube.read_secret(namespace, (credentials.get("secretRef") or {}).get("name", ""))
+        held = list((secret.metadata.finalizers if secret is not None else None) or [])
+        if secret is not None and IN_USE_FINALIZER in held:
+            wanted = [f for f in held if f != IN_USE_FINALIZER]
+            await kube.set_secret_finalizers(namespace, secret.metadata.name, held, wanted)
+    held = list(config["metadata"].get("finalizers") or [])
+    if IN_USE_FINALIZER in held:
+        wanted = [f for f in held if f != IN_USE_FINALIZER]
+        await kube.set_provider_config_finalizers(namespace, name, held, wanted)

@@ -48,9 +48,9 @@ from . import conditions as cond
 from . import connection as conn
 from . import drift as drift_policy
 from .drift import DriftPolicy, policy_of
-from .kube import KubeClient
+from .kube import KubeClient, NamespaceTerminating
 from .metrics import Metrics
-from .providerconfig import ProviderConfigError, RecentConfigs
+from .providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
 from .resources import (
     FINALIZER,
     KINDS,
@@ -197,6 +197,12 @@ class Reconciler:
             result = self._in_progress(work, progress)
         except (ProviderError, ProviderConfigError) as error:
             result = await self._failed(work, error)
+        except NamespaceTerminating as refused:
+            # Namespace deletion under way: the API server refuses every create in it (a deleted
+            # connection Secret cannot come back) until the namespace controller deletes this
+            # object too; that deletion is the next event. Nothing to retry before it.
+            log.info("%s: %s; waiting for the object's own deletion", key, refused)
+            result = Result()
         if not work.done:
             await self._finish(work)
         return result
@@ -209,7 +215,8 @@ class Reconciler:
     async def connect(self, kind: Kind, body: Mapping[str, Any]) -> Connected:
         """Provider, client and settings for an object's provider config, resolved again after a
         few seconds so a rotated credential or a changed endpoint takes effect without a restart."""
-        settings = await self.configs.resolve(self.kube, body, self.controller_namespace)
+        deleting = bool(body["metadata"].get("deletionTimestamp"))
+        settings = await self.configs.resolve(self.kube, body, self.controller_namespace, protect=not deleting)
         provider = self.providers.get(settings.provider)
         if kind not in provider.kinds:
             raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")
@@ -580,9 +587,16 @@ class Reconciler:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
         }
 
+    async def release_config(self, config: ConfigKey) -> None:
+        """No object uses this namespaced ProviderConfig any more: drop its in-use protection."""
+        self.configs.forget(config)
+        await release(self.kube, config[1], config[2])
+
     async def _delete_owned_secret(self, work: _Pass) -> None:
-        # Garbage collection would remove it through the ownerReference, but not every cluster
-        # runs the collector promptly (test control planes run none); delete it explicitly.
+        # Garbage collection removes it through the ownerReference too, but only after the object
+        # is gone and at the collector's pace; deleting it here means the Secret never outlives
+        # the finalizer (an app sees it vanish with its database). If the collector or a user was
+        # quicker, the read finds nothing or the delete gets 404: both are fine.
         name = connection_secret_name(work.body)
         secret = await self.kube.read_secret(work.key.namespace, name)
         if secret is not None and _owned_by(secret, work.uid):

@@ -19,6 +19,9 @@ from kumo.providers.base import BucketSpec, DatabaseSpec, Kind, ManagedResource,
 from kumo import API_GROUP, API_VERSION
 
 FINALIZER = "kumo.dev/cleanup"
+# On a namespaced ProviderConfig and its credentials Secret while objects in the namespace use
+# them: deleting the namespace must not take kumo's credentials before the cloud is cleaned up.
+IN_USE_FINALIZER = "kumo.dev/in-use"
 MAX_EXTERNAL_NAME = 63  # RDS identifiers and bucket names: the strictest of our clouds
 
 

@@ -1,8 +1,8 @@
 """Shared pytest fixtures: one test bed per session, a fresh namespace per test.
 
-The test bed (real kube-apiserver + etcd, moto, the GCS emulator and kumo's Cloud SQL emulator)
-is started once for the whole session, or reused from a running `kumo dev up` when
-`KUMO_TESTBED_ENV` points at its env file. Unit tests never touch it: the fixtures start it only
+The test bed (real kube-apiserver, kube-controller-manager and etcd, moto, the GCS emulator and
+kumo's Cloud SQL emulator) is started once for the whole session, or reused from a running
+`kumo dev up` when `KUMO_TESTBED_ENV` points at its env file. Unit tests never touch it: the fixtures start it only
 when an e2e test asks.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from kumo.controller.resources import IN_USE_FINALIZER
 from kumo.testbed.bed import TestBed, install_crds
 
 
@@ -48,6 +49,7 @@ def kube_api(testbed: TestBed) -> client.ApiClient:
 # The controller started by the e2e fixtures watches only namespaces matching this glob, so tests
 # that exercise the API server alone (schemas, status subresource) can use other namespaces.
 WATCHED_NAMESPACES = "t-*"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def _fresh_namespace(kube_api: client.ApiClient, prefix: str) -> Iterator[str]:
@@ -56,26 +58,62 @@ def _fresh_namespace(kube_api: client.ApiClient, prefix: str) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     _release_kumo_objects(kube_api, name)
-    # No controller-manager runs, so the namespace stays Terminating; that is harmless here.
-    core.delete_namespace(name)
+    # The test bed's namespace controller removes the namespace and its content in the
+    # background; no test waits for that (tests/e2e/test_namespace_deletion.py does, on purpose,
+    # and leaves nothing to delete here).
+    try:
+        core.delete_namespace(name)
+    except client.exceptions.ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def _release_kumo_objects(kube_api: client.ApiClient, namespace: str) -> None:
-    """Drop what a test left behind without making the controller clean the cloud up: the
-    namespace never finishes terminating here, and its objects would keep being reconciled."""
+    """Drop what a test left behind without making the controller clean the cloud up.
+
+    Still needed with a namespace controller in the bed: left alone, the controller would delete
+    every test's cloud resources in the background while later tests run and count cloud calls,
+    and a namespace that a per-test controller watched (HA, ServiceAccount and fault tests start
+    their own) would stay Terminating once that controller has stopped, held by kumo's
+    finalizers. So the objects lose their finalizers here, and a namespaced ProviderConfig and
+    Secret lose kumo's in-use finalizer.
+    """
     objects = client.CustomObjectsApi(kube_api)
+    core = client.CoreV1Api(kube_api)
+    patch = {"metadata": {"finalizers": None}}
     for plural in ("databases", "buckets"):
         for item in objects.list_namespaced_custom_object("kumo.dev", "v1alpha1", namespace, plural)["items"]:
             name = item["metadata"]["name"]
-            patch = {"metadata": {"finalizers": None}}
             try:
                 objects.patch_namespaced_custom_object(
-                    "kumo.dev", "v1alpha1", namespace, plural, name, patch, _content_type="application/merge-patch+json"
+                    "kumo.dev", "v1alpha1", namespace, plural, name, patch, _content_type=MERGE_PATCH
                 )
                 objects.delete_namespaced_custom_object("kumo.dev", "v1alpha1", namespace, plural, name)
             except client.exceptions.ApiException as error:
                 if error.status != 404:
                     raise
+    held = [
+        ("providerconfigs", item["metadata"])
+        for item in objects.list_namespaced_custom_object("kumo.dev", "v1alpha1", namespace, "providerconfigs")["items"]
+    ]
+    held += [
+        ("secrets", {"name": s.metadata.name, "finalizers": s.metadata.finalizers})
+        for s in core.list_namespaced_secret(namespace).items
+    ]
+    for plural, meta in held:
+        if IN_USE_FINALIZER not in (meta.get("finalizers") or []):
+            continue
+        unheld = {"metadata": {"finalizers": [f for f in meta["finalizers"] if f != IN_USE_FINALIZER]}}
+        try:
+            if plural == "secrets":
+                core.patch_namespaced_secret(meta["name"], namespace, unheld, _content_type=MERGE_PATCH)
+            else:
+                objects.patch_namespaced_custom_object(
+                    "kumo.dev", "v1alpha1", namespace, plural, meta["name"], unheld, _content_type=MERGE_PATCH
+                )
+        except client.exceptions.ApiException as error:
+            if error.status != 404:
+                raise
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ class FakeKube:
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     finalizers: dict[str, list[str]] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    terminating: set[str] = field(default_factory=set)  # namespaces being deleted: creates refused
 
     @property
     def writes(self) -> list[tuple[str, ...]]:
@@ -61,10 +62,28 @@ class FakeKube:
             raise NotFound(f"{kind} {name!r} not found")
         return found
 
+    async def set_provider_config_finalizers(self, namespace, name, current, wanted):
+        self.journal.append(("kube:provider-config-finalizers", name))
+        found = self.provider_configs.get(("ProviderConfig", namespace, name))
+        if found is not None:
+            assert list(found["metadata"].get("finalizers") or []) == current, "finalizers changed meanwhile"
+            found["metadata"]["finalizers"] = list(wanted)
+
+    async def set_secret_finalizers(self, namespace, name, current, wanted):
+        self.journal.append(("kube:secret-finalizers", name))
+        found = self.secrets.get((namespace, name))
+        if found is not None:
+            assert list(found.metadata.finalizers or []) == current, "finalizers changed meanwhile"
+            found.metadata.finalizers = list(wanted)
+
     async def read_secret(self, namespace, name):
         return copy.deepcopy(self.secrets.get((namespace, name)))
 
     async def create_secret(self, namespace, body):
+        if namespace in self.terminating:
+            from kumo.controller.kube import NamespaceTerminating
+
+            raise NamespaceTerminating(f"namespace {namespace} is being terminated")
         self.journal.append(("kube:create-secret", body["metadata"]["name"]))
         self.secrets[(namespace, body["metadata"]["name"])] = to_v1_secret(body)
 

@@ -54,11 +54,14 @@ CLUSTER_RULES = {
     ),
     ("kumo.dev", "databases/status"): ({"patch"}, "KubeClient.patch_status"),
     ("kumo.dev", "buckets/status"): ({"patch"}, "KubeClient.patch_status"),
-    ("kumo.dev", "providerconfigs"): ({"get"}, "KubeClient.get_provider_config"),
+    ("kumo.dev", "providerconfigs"): (
+        {"get", "list", "watch", "patch"},
+        "KubeClient.get_provider_config, set_provider_config_finalizers, kopf watch (in-use release)",
+    ),
     ("kumo.dev", "clusterproviderconfigs"): ({"get"}, "KubeClient.get_provider_config"),
     ("", "secrets"): (
-        {"get", "list", "watch", "create", "update", "delete"},
-        "connection Secrets (read/create/replace/delete), credentials Secrets (read), kopf watch",
+        {"get", "list", "watch", "create", "update", "patch", "delete"},
+        "connection Secrets (read/create/replace/delete), credentials Secrets (read, in-use finalizer), kopf watch",
     ),
     ("", "events"): ({"create"}, "KubeClient.emit_event"),
     ("", "namespaces"): ({"get", "list", "watch"}, "kube-system UID as cluster id; kopf namespace matching"),
