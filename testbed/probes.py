@@ -6,7 +6,6 @@ One probe per cloud with the same methods, so e2e scenarios run unchanged over e
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +102,11 @@ class AWSProbe(CloudProbe):
             if "NotFound" in error.response["Error"]["Code"]:
                 return None
             raise
-        endpoint = found.get("Endpoint") or {}  # none while the instance is still creating
         return {
             "storageGB": found["AllocatedStorage"],
             "instanceClass": found["DBInstanceClass"],
-            "host": endpoint.get("Address", ""),
-            "port": str(endpoint.get("Port", "")),
+            "host": found["Endpoint"]["Address"],
+            "port": str(found["Endpoint"]["Port"]),
             "tags": {t["Key"]: t["Value"] for t in found.get("TagList", [])},
             "status": found["DBInstanceStatus"],
         }
@@ -196,20 +194,6 @@ class GCPProbe(CloudProbe):
         except google_errors.NotFound:
             return None
         return {"versioning": bool(found.versioning_enabled), "labels": dict(found.labels or {})}
-
-    def patch_bucket(self, bucket: Any) -> None:
-        """Send a `storage.Bucket`'s changed metadata as a person would: GCS takes one metadata
-        update per bucket per second and refuses the next with 429 rateLimitExceeded
-        (https://cloud.google.com/storage/quotas), so a refused patch is sent again a moment later."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                bucket.patch()
-                return
-            except google_errors.TooManyRequests:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.25)
 
     def put_object(self, bucket: str, key: str, body: bytes) -> None:
         self.gcs.bucket(bucket).blob(key).upload_from_string(body)

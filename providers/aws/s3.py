@@ -105,7 +105,8 @@ MESSAGE_NAME_TAKEN = (
 )
 MESSAGE_FORBIDDEN = (
     "bucket {name!r} exists but belongs to another account "
-    "(or these credentials may not read it: HeadBucket answered 403)"
+    "(or these credentials may not read it: HeadBucket answered 403); bucket names are global: "
+    "choose another with spec.externalName"
 )
 MESSAGE_NOT_EMPTY = (
     "bucket {name!r} still holds objects; empty it, or set spec.forceDestroy: true "

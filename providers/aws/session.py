@@ -400,11 +400,11 @@ def _make_client(session: Any, settings: ProviderSettings, service: str) -> Any:
     except boto_errors.BotoCoreError as error:  # e.g. no region anywhere in the chain
         raise translate(error, f"{service} client") from None
     if service == "s3control" and endpoint and _UNPREFIXABLE_HOST.fullmatch(urlsplit(endpoint).netloc):
-        client.meta.events.register_first("before-sign.s3-control", _drop_account_host_prefix)
+        client.meta.events.register_first("before-sign.s3-control", drop_account_host_prefix)
     return client
 
 
-def _drop_account_host_prefix(request: Any, **_: Any) -> None:
+def drop_account_host_prefix(request: Any, **_: Any) -> None:
     """`http://123456789012.127.0.0.1:5000/...` back to `http://127.0.0.1:5000/...`: an address
     or `localhost` cannot carry the account-id label S3 Control's endpoint rules prepend."""
     parts = urlsplit(request.url)

@@ -9,6 +9,7 @@ import copy
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
-from kumo.testbed.probes import CLOUDS, CloudProbe, probe_for
+from kumo.testbed.probes import AWS_OTHER_REGION, CLOUDS, CloudProbe, probe_for
 
 from ..conftest import WATCHED_NAMESPACES
 
@@ -43,14 +44,45 @@ def controller(testbed: TestBed, kube_api: client.ApiClient, tmp_path_factory) -
     process.stop()
 
 
-@pytest.fixture(params=CLOUDS)
-def cloud(request) -> str:
-    return str(request.param)
+@dataclass(frozen=True)
+class Target:
+    """Where a scenario runs: a cloud, and for AWS optionally a region other than the bed's."""
+
+    cloud: str
+    region: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.cloud}-{self.region}" if self.region else self.cloud
+
+
+TARGETS = [Target(cloud) for cloud in CLOUDS]
+OTHER_AWS_REGION = Target("aws", AWS_OTHER_REGION)
+# Modules whose scenarios also run with the ProviderConfig in a second AWS region: those where the
+# region changes what AWS accepts (create, observe, update, delete and drift of buckets and
+# databases; S3 refuses a bucket created through another region's endpoint). The rest run once
+# per cloud, which keeps `make test` short (docs/testbed.md, "AWS: S3").
+REGIONAL_MODULES = frozenset({"test_controller", "test_drift", "test_strict_s3"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" not in metafunc.fixturenames:
+        return
+    clouds = getattr(metafunc.module, "TARGET_CLOUDS", CLOUDS)  # a module may serve fewer clouds
+    targets = [target for target in TARGETS if target.cloud in clouds]
+    if metafunc.module.__name__.rpartition(".")[2] in REGIONAL_MODULES:
+        targets.insert(1, OTHER_AWS_REGION)
+    metafunc.parametrize("target", targets, ids=[target.id for target in targets])
 
 
 @pytest.fixture
-def probe(testbed: TestBed, cloud: str) -> CloudProbe:
-    return probe_for(cloud, testbed.env)
+def cloud(target: Target) -> str:
+    return target.cloud
+
+
+@pytest.fixture
+def probe(testbed: TestBed, target: Target) -> CloudProbe:
+    return probe_for(target.cloud, testbed.env, target.region)
 
 
 @pytest.fixture

@@ -63,7 +63,11 @@ def _rds_corrected(probe, name: str) -> bool:
 def _s3_change(probe, name: str) -> None:
     probe.s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
     probe.s3.delete_public_access_block(Bucket=name)
-    probe.s3.delete_bucket_encryption(Bucket=name)
+    # Deleting the encryption would change nothing: S3 falls back to SSE-S3 (strict bed, AWS docs).
+    kms = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/someone-elses-key"}
+    probe.s3.put_bucket_encryption(
+        Bucket=name, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": kms}]}
+    )
     probe.s3.delete_bucket_lifecycle(Bucket=name)
     tags = probe.s3.get_bucket_tagging(Bucket=name)["TagSet"]
     changed = [{"Key": t["Key"], "Value": "other" if t["Key"] == "team" else t["Value"]} for t in tags]
@@ -83,7 +87,8 @@ def _s3_settings_as_spec(s3, name: str) -> bool:
     rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
     lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=name)["TagSet"]}
-    return versioning and all(block.values()) and bool(rules) and bool(lifecycle) and tags["team"] == "web"
+    sse_s3 = rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    return versioning and all(block.values()) and sse_s3 and bool(lifecycle) and tags["team"] == "web"
 
 
 # ---------------------------------------------------------------------- GCP
