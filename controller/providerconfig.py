@@ -92,7 +92,10 @@ async def resolve(
         where = f" in namespace {namespace}" if kind == "ProviderConfig" else ""
         raise ProviderConfigError(f"spec.providerConfigRef: {kind} {name!r} not found{where}") from None
     spec = config.get("spec", {})
-    protect = protect and kind == "ProviderConfig"  # a cluster config outlives any namespace
+    # A cluster config outlives any namespace. A config already being deleted cannot take a new
+    # finalizer, and holding its Secret alone could strand the Secret: release() finds the Secret
+    # through the config. Either way it is used while it lasts.
+    protect = protect and kind == "ProviderConfig" and not config["metadata"].get("deletionTimestamp")
     if protect:
         await _hold(
             config["metadata"], lambda now, wanted: kube.set_provider_config_finalizers(namespace, name, now, wanted)
@@ -137,7 +140,7 @@ SetFinalizers = Callable[[list[str], list[str]], Awaitable[None]]
 
 async def _hold(meta: Mapping[str, Any], set_finalizers: SetFinalizers) -> None:
     """Add the in-use finalizer unless present. An object already being deleted cannot take a
-    new finalizer (the API server refuses it): it is used while it lasts."""
+    new finalizer (the API server refuses it)."""
     current = list(meta.get("finalizers") or [])
     if IN_USE_FINALIZER not in current and not meta.get("deletionTimestamp"):
         await set_finalizers(current, [*current, IN_USE_FINALIZER])
