@@ -31,7 +31,7 @@ class Params:
     testbed_env: str = ""  # BENCH_TESTBED_ENV: reuse a running test bed (`kumo dev up --audit-log`)
     until: str = "restart"  # BENCH_UNTIL: the last scenario to run (create, steady, scale, drift, restart)
     keep: bool = False  # BENCH_KEEP=1: leave the test bed running at the end, for a closer look
-    gcs_emulator: str = "bench"  # BENCH_GCS_EMULATOR: "bench" (see bench/gcs_emulator.py) or "testbed"
+    gcs_emulator: str = "testbed"  # BENCH_GCS_EMULATOR: "testbed" (strict) or "bench" (bench/gcs_emulator.py)
     quick: bool = False  # BENCH_QUICK
 
     @classmethod
