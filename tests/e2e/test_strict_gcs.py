@@ -10,15 +10,20 @@ single error, because kumo spaces its writes to one bucket as GCS requires.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from kumo.providers.base import BucketSpec, Kind, ManagedResource, Ownership, ProviderSettings, Retryable
+from kumo.providers.gcp import GCPProvider
+from kumo.testbed.emulators import GCP_REGION
 from kumo.testbed.strictgcs.limits import Limits
 
 from .conftest import condition, example, unique
@@ -27,6 +32,7 @@ pytestmark = pytest.mark.e2e
 
 INTERVAL = Limits.from_env().bucket_update_interval  # the bed's emulator reads the same variable
 TARGET_CLOUDS = ("gcp",)  # the scenarios below are GCS's own
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -145,6 +151,41 @@ def test_a_second_metadata_update_within_the_interval_is_429(project_client) -> 
 
 
 # ---------------------------------------------------------------------------- kumo on it
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.mark.skipif(INTERVAL <= 0, reason="KUMO_STRICT_GCS_BUCKET_UPDATE_INTERVAL switches the limit off")
+def test_kumo_update_right_after_another_writer_is_retryable_and_changes_nothing(testbed, project_client) -> None:
+    """Someone else updated the bucket a moment ago: kumo's correction meets GCS's 429 and comes
+    back `Retryable` with Google's reason (the controller tries again later), the bucket keeps
+    their value; after the interval the same update applies."""
+    project = fresh_project()
+    endpoints = {"storage": testbed.env["gcp"]["storage_endpoint"]}
+    settings = ProviderSettings(provider="gcp", project=project, region=GCP_REGION, endpoints=endpoints)
+    gcs = GCPProvider().client(Kind.BUCKET, settings)
+    name = fresh_name("kumo")
+    resource = ManagedResource(
+        Kind.BUCKET, name, Ownership(str(uuid.uuid4()), "team-a", name, "c-test"), BucketSpec(versioning=True)
+    )
+    run(gcs.create(resource, None))
+    time.sleep(INTERVAL)
+    theirs = project_client(project).bucket(name)
+    theirs.versioning_enabled = False
+    theirs.patch()
+    drifted = run(gcs.observe(resource))
+    assert drifted is not None and [d.field for d in drifted.drift] == ["versioning"]
+
+    with pytest.raises(Retryable) as throttled:
+        run(gcs.update(resource, drifted.drift))
+    assert throttled.value.code == "rateLimitExceeded"
+    assert project_client(project).get_bucket(name).versioning_enabled is False
+
+    time.sleep(INTERVAL)
+    assert run(gcs.update(resource, drifted.drift)).changed == ("versioning",)
+    assert project_client(project).get_bucket(name).versioning_enabled is True
 
 
 @pytest.mark.parametrize("adopt", [False, True], ids=["plain", "adopt-annotation"])
