@@ -57,11 +57,11 @@ class Moto:
     endpoint: str
     settings: ProviderSettings
 
-    def boto(self, service: str) -> Any:
+    def boto(self, service: str, region: str = REGION) -> Any:
         """A plain boto3 client: the "someone else" who changes things out of band."""
         return boto3.client(
             service,
-            region_name=REGION,
+            region_name=region,
             endpoint_url=self.endpoint,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -379,7 +379,7 @@ def test_bucket_create_refuses_a_bucket_another_object_owns(s3: ExternalClient, 
     """Create over an existing bucket of this account tagged for another owner is Terminal and
     leaves its tags alone."""
     resource = bucket(location="eu-west-1")
-    aws = moto.boto("s3")
+    aws = moto.boto("s3", "eu-west-1")  # S3 creates a bucket only at its own region's endpoint
     aws.create_bucket(Bucket=resource.external_name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     theirs = [{"Key": "kumo.dev/owner-uid", "Value": "someone-else"}, {"Key": "kumo.dev/owner-name", "Value": "x"}]
     aws.put_bucket_tagging(Bucket=resource.external_name, Tagging={"TagSet": theirs})
@@ -395,6 +395,14 @@ def _suspend_versioning(aws: Any, name: str) -> None:
     aws.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
 
 
+def _switch_to_kms(aws: Any, name: str) -> None:
+    # Deleting the encryption would be no change: S3 falls back to SSE-S3 (the strict bed does too).
+    kms = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/someone-elses-key"}
+    aws.put_bucket_encryption(
+        Bucket=name, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": kms}]}
+    )
+
+
 def _retag(aws: Any, name: str) -> None:
     tags = aws.get_bucket_tagging(Bucket=name)["TagSet"]
     tags = [t for t in tags if t["Key"] != "team"] + [{"Key": "team", "Value": "b"}, {"Key": "cost", "Value": "x"}]
@@ -404,7 +412,7 @@ def _retag(aws: Any, name: str) -> None:
 OUT_OF_BAND = [
     pytest.param(_suspend_versioning, "versioning", id="versioning-suspended"),
     pytest.param(lambda aws, name: aws.delete_public_access_block(Bucket=name), "publicAccessBlock", id="pab-deleted"),
-    pytest.param(lambda aws, name: aws.delete_bucket_encryption(Bucket=name), "encryption", id="encryption-deleted"),
+    pytest.param(_switch_to_kms, "encryption", id="encryption-switched-to-kms"),
     pytest.param(lambda aws, name: aws.delete_bucket_lifecycle(Bucket=name), "lifecycleExpireDays", id="rule-deleted"),
     pytest.param(_retag, "tags", id="label-changed-and-foreign-tag-added"),
 ]
