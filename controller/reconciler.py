@@ -252,6 +252,10 @@ class Reconciler:
                 return self._creating(work, None) if not work.conditions else Result()
         self._check_owner(work, observation)
         if not observation.ready:
+            if work.password_set_by_create and work.password is not None and not work.password.applied:
+                # An RDS instance takes minutes to become ready; a later pass would not know this
+                # create set the password and would send it again (a needless credentials reset).
+                await self._rewrite_password_state(work, conn.PASSWORD_APPLIED)
             return self._creating(work, observation)
         if _correctable(observation) and self._should_update(work):
             settled = await self._correct(work, client, observation)
@@ -524,11 +528,15 @@ class Reconciler:
         if creation.password_applied:
             work.password_set_by_create = True
         elif work.password.applied:
-            work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_PENDING, work.password.rotation)
-            data = _body_data(work.written_secret) if work.written_secret else _secret_data(work.secret)
-            body = self._secret_body(work, data, work.password)
-            await self.kube.replace_secret(work.key.namespace, body["metadata"]["name"], body)
-            work.written_secret = body
+            await self._rewrite_password_state(work, conn.PASSWORD_PENDING)
+
+    async def _rewrite_password_state(self, work: _Pass, state: str) -> None:
+        assert work.password is not None
+        work.password = conn.StoredPassword(work.password.value, state, work.password.rotation)
+        data = _body_data(work.written_secret) if work.written_secret else _secret_data(work.secret)
+        body = self._secret_body(work, data, work.password)
+        await self.kube.replace_secret(work.key.namespace, body["metadata"]["name"], body)
+        work.written_secret = body
 
     async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient) -> None:
         assert work.password is not None and work.resource is not None

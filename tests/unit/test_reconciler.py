@@ -169,6 +169,18 @@ def test_provider_that_creates_users_separately_gets_the_password_once_ready():
     assert len(entries(world.journal, "cloud:set-password")) == 1
 
 
+def test_a_password_the_create_set_is_not_sent_again_once_the_instance_is_ready():
+    """RDS takes the password in CreateDBInstance and then stays `creating` for minutes: the pass
+    that created it records the password as applied, so no later pass resets it."""
+    world = World(initial_state="creating")
+    world.reconcile()
+    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    world.cloud.records[EXTERNAL].state = "available"
+    world.reconcile()
+    assert world.condition("Ready")["status"] == "True"
+    assert entries(world.journal, "cloud:set-password") == []
+
+
 @pytest.mark.parametrize("sets_password", [True, False], ids=["rds-style", "cloudsql-style"])
 def test_resource_deleted_out_of_band_is_recreated_with_the_stored_password(sets_password):
     """A resource deleted behind kumo's back is created again under the same name, and the
