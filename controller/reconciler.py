@@ -319,6 +319,10 @@ class Reconciler:
             or _note_changed(work, observation)
         ):
             return True
+        elif self._applying_spec(work):
+            # A spec edit the cloud has not taken yet (RDS refuses a storage change for hours after
+            # the previous one) is the reconcile's to finish, not drift behind kumo's back.
+            return True
         else:
             self._assess_drift(work, observation, policy=policy)
         if work.conditions:
@@ -368,6 +372,11 @@ class Reconciler:
     def _spec_changed(self, work: _Pass) -> bool:
         """True until a reconcile of the current generation succeeded: the spec itself is news."""
         return work.generation != work.status.get("observedGeneration")
+
+    def _applying_spec(self, work: _Pass) -> bool:
+        """A reconcile of the current generation is still under way (not paused, not read-only)."""
+        paused = work.annotations.get(ANNOTATION_PAUSED) == "true"
+        return self._spec_changed(work) and not paused and not _observe_only(work.body)
 
     def _should_update(self, work: _Pass) -> bool:
         # A spec edit is the user's intent and is applied under every policy; drift made

@@ -453,7 +453,9 @@ class RDSClient:
     async def _modify(
         self, resource: ManagedResource, desired: Mapping[str, Any], drift: tuple[FieldDrift, ...]
     ) -> dict[str, Any] | None:
-        """One ModifyDBInstance with only the drifted settings; None when only tags drifted."""
+        """One ModifyDBInstance with only the drifted settings; None when only tags drifted. A
+        storage change RDS refuses for now does not hold back the others: they are sent without
+        it, and `NotReady` says what waits and why."""
         fields = {entry.field for entry in drift}
         changes = {SETTING_PARAMETERS[f]: desired[f] for f in SETTING_PARAMETERS if f in fields}
         if not changes:
@@ -472,10 +474,11 @@ class RDSClient:
                 others = {k: v for k, v in changes.items() if k != storage}
                 if set(others) <= {"AllowMajorVersionUpgrade"}:
                     raise NotReady(waits, code=error.code) from error
-                # The refusal covers the whole request: the other changes go on their own now, the
-                # storage change on a later pass (until then it shows as drift, with this reason).
-                log.info("%s: %s; sending %s without it", resource.external_name, waits, ", ".join(others))
-                response = await self._modify_call(resource, others)
+                # The refusal covers the whole request: the other changes go on their own now, and
+                # the pass ends waiting, so the spec does not count as applied until storage is.
+                sent = ", ".join(f for f in SETTING_PARAMETERS if f in fields and f != FIELD_STORAGE)
+                await self._modify_call(resource, others)
+                raise NotReady(f"{sent} sent; {waits}", code=error.code) from error
         return dict(response["DBInstance"])
 
     async def _modify_call(self, resource: ManagedResource, changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ class Timings:
 
     # RDS (see testbed/strictaws/rds.py and docs/testbed.md for the AWS sources)
     rds_creating: float = 1.0  # `creating`, no endpoint yet
-    rds_backing_up: float = 1.0  # the first automated backup after `creating`
+    rds_backing_up: float = 3.0  # the first automated backup after `creating` (no modification then)
     rds_modify_start: float = 0.5  # accepted changes wait in PendingModifiedValues, status still available
     rds_modifying: float = 1.0  # `modifying` while they are applied
     rds_password_reset: float = 1.0  # `resetting-master-credentials`
