@@ -278,21 +278,29 @@ class UpdatePacer:
 
     MAX_TRACKED = 10_000  # beyond this, entries older than the interval are dropped
 
-    def __init__(self, interval: float = UPDATE_INTERVAL) -> None:
+    def __init__(
+        self,
+        interval: float = UPDATE_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
         self._done: dict[str, float] = {}
 
     async def write(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
         """Await `send()` (one metadata write to bucket `name`) once the interval has passed."""
-        wait = self._done.get(name, float("-inf")) + self.interval - time.monotonic()
+        wait = self._done.get(name, float("-inf")) + self.interval - self._clock()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         try:
             return await send()
         finally:
-            self._done[name] = time.monotonic()
+            self._done[name] = self._clock()
             if len(self._done) > self.MAX_TRACKED:
-                horizon = time.monotonic() - self.interval
+                horizon = self._clock() - self.interval
                 self._done = {key: done for key, done in self._done.items() if done >= horizon}
 
 
