@@ -253,7 +253,7 @@ def test_dev_up_and_down_leave_no_stray_process(tmp_path):
     assert up.returncode == 0, up.stderr
     env = json.loads(env_file.read_text())
     pids = [p["pid"] for p in env["processes"]]
-    names = {"etcd", "kube-apiserver", "kube-controller-manager", "moto", "gcs", "cloudsql"}
+    names = {"etcd", "kube-apiserver", "kube-controller-manager", "postgres", "moto", "gcs", "cloudsql"}
     assert {p["name"] for p in env["processes"]} == names
     assert all(pid_alive(pid) for pid in pids)
     status = subprocess.run([*cmd, "status", "--env-file", str(env_file)], capture_output=True, text=True)
