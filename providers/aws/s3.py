@@ -291,6 +291,8 @@ class S3Client:
         self._callers = callers
         self.settings = settings
         self.home_region = settings.region or US_EAST_1
+        # The account-level Block Public Access, read at most once per client (one sweep).
+        self._account_block: asyncio.Task[bool] | None = None
         self._writers: dict[str, _Writer] = {
             FIELD_PUBLIC_ACCESS_BLOCK: self._write_public_access_block,
             FIELD_ENCRYPTION: self._write_encryption,
@@ -420,7 +422,11 @@ class S3Client:
     async def _public_access_withheld(self, settings: Mapping[str, Any]) -> bool:
         """Whether a bucket without its own Block Public Access is still blocked by the
         account-level setting (read only for such buckets: public ones are rare)."""
-        return not settings[FIELD_PUBLIC_ACCESS_BLOCK] and await self._account_blocks_public()
+        if settings[FIELD_PUBLIC_ACCESS_BLOCK]:
+            return False
+        if self._account_block is None:
+            self._account_block = asyncio.ensure_future(self._account_blocks_public())
+        return await asyncio.shield(self._account_block)
 
     async def _account_blocks_public(self) -> bool:
         try:
