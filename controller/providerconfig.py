@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from kumo.providers.base import ProviderSettings
 
 from .kube import KubeClient, NotFound
@@ -146,10 +147,21 @@ async def _hold(meta: Mapping[str, Any], set_finalizers: SetFinalizers) -> None:
         await set_finalizers(current, [*current, IN_USE_FINALIZER])
 
 
-async def release(kube: KubeClient, namespace: str, name: str) -> None:
+async def release(kube: KubeClient, namespace: str, name: str, attempts: int = 3) -> None:
     """Remove the in-use finalizer from a namespaced ProviderConfig and its credentials Secret:
     no object uses them any more. The Secret goes first, so a crash in between leaves the config
-    held, and the config's next watch event (its deletion) brings kumo back here."""
+    held, and the config's next watch event (its deletion) brings kumo back here. A finalizer
+    list someone else changed meanwhile (409, or 422 from the patch's test) is read again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await _release_once(kube, namespace, name)
+            return
+        except ApiException as error:
+            if error.status not in (409, 422) or attempt == attempts:
+                raise
+
+
+async def _release_once(kube: KubeClient, namespace: str, name: str) -> None:
     try:
         config = await kube.get_provider_config("ProviderConfig", namespace, name)
     except NotFound:

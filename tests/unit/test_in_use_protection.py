@@ -91,6 +91,23 @@ def test_release_lets_go_of_the_secret_then_the_config():
     assert order == ["kube:secret-finalizers", "kube:provider-config-finalizers"]
 
 
+def test_release_reads_again_when_someone_else_changed_the_finalizers():
+    """Another writer (a user, a cleanup script) removed the finalizer between kumo's read and its
+    patch: the patch's test fails with 422, and kumo reads again and finds nothing left to do."""
+    kube, reconciler = _world()
+    asyncio.run(reconciler.reconcile(ObjectKey(Kind.BUCKET, NS, "a"), _bucket("a")))
+    patch_secret = kube.set_secret_finalizers
+
+    async def someone_else_was_quicker(namespace, name, current, wanted):
+        await patch_secret(namespace, name, current, wanted)  # the other writer
+        kube.set_secret_finalizers = patch_secret  # type: ignore[method-assign]
+        raise ApiException(status=422, reason="Unprocessable Entity")
+
+    kube.set_secret_finalizers = someone_else_was_quicker  # type: ignore[method-assign]
+    asyncio.run(release(kube, NS, "aws"))  # type: ignore[arg-type]
+    assert _held(kube) == (False, False)
+
+
 class RecordingReconciler:
     default_drift_policy = DriftPolicy.CORRECT
 
