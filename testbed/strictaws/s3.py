@@ -10,6 +10,7 @@ list with links is in docs/testbed.md, "AWS: S3"):
   was signed for, and none is allowed for us-east-1 (`InvalidLocationConstraint`). Any other
   call on a bucket of another region answers 301 `PermanentRedirect` naming the bucket's region
   (GetBucketLocation excepted: it answers from anywhere).
+- ListBuckets names each bucket's region (`BucketRegion`), as S3 has since 2024.
 - Bucket names are global: another account's bucket answers CreateBucket with 409
   `BucketAlreadyExists` (moto does this) and every other call with 403 (moto serves it).
 - 409 `OperationAborted` when a bucket name is created again too soon after its deletion, and
@@ -303,6 +304,8 @@ class StrictS3:
     _writing: set[str] = field(default_factory=set)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if is_list_buckets(environ):
+            return self._list_buckets(environ, start_response)
         request = parse_request(environ)
         if request is None:
             return self.app(environ, start_response)
@@ -369,6 +372,21 @@ class StrictS3:
                 self._deleted_at[request.bucket] = self.clock()
         return answer
 
+    def _list_buckets(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """ListBuckets with each bucket's `BucketRegion`, which S3 added to the answer in 2024
+        (ListBuckets API reference) and moto leaves out."""
+        answer: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            answer[:] = [status, headers]
+            return lambda data: None
+
+        body = with_bucket_regions(b"".join(self.app(environ, capture)))
+        status, headers = answer
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
     def _recently_deleted(self, name: str) -> bool:
         with self._lock:
             deleted = self._deleted_at.get(name)
@@ -378,6 +396,26 @@ class StrictS3:
                 return True
             del self._deleted_at[name]
             return False
+
+
+def is_list_buckets(environ: dict[str, Any]) -> bool:
+    scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    path = environ.get("PATH_INFO", "")
+    return scope is not None and scope.group(3) == "s3" and path in ("", "/") and environ.get("REQUEST_METHOD") == "GET"
+
+
+LISTED_BUCKET = re.compile(rb"<Bucket>\s*<Name>([^<]+)</Name>(.*?)</Bucket>", re.DOTALL)
+
+
+def with_bucket_regions(body: bytes) -> bytes:
+    def add_region(found: re.Match[bytes]) -> bytes:
+        if b"<BucketRegion>" in found.group(2):
+            return found.group(0)
+        bucket = find_bucket(found.group(1).decode())
+        region = f"<BucketRegion>{bucket.region}</BucketRegion>".encode() if bucket else b""
+        return b"<Bucket><Name>" + found.group(1) + b"</Name>" + found.group(2) + region + b"</Bucket>"
+
+    return LISTED_BUCKET.sub(add_region, body)
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
