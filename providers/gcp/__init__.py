@@ -32,7 +32,7 @@ from kumo.providers.base import (
 )
 
 from .cloudsql import INSTANCES_PAGE_SIZE, OPERATION_POLL_DELAYS, CloudSQLClient, validate_database
-from .gcs import BUCKETS_PAGE_SIZE, GCSClient, UpdatePacer, validate_bucket
+from .gcs import BUCKETS_PAGE_SIZE, GCSClient, UpdatePacer, bucket_name_problems, validate_bucket
 from .session import PROVIDER_NAME, SERVICE_SQLADMIN, SERVICE_STORAGE, ClientCache, ServiceCaller
 
 __all__ = ["CloudSQLClient", "GCPProvider", "GCSClient"]
@@ -74,5 +74,5 @@ class GCPProvider:
         if isinstance(resource.spec, DatabaseSpec):
             return validate_database(resource.spec)
         if isinstance(resource.spec, BucketSpec):
-            return validate_bucket(resource.spec)
+            return validate_bucket(resource.spec) + bucket_name_problems(resource.external_name)
         return [f"kind: gcp does not manage {resource.kind}"]

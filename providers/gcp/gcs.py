@@ -92,6 +92,10 @@ UPDATE_INTERVAL = 1.0
 OBJECTS_PAGE_SIZE = 1000  # the objects.list maximum
 DELETE_BATCH = 100  # the most requests one GCS batch request may carry
 MAX_LABELS = 64
+# GCS refuses a bucket name that starts with "goog" or holds "google" or a close misspelling
+# (https://cloud.google.com/storage/docs/buckets#naming). The CRD keeps both out of
+# spec.externalName, but a name derived from the namespace and object name can carry them.
+GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
 # A region (europe-west1), a multi-region (EU, US, ASIA) or a dual-region (NAM4, EUR4).
 LOCATION_PATTERN = r"[a-z]+-[a-z]+\d+|[a-z]+\d*"
 
@@ -111,6 +115,10 @@ MESSAGE_NAME_TAKEN = (
     "choose another with spec.externalName"
 )
 MESSAGE_OWNED_BY_OTHER = "bucket {name!r} already exists and belongs to {owner}"
+MESSAGE_NAME_REFUSED = (
+    "spec.externalName: the bucket name {name!r} {reason}, which GCS refuses; set spec.externalName "
+    "to another name (unset, the name is derived from the namespace and the object's name)"
+)
 
 
 # ---------------------------------------------------------------------------- pure mapping
@@ -257,6 +265,15 @@ def validate_bucket(spec: BucketSpec) -> list[str]:
     if len(spec.labels) > room:
         problems.append(f"spec.labels: GCS allows {room} labels next to kumo's ownership labels")
     return problems
+
+
+def bucket_name_problems(name: str) -> list[str]:
+    """What GCS would refuse in the bucket name kumo is about to use (explicit or derived)."""
+    if name.startswith("goog"):
+        return [MESSAGE_NAME_REFUSED.format(name=name, reason='starts with "goog"')]
+    if GOOGLE_LIKE.search(name):
+        return [MESSAGE_NAME_REFUSED.format(name=name, reason='holds "google" or a close misspelling of it')]
+    return []
 
 
 def resource_of(bucket: Any) -> dict[str, Any]:

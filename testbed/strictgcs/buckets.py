@@ -7,6 +7,13 @@ never share one). What this changes, each with its source:
 
 - buckets.insert and buckets.list require `project` (400 "Required parameter: project"):
   https://cloud.google.com/storage/docs/json_api/v1/buckets/insert and .../buckets/list.
+- buckets.insert refuses a name outside GCS's naming rules with 400 `invalid` "Invalid bucket
+  name: '...'": 3-63 characters (222 with dots, 63 between them) of lowercase letters, digits,
+  "-", "_" and ".", starting and ending with a letter or digit; not an IP address; no "goog"
+  prefix; no "google" or close misspelling such as "g00gle"
+  (https://cloud.google.com/storage/docs/buckets#naming; the message as in
+  googleapis/nodejs-storage#1652; a plan that passes and an apply that fails on it:
+  terraform-google-modules/terraform-google-cloud-storage#307).
 - A name already taken answers 409 `conflict`, with GCS's two messages: "Your previous request to
   create the named bucket succeeded and you already own it." for the same project (seen in
   terraform-google-modules/terraform-google-cloud-storage#238), and "The requested bucket name is
@@ -38,6 +45,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +63,10 @@ Handler = Callable[..., Any]
 MAX_PAGE = 1000
 MULTI_REGIONS = frozenset({"US", "EU", "ASIA"})
 MESSAGE_PROJECT_REQUIRED = "Required parameter: project"
+MESSAGE_INVALID_NAME = "Invalid bucket name: '{name}'"
+NAME_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")  # "google" and its close misspellings
 MESSAGE_ALREADY_OWNED = "Your previous request to create the named bucket succeeded and you already own it."
 MESSAGE_NOT_AVAILABLE = (
     "The requested bucket name is not available. The bucket namespace is shared by all users of the system. "
@@ -66,6 +78,19 @@ MESSAGE_RATE = (
 )
 # Written at insert; on PATCH merged (objects) or replaced (lists, scalars).
 SETTINGS = tuple(field for field in emulator._WRITABLE_BUCKET_FIELDS if field not in ("acl", "defaultObjectAcl"))
+
+
+def valid_bucket_name(name: str) -> bool:
+    """GCS's bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
+    longest = 222 if "." in name else 63
+    return (
+        3 <= len(name) <= longest
+        and all(len(part) <= 63 for part in name.split("."))
+        and NAME_CHARACTERS.fullmatch(name) is not None
+        and IP_ADDRESS.fullmatch(name) is None
+        and not name.startswith("goog")
+        and GOOGLE_LIKE.search(name) is None
+    )
 
 
 def project_number(project: str) -> str:
@@ -153,6 +178,9 @@ class StrictBuckets:
             return
         if not project:
             send_error(response, HTTPStatus.BAD_REQUEST, "required", MESSAGE_PROJECT_REQUIRED)
+            return
+        if not valid_bucket_name(name):
+            send_error(response, HTTPStatus.BAD_REQUEST, "invalid", MESSAGE_INVALID_NAME.format(name=name))
             return
         existing = storage.get_bucket(name)
         if existing is not None:

@@ -82,6 +82,20 @@ def test_a_name_is_global_409_says_whose_it_is(project_client) -> None:
     assert "you already own it" in again.value.message
 
 
+@pytest.mark.parametrize(
+    "name", ["My-Bucket", "ab", "goog-assets", "team-google-photos", "team-g00gle", "192.168.5.4", "x" * 64]
+)
+def test_insert_refuses_a_name_outside_gcs_naming_rules(project_client, name: str) -> None:
+    """400 invalid "Invalid bucket name", and no bucket is made."""
+    client = project_client(fresh_project())
+
+    with pytest.raises(google_errors.BadRequest) as refused:
+        client.create_bucket(name)
+
+    assert refused.value.errors[0]["reason"] == "invalid" and name in refused.value.message
+    assert list(client.list_buckets()) == []
+
+
 def test_listing_holds_only_the_projects_buckets_in_pages(project_client) -> None:
     """buckets.list answers for one project, sorted by name, `maxResults` a page with a
     nextPageToken; another project's buckets never appear."""
@@ -217,6 +231,20 @@ def test_bucket_whose_name_another_project_holds_is_refused_and_untouched(
     kumo.delete("Bucket", name)
     kumo.wait_gone("Bucket", name)
     assert theirs.get_bucket(external).labels == {"owner": "them"}
+
+
+def test_bucket_whose_derived_name_gcs_refuses_is_an_invalid_spec(kumo, provider_config) -> None:
+    """An object named google-photos derives a bucket name holding "google", which GCS refuses:
+    the Bucket says so before any cloud call (InvalidSpec, pointing at spec.externalName)
+    instead of passing on the insert's "Invalid bucket name"."""
+    name = f"google-photos-{uuid.uuid4().hex[:4]}"
+    kumo.create(example("gcp", "Bucket", name))
+
+    obj = kumo.wait_condition("Bucket", name, "Synced", "False")
+
+    synced = condition(obj, "Synced")
+    assert synced["reason"] == "InvalidSpec", synced
+    assert '"google"' in synced["message"] and "set spec.externalName" in synced["message"]
 
 
 def test_rapid_spec_edits_of_one_bucket_converge_without_errors(kumo, probe, provider_config) -> None:
