@@ -401,8 +401,8 @@ class Reconciler:
     def _is_ours(self, work: _Pass, observation: Observation) -> bool:
         """Tagged with this object's uid, or untagged but provably this object's own: recorded in
         its status (someone stripped the tags), or carrying the name derived for this very object
-        in this cluster (an earlier attempt died between creating it and tagging it: S3 and GCS
-        tag in a second call)."""
+        in this cluster (an earlier attempt died between creating it and tagging it: S3 tags in
+        a second call)."""
         if observation.owner is not None:
             return observation.owner.uid == work.uid
         if (work.status.get("atProvider") or {}).get("externalName") == observation.external_name:
