@@ -142,6 +142,33 @@ def test_a_refused_storage_change_does_not_hold_back_the_class_change_sent_with_
     assert warnings(kumo, name) == []
 
 
+def test_a_change_left_for_the_maintenance_window_shows_as_pending_not_as_drift(kumo: Kumo, aws: AWSProbe, aws_config):
+    """Someone modifies the instance without ApplyImmediately: RDS holds the change in
+    PendingModifiedValues until the maintenance window. kumo shows it in
+    atProvider.pendingModifications, does not call it drift (the instance still matches the
+    spec), and sends nothing that would apply it early."""
+    name = unique("window")
+    kumo.create(database(name))
+    external = external_name(kumo, name)
+    kumo.wait_ready("Database", name, TIMEOUT)
+    kumo.wait_for(f"{external} available", lambda: in_state(aws, external, "available"), TIMEOUT)
+    aws.rds.modify_db_instance(DBInstanceIdentifier=external, DBInstanceClass="db.m5.large", ApplyImmediately=False)
+    kumo.patch("Database", name, {"spec": {"driftPolicy": "Report"}})  # an edit with no cloud call: a reconcile
+
+    def pending_shown() -> dict[str, Any] | None:
+        obj = kumo.get("Database", name) or {}
+        status = obj.get("status") or {}
+        shown = (status.get("atProvider") or {}).get("pendingModifications")
+        return obj if shown == {"instanceClass": "db.m5.large"} and status.get("observedGeneration") == 2 else None
+
+    obj = kumo.wait_for("the waiting change in atProvider.pendingModifications", pending_shown, TIMEOUT)
+    assert condition(obj, "InSync")["status"] == "True" and obj["status"].get("drift", []) == []
+    found = instance(aws, external) or {}
+    assert found["DBInstanceClass"] == "db.t3.micro" and found["DBInstanceStatus"] == "available"
+    assert found["PendingModifiedValues"] == {"DBInstanceClass": "db.m5.large"}
+    assert warnings(kumo, name) == []
+
+
 def test_delete_of_a_busy_instance_with_a_final_snapshot_waits_then_takes_it(kumo: Kumo, aws: AWSProbe, aws_config):
     """RDS takes no final snapshot of an instance still creating or backing up; kumo waits quietly
     (no warning event) and deletes it with its snapshot once it can."""
