@@ -28,16 +28,20 @@ What is modelled, each with the public source it is taken from (also in docs/tes
   instance is busy (creating, backing-up, modifying, resetting credentials): the answer AWS gave
   in hashicorp/terraform-provider-aws#31594 for a ModifyDBInstance sent right after creation.
 - DeleteDBInstance with a final snapshot while the instance is busy: `InvalidDBInstanceState`
-  "Instance <id> is currently <status> - a final snapshot cannot be taken." (CloudFormation and
-  CDK stack rollbacks report exactly this; e.g. the retry list in grucloud's DocDB/RDS delete).
+  "Instance <id> is currently <status> - a final snapshot cannot be taken.", the text CloudFormation
+  stack rollbacks report for an instance still creating (grucloud/grucloud retries its
+  DeleteDBInstance on exactly this message). A delete that skips the final snapshot is accepted in
+  any state, as on AWS.
 - A storage change within `rds_storage_cooldown` of the previous one (six hours on AWS) or during
   `storage-optimization`: `InvalidParameterCombination` "You can't currently modify the storage of
-  this DB instance because the previous storage change is being optimized." AWS: "Working with
-  storage for Amazon RDS DB instances" ("you can't make further storage modifications for either
-  six (6) hours or while storage optimization has completed on the instance, whichever is
-  longer"), https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.StorageTypes.html;
+  this DB instance because the previous storage change is being optimized." AWS: "Scaling up DB
+  instance storage" ("You can't make further storage modifications for either six (6) hours or
+  until storage optimization has completed on the instance, whichever is longer"),
+  https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.ModifyingExisting.ScalingUp.html;
   the message as AWS returned it in hashicorp/terraform-provider-aws#12493. The whole request is
-  refused: other changes sent with it are not applied either.
+  refused: other changes sent with it are not applied either. Other modifications are accepted
+  during `storage-optimization` (https://repost.aws/knowledge-center/rds-stuck-in-storage-optimization:
+  "you can perform any other instance modifications, such as scaling instance size").
 - `DBSnapshotAlreadyExists` when DeleteDBInstance's FinalDBSnapshotIdentifier names an existing
   snapshot: moto already refuses it with AWS's message (cloud-custodian/cloud-custodian#309,
   terraform-aws-modules/terraform-aws-rds#445); this layer keeps that answer and gives it before
