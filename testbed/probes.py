@@ -113,6 +113,15 @@ class AWSProbe(CloudProbe):
             "status": found["DBInstanceStatus"],
         }
 
+    def wait_database_available(self, external_name: str, timeout: float = 60.0) -> None:
+        """Until the instance is `available`, as a person waits before changing it: RDS (and the
+        strict bed) refuses a modification while it is creating, backing up or modifying."""
+        deadline = time.monotonic() + timeout
+        while (self.database(external_name) or {}).get("status") != "available":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{external_name} not available after {timeout:.0f}s")
+            time.sleep(0.2)
+
     def bucket(self, external_name: str) -> dict[str, Any] | None:
         try:
             self.s3.head_bucket(Bucket=external_name)

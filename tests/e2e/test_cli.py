@@ -64,6 +64,7 @@ def _manifest(cloud: str, namespace: str, name: str, **spec: Any) -> dict[str, A
 def _drift_out_of_band(probe, external: str) -> None:
     value = OUT_OF_BAND[probe.cloud][1]
     if probe.cloud == "aws":
+        probe.wait_database_available(external)  # RDS refuses changes while the instance is busy
         probe.rds.modify_db_instance(DBInstanceIdentifier=external, AllocatedStorage=value, ApplyImmediately=True)
     else:
         body = {"settings": {"tier": value}}

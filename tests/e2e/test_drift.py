@@ -7,7 +7,6 @@ that each one is detected by name, and corrected or left alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +36,7 @@ class OutOfBand:
 
 
 def _rds_change(probe, name: str) -> None:
-    # RDS takes no modification while the instance is busy (backing up after creation, in the
-    # strict bed as on AWS); a person waits for `available`, as the console makes them.
-    deadline = time.monotonic() + 60
-    while (
-        probe.rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceStatus"] != "available"
-    ):
-        assert time.monotonic() < deadline, f"{name} never became available"
-        time.sleep(0.2)
+    probe.wait_database_available(name)  # RDS refuses changes while the instance is busy
     probe.rds.modify_db_instance(
         DBInstanceIdentifier=name,
         AllocatedStorage=40,
