@@ -57,7 +57,7 @@ MIN_DISK_GB = 10
 EMULATOR_USER = "emulator@kumo.invalid"
 
 INSTANCE_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
-TIER_RE = re.compile(r"^db-[a-z0-9]+(?:-[a-z0-9]+)*$")
+TIER_RE = re.compile(r"^db-[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$")  # db-perf-optimized-N-2 has a capital
 
 
 # Enum values as the API names them. The emulator stores names and converts to the numbers the

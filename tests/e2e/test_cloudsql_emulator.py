@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,12 @@ import pytest
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sql
-from kumo.testbed.cloudsql_emulator import CloudSQLEmulator
+from kumo.testbed.cloudsql_emulator import (
+    ENTERPRISE_PLUS_TIER_MESSAGE,
+    OPERATION_IN_PROGRESS_MESSAGE,
+    CloudSQLEmulator,
+    SqlAdminSchema,
+)
 
 # Self-contained (starts its own emulator), but an end-to-end test like its neighbours.
 pytestmark = pytest.mark.e2e
@@ -33,6 +39,7 @@ RUNNING = Operation.SqlOperationStatus.RUNNING
 DONE = Operation.SqlOperationStatus.DONE
 PENDING_CREATE = Instance.SqlInstanceState.PENDING_CREATE
 RUNNABLE = Instance.SqlInstanceState.RUNNABLE
+ENTERPRISE_PLUS_REFUSAL = "Invalid request: " + ENTERPRISE_PLUS_TIER_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,11 @@ def raw(api: Clients, method: str, path: str, body: bytes | None = None) -> tupl
 
 def reasons(error: exceptions.GoogleAPICallError) -> list[str]:
     return [detail["reason"] for detail in error.errors]
+
+
+def message(error: exceptions.GoogleAPICallError) -> str:
+    """Google's message, without the method and URL the client puts in front of it."""
+    return str(error.errors[0]["message"])
 
 
 # --- operations and the create life cycle ---------------------------------------------------
@@ -633,6 +645,233 @@ def test_operations_list_newest_first_in_pages(api: Clients, project: str) -> No
     kinds = [op.operation_type.name for page in pages for op in page.items]
     assert kinds == ["CREATE_DATABASE", "CREATE_USER", "CREATE"]
     assert [len(page.items) for page in pages] == [2, 1]
+
+
+# --- one operation at a time, states, editions, 403 (the strict bed) ---------------------
+
+
+def admin(api: Clients, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """The emulator's test-only administration endpoint."""
+    data = json.dumps(body).encode() if body is not None else None
+    return http_json(api.emulator.endpoint, method, f"/_emulator/{path}", data)
+
+
+def test_one_operation_at_a_time_per_instance(api: Clients, project: str) -> None:
+    """While an instance update runs, every other change to the instance (another patch, users,
+    databases, delete) is refused 409 operationInProgress; reads are served; once the update is
+    DONE the same calls go through."""
+    create_running(api, project, "orders")
+    base = {"project": project, "instance": "orders"}
+    update = api.instances.patch(request={**base, "body": {"settings": {"tier": "db-custom-2-7680"}}})
+    calls = [
+        lambda: api.instances.patch(request={**base, "body": {"settings": {"data_disk_size_gb": 30}}}),
+        lambda: api.users.insert(request={**base, "body": {"name": "app", "password": "pw"}}),
+        lambda: api.users.update(request={**base, "name": "postgres", "body": {"password": "pw"}}),
+        lambda: api.databases.insert(request={**base, "body": {"name": "shop"}}),
+        lambda: api.databases.delete(request={**base, "database": "postgres"}),
+        lambda: api.instances.delete(request=base),
+    ]
+
+    refused = []
+    for call in calls:
+        with pytest.raises(exceptions.Conflict) as busy:
+            call()
+        refused.append((reasons(busy.value), message(busy.value)))
+    served = [user.name for user in api.users.list(request=base).items]
+    finish(api, project, update)
+
+    assert refused == [(["operationInProgress"], OPERATION_IN_PROGRESS_MESSAGE)] * len(calls)
+    assert served == ["postgres"]
+    assert finish(api, project, calls[1]()).status == DONE
+
+
+def test_an_operation_nobody_reads_ends_on_its_own() -> None:
+    """After operation_seconds an unread operation is DONE and the instance takes changes again,
+    as a real patch ends whether or not its caller polls it."""
+    with CloudSQLEmulator(operation_steps=2, create_steps=0, operation_seconds=0.2) as emulator:
+        api = clients_for(emulator)
+        create(api, "quick", "orders")
+        base = {"project": "quick", "instance": "orders"}
+        api.instances.patch(request={**base, "body": {"settings": {"tier": "db-g1-small"}}})
+
+        for _ in range(50):
+            try:
+                api.databases.insert(request={**base, "body": {"name": "shop"}})
+                break
+            except exceptions.Conflict:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the unread patch never ended")
+
+
+def test_a_background_operation_holds_the_instance_until_finished(api: Clients, project: str) -> None:
+    """An operation the service runs on its own (started through the admin endpoint) keeps the
+    instance busy whatever the reads, until it is finished."""
+    create_running(api, project, "orders")
+    status, operation = admin(api, "POST", f"projects/{project}/instances/orders/operations", {"seconds": 60})
+    read_operation(api, project, Operation(name=operation["name"]))
+    read_operation(api, project, Operation(name=operation["name"]))
+
+    with pytest.raises(exceptions.Conflict):
+        api.databases.insert(request={"project": project, "instance": "orders", "body": {"name": "shop"}})
+    admin(api, "POST", f"projects/{project}/operations/{operation['name']}/finish", {})
+
+    assert (status, operation["status"], operation["operationType"]) == (200, "RUNNING", "BACKUP_VOLUME")
+    assert api.databases.insert(request={"project": project, "instance": "orders", "body": {"name": "shop"}})
+
+
+def test_a_name_the_project_never_had_is_403_not_404(api: Clients, project: str) -> None:
+    """Like the real API, reads and changes of an instance name that never existed answer 403
+    notAuthorized; a name deleted since answers 404 (after its PENDING_DELETE)."""
+    base = {"project": project, "instance": "never"}
+    calls = [
+        lambda: get(api, project, "never"),
+        lambda: api.instances.delete(request=base),
+        lambda: api.instances.patch(request={**base, "body": {"settings": {"tier": "db-g1-small"}}}),
+        lambda: api.users.list(request=base),
+    ]
+
+    for call in calls:
+        with pytest.raises(exceptions.Forbidden) as refused:
+            call()
+        assert reasons(refused.value) == ["notAuthorized"]
+        assert message(refused.value) == "The client is not authorized to make this request."
+
+
+def test_403_for_unknown_names_can_be_turned_off() -> None:
+    """`forbidden_for_unknown=False` (`--unknown-instance-status 404`) answers 404 instead."""
+    with CloudSQLEmulator(forbidden_for_unknown=False) as emulator, pytest.raises(exceptions.NotFound):
+        get(clients_for(emulator), "p", "never")
+
+
+@pytest.mark.parametrize(
+    ("version", "settings", "refusal", "edition"),
+    [
+        ("POSTGRES_16", {"tier": "db-f1-micro"}, ENTERPRISE_PLUS_REFUSAL.format(tier="db-f1-micro"), None),
+        ("POSTGRES_17", {"tier": "db-custom-2-7680"}, ENTERPRISE_PLUS_REFUSAL.format(tier="db-custom-2-7680"), None),
+        ("POSTGRES_16", {"tier": "db-perf-optimized-N-2"}, None, "ENTERPRISE_PLUS"),
+        ("POSTGRES_15", {"tier": "db-custom-2-7680"}, None, "ENTERPRISE"),
+        ("POSTGRES_16", {"tier": "db-g1-small", "edition": "ENTERPRISE"}, None, "ENTERPRISE"),
+        (
+            "MYSQL_8_0",
+            {"tier": "db-perf-optimized-N-2", "edition": "ENTERPRISE"},
+            "Invalid request: Invalid Tier (db-perf-optimized-N-2) for (ENTERPRISE) Edition.",
+            None,
+        ),
+    ],
+    ids=["pg16-shared-core", "pg17-custom", "pg16-perf-optimized", "pg15-custom", "pg16-enterprise", "mysql-plus-tier"],
+)
+def test_editions_and_their_tiers(
+    api: Clients, project: str, version: str, settings: dict[str, Any], refusal: str | None, edition: str | None
+) -> None:
+    """PostgreSQL 16+ defaults to Enterprise Plus, which takes only db-perf-optimized-N-* tiers
+    (and those need it), with the real 400 message."""
+    body = {"name": "orders", "database_version": version, "settings": settings}
+    if refusal is not None:
+        with pytest.raises(exceptions.BadRequest) as refused:
+            api.instances.insert(request={"project": project, "body": body})
+        assert message(refused.value) == refusal
+        assert names(api, project) == []
+    else:
+        finish(api, project, api.instances.insert(request={"project": project, "body": body}))
+        assert get(api, project, "orders").settings.edition.name == edition
+
+
+def test_a_patch_cannot_break_the_edition_rules(api: Clients, project: str) -> None:
+    """Moving an Enterprise instance with a custom tier to Enterprise Plus is refused."""
+    create_running(api, project, "orders")
+    body = {"settings": {"edition": "ENTERPRISE_PLUS"}}
+
+    with pytest.raises(exceptions.BadRequest, match="ENTERPRISE_PLUS"):
+        api.instances.patch(request={"project": project, "instance": "orders", "body": body})
+
+
+def test_injected_states_show_as_the_real_api_shows_them(api: Clients, project: str) -> None:
+    """MAINTENANCE (reads served, changes 409), SUSPENDED with its reason, FAILED, and back."""
+    create_running(api, project, "orders")
+    base = {"project": project, "instance": "orders"}
+    state_path = f"projects/{project}/instances/orders/state"
+
+    admin(api, "POST", state_path, {"state": "MAINTENANCE"})
+    assert get(api, project, "orders").state == Instance.SqlInstanceState.MAINTENANCE
+    assert [user.name for user in api.users.list(request=base).items] == ["postgres"]
+    with pytest.raises(exceptions.Conflict) as busy:
+        api.databases.insert(request={**base, "body": {"name": "shop"}})
+    assert reasons(busy.value) == ["operationInProgress"]
+
+    admin(api, "POST", state_path, {"state": "SUSPENDED", "suspensionReason": ["BILLING_ISSUE"]})
+    suspended = get(api, project, "orders")
+    _, named = raw(api, "GET", f"{project}/instances/orders")
+    assert suspended.state == Instance.SqlInstanceState.SUSPENDED
+    assert [reason.name for reason in suspended.suspension_reason] == ["BILLING_ISSUE"]
+    assert named["suspensionReason"] == ["BILLING_ISSUE"]
+    with pytest.raises(exceptions.BadRequest, match="not running"):
+        api.users.list(request=base)
+
+    admin(api, "POST", state_path, {"state": "FAILED"})
+    assert get(api, project, "orders").state == Instance.SqlInstanceState.FAILED
+    admin(api, "POST", state_path, {"state": "RUNNABLE"})
+    _, back = raw(api, "GET", f"{project}/instances/orders")
+    assert back["state"] == "RUNNABLE" and "suspensionReason" not in back
+    status, refused = admin(api, "POST", state_path, {"state": "PENDING_CREATE"})
+    assert status == 400 and "state must be one of" in refused["error"]["message"]
+
+
+def test_every_response_of_a_scenario_matches_the_discovery_document(api: Clients, project: str) -> None:
+    """A whole life cycle over plain HTTP, in both enum encodings: every response body is valid
+    against Google's document (types, enum values, no unknown fields), checked here independently
+    of the emulator's own check."""
+    schema = SqlAdminSchema()
+    checked: list[str] = []
+
+    def call(method_id: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        results = []
+        numeric = ("&" if "?" in path else "?") + "$alt=json;enum-encoding=int"
+        for query in ("", numeric) if method == "GET" else ("",):
+            status, payload = raw(api, method, path + query, data)
+            assert status == 200, payload
+            if query:
+                response_schema = schema.discovery.response_schema(method_id)
+                assert response_schema is not None
+                payload = schema.codec.to_names(response_schema, payload)
+            problems = schema.response_problems(method_id, payload)
+            assert problems == [], problems
+            checked.append(method_id)
+            results.append(payload)
+        return results[0]
+
+    instance_body = {
+        "name": "orders",
+        "databaseVersion": "POSTGRES_16",
+        "region": "europe-west1",
+        "settings": {"tier": "db-custom-1-3840", "edition": "ENTERPRISE", "userLabels": {"team": "red"}},
+    }
+    operation = call("sql.instances.insert", "POST", f"{project}/instances", instance_body)
+    for _ in range(2):
+        operation = call("sql.operations.get", "GET", f"{project}/operations/{operation['name']}")
+    call("sql.instances.get", "GET", f"{project}/instances/orders")
+    call("sql.instances.list", "GET", f"{project}/instances")
+    user = call("sql.users.insert", "POST", f"{project}/instances/orders/users", {"name": "app", "password": "pw"})
+    finish(api, project, Operation(name=user["name"]))
+    call("sql.users.list", "GET", f"{project}/instances/orders/users")
+    call("sql.users.get", "GET", f"{project}/instances/orders/users/app")
+    database = call("sql.databases.insert", "POST", f"{project}/instances/orders/databases", {"name": "shop"})
+    finish(api, project, Operation(name=database["name"]))
+    call("sql.databases.get", "GET", f"{project}/instances/orders/databases/shop")
+    call("sql.databases.list", "GET", f"{project}/instances/orders/databases")
+    patch = {"settings": {"tier": "db-custom-2-7680", "backupConfiguration": {"enabled": True}}}
+    update = call("sql.instances.patch", "PATCH", f"{project}/instances/orders", patch)
+    finish(api, project, Operation(name=update["name"]))
+    admin(api, "POST", f"projects/{project}/instances/orders/state", {"state": "SUSPENDED"})
+    call("sql.instances.get", "GET", f"{project}/instances/orders")
+    admin(api, "POST", f"projects/{project}/instances/orders/state", {"state": "RUNNABLE"})
+    call("sql.instances.delete", "DELETE", f"{project}/instances/orders")
+    call("sql.instances.get", "GET", f"{project}/instances/orders")  # PENDING_DELETE
+    call("sql.operations.list", "GET", f"{project}/operations?instance=orders")
+
+    assert len(checked) >= 20
+    assert api.emulator.response_problems() == []
 
 
 # --- the server itself ----------------------------------------------------------------------
