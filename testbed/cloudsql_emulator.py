@@ -2,9 +2,12 @@
 
 Google ships no emulator for Cloud SQL, so without this kumo's GCP provider could only be
 exercised against a real project. The emulator serves the part of the REST API that the
-provider calls (instances, users, databases, operations) exactly as the `google-cloud-sql`
-REST transport speaks it: JSON bodies with integer enums and int64 fields as strings, errors
-in Google's JSON error shape. It keeps everything in memory and binds to loopback only.
+provider calls (instances, users, databases, operations) as the real API does: request bodies
+checked against Google's discovery document (discovery_schema.py), enums as names or, when the
+client asks with `$alt=json;enum-encoding=int`, as numbers, int64 fields as strings, errors in
+Google's JSON error shape. It is as strict as the real service where controllers break: one
+operation per instance at a time, PENDING_DELETE, maintenance / suspension / failure states,
+edition rules, 403 for never-seen names. It keeps everything in memory and binds to loopback only.
 
 kumo's end-to-end tests start it in a thread; developers can run it in the foreground with
 `python -m kumo.testbed.cloudsql_emulator --port 8089`. docs/cloudsql-emulator.md says what
