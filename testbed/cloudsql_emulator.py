@@ -768,9 +768,13 @@ class _CloudSQL:
                 self._complete_operation(operation)
             return self._served(operation)
 
-    def set_state(self, project: str, name: str, state: str, suspension_reasons: Sequence[str] = ()) -> Json:
+    def set_state(
+        self, project: str, name: str, state: str, suspension_reasons: Sequence[str] = (), error: str = ""
+    ) -> Json:
         """Put an instance into a state the real service enters on its own (maintenance,
-        suspension, failure) or back to RUNNABLE. Not part of the Cloud SQL API."""
+        suspension, failure) or back to RUNNABLE. A failure may come with the error of the
+        operation that caused it (a MAINTENANCE operation, DONE with that error), as the real
+        service reports one. Not part of the Cloud SQL API."""
         if state not in INJECTABLE_STATES:
             raise _invalid(f"state must be one of {', '.join(INJECTABLE_STATES)}, not {state!r}.")
         with self._lock:
@@ -782,6 +786,10 @@ class _CloudSQL:
             instance.body.pop("suspensionReason", None)
             if state == SUSPENDED:
                 instance.body["suspensionReason"] = list(suspension_reasons) or ["BILLING_ISSUE"]
+            if state == FAILED and error:
+                failure = {"kind": "sql#operationError", "code": "INTERNAL_ERROR", "message": error}
+                operation = self._start_operation(project, name, "MAINTENANCE", error=failure)
+                self._complete_operation(operation)
             _touch(instance.body)
             return copy.deepcopy(instance.body)
 
@@ -1124,8 +1132,10 @@ class _Handler(BaseHTTPRequestHandler):
             return {"problems": list(self.server.response_problems)}
         match = ADMIN_STATE.match(path)
         if method == "POST" and match:
-            reasons = body.get("suspensionReason") or []
-            return self.server.service.set_state(match["project"], match["instance"], str(body.get("state")), reasons)
+            reasons, error = body.get("suspensionReason") or [], str(body.get("error") or "")
+            return self.server.service.set_state(
+                match["project"], match["instance"], str(body.get("state")), reasons, error
+            )
         match = ADMIN_OPERATIONS.match(path)
         if method == "POST" and match:
             kind, seconds = str(body.get("operationType") or "BACKUP_VOLUME"), float(body.get("seconds") or 60)
@@ -1213,10 +1223,12 @@ class CloudSQLEmulator:
         """The password last set for a user: test-only, since the API never returns one."""
         return self._service.password_of(project, instance, user, host)
 
-    def set_state(self, project: str, instance: str, state: str, suspension_reasons: Sequence[str] = ()) -> None:
-        """Test-only: put an instance into MAINTENANCE, SUSPENDED (with reasons), FAILED or back
-        to RUNNABLE, as the real service does on its own."""
-        self._service.set_state(project, instance, state, suspension_reasons)
+    def set_state(
+        self, project: str, instance: str, state: str, suspension_reasons: Sequence[str] = (), error: str = ""
+    ) -> None:
+        """Test-only: put an instance into MAINTENANCE, SUSPENDED (with reasons), FAILED (with the
+        error of the operation that failed) or back to RUNNABLE, as the real service does."""
+        self._service.set_state(project, instance, state, suspension_reasons, error)
 
     def response_problems(self) -> list[str]:
         """Every response served so far that broke the discovery document (an emulator bug)."""

@@ -140,7 +140,8 @@ MESSAGE_OPERATION_RUNNING = "Cloud SQL operation {kind} on {name} is still runni
 MESSAGE_BUSY = "Cloud SQL is running another operation on {name}; {method} waits for it to end"
 MESSAGE_MAINTENANCE = "Cloud SQL maintenance in progress on {name}; it keeps serving, changes wait until it ends"
 MESSAGE_SUSPENDED = "cloud state: SUSPENDED (suspensionReason: {reasons})"
-MESSAGE_FAILED = "cloud state: FAILED (Cloud SQL reports the instance as failed; see its operations and logs)"
+MESSAGE_FAILED = "cloud state: FAILED ({cause})"
+FAILED_WITHOUT_CAUSE = "Cloud SQL gives no failed operation; see the instance's logs"
 
 INSTANCES_PAGE_SIZE = 500  # the instances.list maximum
 RECENT_OPERATIONS = 1  # operations.list looks at the newest operation only
@@ -451,7 +452,7 @@ def connection_details(resource: ManagedResource, instance: Any) -> dict[str, st
 
 
 def instance_observation(
-    resource: ManagedResource, instance: Any, project: str, databases: Sequence[str] | None
+    resource: ManagedResource, instance: Any, project: str, databases: Sequence[str] | None, failure: str = ""
 ) -> Observation:
     """One Observation from an instance and, when they were read, the names of its databases."""
     desired = desired_settings(resource)
@@ -468,7 +469,7 @@ def instance_observation(
         external_name=resource.external_name,
         state=state,
         ready=state in SERVING_STATES,
-        message=state_message(resource.external_name, instance),
+        message=state_message(resource.external_name, instance, failure),
         owner=owner_from_labels(actual[FIELD_LABELS]),
         settings=actual,
         drift=instance_drift(desired, actual, auto_resize),
@@ -487,8 +488,9 @@ def instance_observation(
     )
 
 
-def state_message(name: str, instance: Any) -> str:
-    """What a user should read in Ready about a state that is not plain RUNNABLE."""
+def state_message(name: str, instance: Any, failure: str = "") -> str:
+    """What a user should read in Ready about a state that is not plain RUNNABLE; `failure` is
+    the error of the operation that left the instance FAILED, when it was read."""
     state = enum_name(instance.state)
     if state in (STATE_MAINTENANCE, STATE_ONLINE_MAINTENANCE):
         return MESSAGE_MAINTENANCE.format(name=name)
@@ -496,7 +498,7 @@ def state_message(name: str, instance: Any) -> str:
         reasons = ", ".join(enum_name(reason) for reason in instance.suspension_reason) or "not given"
         return MESSAGE_SUSPENDED.format(reasons=reasons)
     if state == STATE_FAILED:
-        return MESSAGE_FAILED
+        return MESSAGE_FAILED.format(cause=failure or FAILED_WITHOUT_CAUSE)
     return ""
 
 
@@ -614,13 +616,17 @@ class CloudSQLClient:
         instance = await self._get_instance(name)
         if instance is None:
             return None
-        databases = None
-        if enum_name(instance.state) not in SERVING_STATES:
+        databases, failure = None, ""
+        state = enum_name(instance.state)
+        if state == STATE_FAILED:
+            # The instance exists and is broken: Ready=False with the cause, not an error of kumo's.
+            failure = await self._latest_failure(name) or ""
+        elif state not in SERVING_STATES:
             await self._raise_failed_operation(name)
         elif resource.database.database_name:
             response = await self._call("databases.list", instance=name)
             databases = [database.name for database in response.items]
-        return instance_observation(resource, instance, self._sql.project, databases)
+        return instance_observation(resource, instance, self._sql.project, databases, failure)
 
     async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
         # One instances.list per page and nothing else: databases and operations are not read.
@@ -752,6 +758,12 @@ class CloudSQLClient:
             token = page.next_page_token
             if not token:
                 return False
+
+    async def _latest_failure(self, name: str) -> str | None:
+        """Google's message for the newest operation on the instance, if it failed."""
+        page = await self._call("operations.list", instance=name, max_results=RECENT_OPERATIONS)
+        operations = list(page.items)[:RECENT_OPERATIONS]
+        return operation_failure(operations[0]) if operations else None
 
     async def _raise_failed_operation(self, name: str) -> None:
         """`Terminal` with Google's message when the newest operation on a not-RUNNABLE instance

@@ -787,7 +787,8 @@ def test_a_patch_cannot_break_the_edition_rules(api: Clients, project: str) -> N
 
 
 def test_injected_states_show_as_the_real_api_shows_them(api: Clients, project: str) -> None:
-    """MAINTENANCE (reads served, changes 409), SUSPENDED with its reason, FAILED, and back."""
+    """MAINTENANCE (reads served, changes 409), SUSPENDED with its reason, FAILED with the error
+    of the operation that failed, and back."""
     create_running(api, project, "orders")
     base = {"project": project, "instance": "orders"}
     state_path = f"projects/{project}/instances/orders/state"
@@ -808,8 +809,11 @@ def test_injected_states_show_as_the_real_api_shows_them(api: Clients, project: 
     with pytest.raises(exceptions.BadRequest, match="not running"):
         api.users.list(request=base)
 
-    admin(api, "POST", state_path, {"state": "FAILED"})
+    admin(api, "POST", state_path, {"state": "FAILED", "error": "The instance could not restart."})
     assert get(api, project, "orders").state == Instance.SqlInstanceState.FAILED
+    [newest] = api.operations.list(request={**base, "max_results": 1}).items
+    assert newest.operation_type.name == "MAINTENANCE"
+    assert [e.message for e in newest.error.errors] == ["The instance could not restart."]
     admin(api, "POST", state_path, {"state": "RUNNABLE"})
     _, back = raw(api, "GET", f"{project}/instances/orders")
     assert back["state"] == "RUNNABLE" and "suspensionReason" not in back

@@ -53,8 +53,10 @@ class Emulator:
     def release(self, operation: str) -> None:
         self._call("POST", f"/_emulator/projects/{self.project}/operations/{operation}/finish", {})
 
-    def set_state(self, name: str, state: str, reasons: list[str] | None = None) -> None:
+    def set_state(self, name: str, state: str, reasons: list[str] | None = None, error: str = "") -> None:
         body: dict[str, Any] = {"state": state, **({"suspensionReason": reasons} if reasons else {})}
+        if error:
+            body["error"] = error  # the error of the operation that left the instance FAILED
         self._call("POST", f"/_emulator/projects/{self.project}/instances/{name}/state", body)
 
     def response_problems(self) -> list[str]:
@@ -182,21 +184,28 @@ def test_maintenance_keeps_ready_true_with_a_note(kumo: Kumo, emulator: Emulator
 
 
 @pytest.mark.parametrize(
-    ("state", "reasons", "shown"),
+    ("state", "reasons", "error", "shown"),
     [
-        ("SUSPENDED", ["BILLING_ISSUE"], "suspensionReason: BILLING_ISSUE"),
-        ("FAILED", None, "FAILED"),
+        ("SUSPENDED", ["BILLING_ISSUE"], "", "suspensionReason: BILLING_ISSUE"),
+        ("FAILED", None, "The instance could not restart after maintenance.", "could not restart after maintenance"),
     ],
     ids=["suspended", "failed"],
 )
 def test_suspended_or_failed_shows_why_in_ready(
-    kumo: Kumo, emulator: Emulator, provider_config: str, state: str, reasons: list[str] | None, shown: str
+    kumo: Kumo,
+    emulator: Emulator,
+    provider_config: str,
+    state: str,
+    reasons: list[str] | None,
+    error: str,
+    shown: str,
 ) -> None:
-    """A suspended or failed instance makes Ready False with the reason Cloud SQL gives; Ready
-    comes back once the instance is RUNNABLE again."""
+    """A suspended or failed instance makes Ready False with the reason Cloud SQL gives (the
+    suspension reason; the error of the operation that failed); Ready comes back once the
+    instance is RUNNABLE again."""
     name, external = ready_database(kumo)
 
-    emulator.set_state(external, state, reasons)
+    emulator.set_state(external, state, reasons, error)
     down = kumo.wait_for(
         f"Ready=False naming {shown}",
         lambda: (r := ready_condition(kumo, name)).get("status") == "False" and shown in r.get("message", "") and r,
