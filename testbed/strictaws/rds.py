@@ -220,8 +220,7 @@ class StrictRDS:
                 if key not in PENDING_KEYS or value is None:
                     continue
                 if key != PASSWORD_KEY and value == _current(instance, key):
-                    life.pending.pop(key, None)  # asking for what it already has cancels a pending change
-                    continue
+                    continue  # nothing to change (what AWS does then to another pending value is not modelled)
                 starts = soon if immediately or _as_soon_as_possible(instance, key, value) else window
                 life.pending[key] = (value, starts)
 
