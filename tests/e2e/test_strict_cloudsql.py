@@ -87,6 +87,12 @@ def synced(kumo: Kumo, name: str) -> dict[str, Any]:
     return (condition(obj, "Synced") if obj else None) or {}
 
 
+def busy_synced(kumo: Kumo, name: str) -> dict[str, Any] | None:
+    """The Synced condition once it tells of the wait for Cloud SQL's other operation."""
+    found = synced(kumo, name)
+    return found if BUSY in found.get("message", "") else None
+
+
 # --- one operation at a time ----------------------------------------------------------------
 
 
@@ -100,7 +106,7 @@ def test_a_change_while_cloud_sql_is_busy_waits_quietly_then_lands(
     operation = emulator.hold(external)
 
     kumo.patch("Database", name, {"spec": {"size": "medium", "storageGB": 30}})
-    waiting = kumo.wait_for("the wait in Synced", lambda: BUSY in synced(kumo, name).get("message", "") or None)
+    waiting = kumo.wait_for("the wait in Synced", lambda: busy_synced(kumo, name))
     ready = condition(kumo.get("Database", name) or {}, "Ready") or {}
     emulator.release(operation)
 
@@ -128,7 +134,7 @@ def test_a_delete_while_cloud_sql_is_busy_waits_then_removes_the_instance(
     operation = emulator.hold(external)
 
     kumo.delete("Database", name)
-    kumo.wait_for("the wait in Synced", lambda: BUSY in synced(kumo, name).get("message", "") or None)
+    kumo.wait_for("the wait in Synced", lambda: busy_synced(kumo, name))
     assert emulator.instance(external)["state"] == "RUNNABLE"  # nothing deleted yet
     emulator.release(operation)
 
