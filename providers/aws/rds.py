@@ -348,7 +348,14 @@ class RDSClient:
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         desired = self.desired(resource)
         fields = {entry.field for entry in drift}
-        instance = await self._modify(resource, desired, drift) or {}
+        try:
+            instance = await self._modify(resource, desired, drift) or {}
+        except NotReady:
+            # Tags are taken in any state: ownership tags never wait behind a busy instance or a
+            # storage change RDS holds back.
+            if FIELD_TAGS in fields:
+                await self._add_tags(await self._arn(resource), desired[FIELD_TAGS])
+            raise
         if FIELD_TAGS in fields:
             arn = str(instance.get("DBInstanceArn") or await self._arn(resource))
             await self._add_tags(arn, desired[FIELD_TAGS])
