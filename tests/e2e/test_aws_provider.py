@@ -30,6 +30,7 @@ from kumo.providers.base import (
     ExternalClient,
     Kind,
     ManagedResource,
+    NotReady,
     Ownership,
     ProviderSettings,
     Retryable,
@@ -349,6 +350,69 @@ def test_database_delete_takes_a_deterministic_final_snapshot(rds: DatabaseClien
 
     snapshots = moto.boto("rds").describe_db_snapshots(DBSnapshotIdentifier=f"{resource.external_name}-final")
     assert len(snapshots["DBSnapshots"]) == 1
+
+
+def with_spec(resource: ManagedResource, **spec: Any) -> ManagedResource:
+    fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
+    return ManagedResource(resource.kind, resource.external_name, resource.owner, DatabaseSpec(**fields))
+
+
+def test_database_update_of_a_busy_instance_is_not_ready(rds: DatabaseClient, moto: Moto) -> None:
+    """A modification RDS refuses because the instance is busy (here: still creating) is a wait,
+    `NotReady` quoting AWS, not an error."""
+    resource = database()
+    run(rds.create(resource, PASSWORD))
+    bigger = with_spec(resource, size="medium")
+    drifted = run(rds.observe(bigger))
+    assert drifted is not None and [d.field for d in drifted.drift] == ["instanceClass"]
+
+    with pytest.raises(NotReady) as waits:
+        run(rds.update(bigger, drifted.drift))
+
+    assert "Database instance is not in available state." in str(waits.value)
+
+
+def test_database_storage_refused_for_optimization_sends_the_rest_and_waits(rds: DatabaseClient, moto: Moto) -> None:
+    """Right after a storage change RDS refuses another one, and the whole request with it; the
+    client sends the class change on its own and says what waits (`NotReady`)."""
+    resource = with_spec(database(), storage_gb=20)
+    run(rds.create(resource, PASSWORD))
+    settled(moto, resource)
+    grown = with_spec(resource, storage_gb=30)
+    first = run(rds.observe(grown))
+    assert first is not None
+    run(rds.update(grown, first.drift))
+    settled(moto, resource)
+    again = with_spec(resource, storage_gb=40, size="medium")
+    drifted = run(rds.observe(again))
+    assert drifted is not None and {d.field for d in drifted.drift} == {"storageGB", "instanceClass"}
+
+    with pytest.raises(NotReady) as waits:
+        run(rds.update(again, drifted.drift))
+
+    assert str(waits.value).startswith("instanceClass sent; storageGB 30 -> 40 waits")
+    found = moto.boto("rds").describe_db_instances(DBInstanceIdentifier=resource.external_name)["DBInstances"][0]
+    assert found["AllocatedStorage"] == 30
+    assert found["PendingModifiedValues"] == {"DBInstanceClass": "db.t3.large"}
+
+
+def test_database_final_snapshot_name_taken_gets_a_timestamped_one(rds: DatabaseClient, moto: Moto) -> None:
+    """`<name>-final` left by an earlier instance of the same name: the delete takes the final
+    snapshot under `<name>-final-<time>` and leaves the earlier one alone."""
+    resource = database(skip_final_snapshot=False)
+    run(rds.create(resource, PASSWORD))
+    settled(moto, resource)
+    aws = moto.boto("rds")
+    aws.create_db_snapshot(
+        DBInstanceIdentifier=resource.external_name, DBSnapshotIdentifier=f"{resource.external_name}-final"
+    )
+
+    assert not run(rds.delete(resource)).gone
+
+    snapshots = aws.describe_db_snapshots(DBInstanceIdentifier=resource.external_name, SnapshotType="manual")
+    names = sorted(s["DBSnapshotIdentifier"] for s in snapshots["DBSnapshots"])
+    assert names[0] == f"{resource.external_name}-final" and len(names) == 2
+    assert names[1].startswith(f"{resource.external_name}-final-")
 
 
 def test_database_delete_protection_reaches_the_caller(rds: DatabaseClient) -> None:
