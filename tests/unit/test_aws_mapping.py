@@ -6,6 +6,7 @@ what the call wrapper does around one SDK call. No network: the wrapper runs aga
 from __future__ import annotations
 
 import asyncio
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +191,54 @@ def test_database_drift(described: dict[str, Any], tags: dict[str, str], drifted
     """Drift ignores newer minors, foreign tags and already-pending desired values."""
     desired = rds.desired_settings(database())
     assert [d.field for d in rds.instance_drift(desired, described, tags)] == drifted
+
+
+@pytest.mark.parametrize(
+    ("state", "pending", "note"),
+    [
+        pytest.param("available", {"instanceClass": "db.m5.large"}, "", id="available-with-a-change-for-the-window"),
+        pytest.param("backing-up", {}, "cloud state: backing-up", id="busy"),
+        pytest.param(
+            "modifying",
+            {"storageGB": 30, "instanceClass": "db.t3.large"},
+            "cloud state: modifying; pending: instanceClass, storageGB",
+            id="modifying-names-what",
+        ),
+    ],
+)
+def test_database_state_note(state: str, pending: dict[str, Any], note: str) -> None:
+    """Ready says what RDS is doing with a usable instance, and nothing once it is available."""
+    assert rds.state_note(state, pending) == note
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "refusal"),
+    [
+        pytest.param(
+            "InvalidParameterCombination",
+            "You can't currently modify the storage of this DB instance because the previous storage change is "
+            "being optimized.",
+            True,
+            id="storage-optimization",
+        ),
+        pytest.param(
+            "InvalidParameterCombination",
+            "You must specify both the storage size and iops when modifying the storage size or iops",
+            False,
+            id="other-storage-combination",
+        ),
+    ],
+)
+def test_database_storage_refusal_is_recognised(code: str, message: str, refusal: bool) -> None:
+    """Only the "being optimized" refusal makes kumo send the other changes without storage."""
+    assert rds.is_storage_refusal(Terminal(message, code=code)) is refusal
+
+
+def test_database_final_snapshot_name_is_deterministic_then_timestamped() -> None:
+    """`<name>-final` first; a taken name gets the UTC time, a valid snapshot identifier."""
+    assert rds.final_snapshot_name("orders-db") == "orders-db-final"
+    at = datetime.datetime(2026, 11, 28, 7, 3, 12, tzinfo=datetime.UTC)
+    assert rds.final_snapshot_name("orders-db", at) == "orders-db-final-20261128t070312z"
 
 
 def test_database_settings_report_the_full_actual_version() -> None:
