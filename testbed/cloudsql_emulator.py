@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from google.cloud import sqladmin_v1beta4 as sqladmin
 
 from .discovery_schema import Discovery, EnumCodec, Violation, load_document
+from .engines import BACKED_ENGINES, POSTGRES_PORT, EngineGateway
 from .serving import ServerThread
 
 LOG = logging.getLogger(__name__)
@@ -385,6 +386,10 @@ def _merge(target: Json, changes: Json) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _engine_key(instance: _Instance) -> str:
+    return f"cloudsql/{instance.body['project']}/{instance.body['name']}"
+
+
 def _fake_ip(project: str, name: str, network: int) -> str:
     """A stable loopback address per instance, so tests can tell instances apart."""
     digest = zlib.crc32(f"{project}/{name}".encode())
@@ -469,9 +474,10 @@ class _CloudSQL:
     """All state and behaviour. Every public method runs under one lock and returns JSON with
     enums as names; the HTTP layer validates requests and encodes responses."""
 
-    def __init__(self, settings: EmulatorSettings) -> None:
+    def __init__(self, settings: EmulatorSettings, engines: EngineGateway | None = None) -> None:
         self._lock = threading.Lock()
         self._settings = settings
+        self._engines = engines  # real PostgreSQL behind RUNNABLE instances, when the bed has one
         self._instances: dict[tuple[str, str], _Instance] = {}
         self._known_names: set[tuple[str, str]] = set()  # every instance name a project has had
         self._operations: dict[str, _Operation] = {}
@@ -571,6 +577,8 @@ class _CloudSQL:
             key = (gone.body["project"], gone.body["name"])
             if self._instances.get(key) is gone:
                 del self._instances[key]  # with its users and databases
+                if self._engines is not None:
+                    self._engines.remove(_engine_key(gone))
 
     def _complete_create(self, instance: _Instance) -> None:
         # A create is one process seen from two sides: whichever side finishes it first
@@ -578,6 +586,7 @@ class _CloudSQL:
         if instance.body["state"] == PENDING_CREATE:
             instance.body["state"] = RUNNABLE
             _touch(instance.body)
+            self._serve_engine(instance)
         operation, instance.create_op = instance.create_op, None
         if operation is not None and not operation.done:
             self._complete_operation(operation)
@@ -667,6 +676,27 @@ class _CloudSQL:
         instance.users[(user, host)] = _User(body, root_password)  # rootPassword is its password
         for database in SYSTEM_DATABASES[instance.engine]:
             instance.databases[database] = self._database_body(instance, {"name": database})
+
+    # --- the real engine behind the instance ---------------------------------------------------
+
+    def _serve_engine(self, instance: _Instance) -> None:
+        """A new RUNNABLE PostgreSQL instance answers at its PRIMARY (or PRIVATE) address on the
+        engine's own port, as Cloud SQL's do (the API reports no port)."""
+        addresses = [a["ipAddress"] for a in instance.body.get("ipAddresses", [])]
+        if self._engines is None or instance.engine.lower() not in BACKED_ENGINES or not addresses:
+            return
+        try:
+            self._engines.declare(_engine_key(instance), host=addresses[0], port=POSTGRES_PORT)
+        except OSError as error:  # another bed on this machine holds the same address
+            LOG.warning("instance %s has no real engine: %s", instance.body["name"], error)
+            return
+        self._sync_engine(instance)
+
+    def _sync_engine(self, instance: _Instance) -> None:
+        if self._engines is None:
+            return
+        passwords = {name: user.password for (name, _host), user in instance.users.items() if user.password}
+        self._engines.hold(_engine_key(instance), passwords, set(instance.databases))
 
     def get_instance(self, req: _Request) -> Json:
         with self._lock:
@@ -829,6 +859,7 @@ class _CloudSQL:
                 return self._served(self._instance_op(instance, "CREATE_USER", error))
             body = self._user_body(instance, _without_secrets(req.body))
             instance.users[(name, host)] = _User(body, req.body.get("password"))
+            self._sync_engine(instance)
             return self._served(self._instance_op(instance, "CREATE_USER"))
 
     def _instance_op(self, instance: _Instance, kind: str, error: Json | None = None) -> _Operation:
@@ -855,6 +886,7 @@ class _CloudSQL:
             changes = {k: v for k, v in _without_secrets(req.body).items() if k not in USER_IDENTITY | {"etag"}}
             _merge(user.body, changes)
             _touch(user.body)
+            self._sync_engine(instance)
             return self._served(self._instance_op(instance, "UPDATE_USER"))
 
     def delete_user(self, req: _Request) -> Json:
@@ -862,6 +894,7 @@ class _CloudSQL:
             instance = self._idle_instance(req)
             key, _ = self._user(instance, req.arg("name"), req.query.get("host", ""))
             del instance.users[key]
+            self._sync_engine(instance)
             return self._served(self._instance_op(instance, "DELETE_USER"))
 
     def password_of(self, project: str, instance: str, user: str, host: str = "") -> str | None:
@@ -905,6 +938,7 @@ class _CloudSQL:
                 error = _operation_error(f"database {name!r} already exists")
                 return self._served(self._instance_op(instance, "CREATE_DATABASE", error))
             instance.databases[name] = self._database_body(instance, req.body)
+            self._sync_engine(instance)
             return self._served(self._instance_op(instance, "CREATE_DATABASE"))
 
     def get_database(self, req: _Request) -> Json:
@@ -932,6 +966,7 @@ class _CloudSQL:
             instance = self._idle_instance(req)
             self._database(instance, req.params["database"])
             del instance.databases[req.params["database"]]
+            self._sync_engine(instance)
             return self._served(self._instance_op(instance, "DELETE_DATABASE"))
 
     # --- operations ----------------------------------------------------------------------------
@@ -1188,13 +1223,16 @@ class EmulatorSettings:
 
 class CloudSQLEmulator:
     """The emulator as a server: `start()` serves in a daemon thread until `stop()`. The keyword
-    arguments are those of `EmulatorSettings`."""
+    arguments are those of `EmulatorSettings`; `engines` puts a real PostgreSQL server behind
+    each PostgreSQL instance (`kumo.testbed.engines`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, engines: EngineGateway | None = None, **settings: Any
+    ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the emulator binds to loopback only, not {host}")
         self.settings = EmulatorSettings(**settings)
-        self._service = _CloudSQL(self.settings)
+        self._service = _CloudSQL(self.settings, engines)
         schema = SqlAdminSchema()
         self._server: _Server | None = None
         self._serving = ServerThread(self._make_server(host, port, schema), "emulator")
@@ -1283,6 +1321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         operation_seconds=args.operation_seconds,
         create_steps=args.create_steps,
         forbidden_for_unknown=args.unknown_instance_status == 403,
+        engines=EngineGateway.from_env(),  # set by the test bed when it runs a PostgreSQL server
     ) as emulator:
         print(f"listening on {emulator.endpoint}", flush=True)
         while not stopping.wait(0.5):  # a bounded wait keeps the main thread responsive to signals

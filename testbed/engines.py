@@ -241,6 +241,13 @@ class EngineGateway:
         self._listeners[key] = future.result(timeout=10)
         return host, port
 
+    def hold(self, key: str, passwords: dict[str, str], databases: set[str]) -> None:
+        """Replace what instance `key` holds: each user's password, and its databases."""
+        with self._lock:
+            if key in self._instances:
+                self._instances[key].passwords = dict(passwords)
+                self._instances[key].databases = set(databases) | {"postgres"}
+
     def set_password(self, key: str, user: str, password: str) -> None:
         with self._lock:
             if key in self._instances:
@@ -314,7 +321,7 @@ class EngineGateway:
             if engine is None:
                 return None
             passwords, databases = dict(engine.passwords), set(engine.databases)
-            if passwords == engine.applied_passwords and databases <= engine.applied_databases:
+            if passwords == engine.applied_passwords and databases == engine.applied_databases:
                 return engine
             with psycopg.connect(**self.server.admin_conninfo()) as admin:
                 if not engine.applied_databases:
@@ -329,7 +336,10 @@ class EngineGateway:
                             sql.Identifier(engine.database(name)), sql.Identifier(engine.group)
                         )
                     )
-            engine.applied_passwords, engine.applied_databases = passwords, engine.applied_databases | databases
+                for name in sorted(engine.applied_databases - databases):
+                    dropped = sql.Identifier(engine.database(name))
+                    admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(dropped))
+            engine.applied_passwords, engine.applied_databases = passwords, databases
             return engine
 
     @staticmethod
