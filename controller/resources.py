@@ -66,9 +66,29 @@ def external_name(body: Mapping[str, Any], cluster_id: str) -> str:
     return derived_external_name(meta["namespace"], meta["name"], cluster_id)
 
 
-def connection_secret_name(body: Mapping[str, Any]) -> str:
-    ref = body.get("spec", {}).get("writeConnectionSecretToRef") or {}
-    return str(ref.get("name") or f"{body['metadata']['name']}-connection")
+# Default connection Secret names, per kind. The suffixes end differently, so no Database and
+# Bucket in one namespace can default to the same Secret whatever their names (a Database named
+# `x-bucket` defaults to `x-bucket-connection`, a Bucket named `x` to `x-bucket`).
+DEFAULT_SECRET_SUFFIX = {Kind.DATABASE: "-connection", Kind.BUCKET: "-bucket"}
+# Before kumo 0.2 Buckets defaulted to `<name>-connection` too: a Bucket that already published
+# there (it has status.atProvider but no status.connectionSecret yet) keeps that Secret.
+LEGACY_SECRET_SUFFIX = "-connection"  # noqa: S105 (a name, not a password)
+
+
+def connection_secret_name(kind: Kind, body: Mapping[str, Any]) -> str:
+    """The Secret an object publishes to: spec.writeConnectionSecretToRef.name, else the name
+    recorded in status.connectionSecret (kept even if the default changes), else the kind's
+    default."""
+    ref = (body.get("spec") or {}).get("writeConnectionSecretToRef") or {}
+    if ref.get("name"):
+        return str(ref["name"])
+    status = body.get("status") or {}
+    if status.get("connectionSecret"):
+        return str(status["connectionSecret"])
+    name = str(body["metadata"]["name"])
+    if kind is Kind.BUCKET and (status.get("atProvider") or {}).get("externalName"):
+        return name + LEGACY_SECRET_SUFFIX
+    return name + DEFAULT_SECRET_SUFFIX[kind]
 
 
 def ownership(body: Mapping[str, Any], cluster_id: str) -> Ownership:

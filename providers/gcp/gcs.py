@@ -48,6 +48,7 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.naming import GOOGLE_LIKE
 from kumo.providers.options import ProviderOption
 
 from .session import (
@@ -92,10 +93,6 @@ UPDATE_INTERVAL = 1.0
 OBJECTS_PAGE_SIZE = 1000  # the objects.list maximum
 DELETE_BATCH = 100  # the most requests one GCS batch request may carry
 MAX_LABELS = 64
-# GCS refuses a bucket name that starts with "goog" or holds "google" or a close misspelling
-# (https://cloud.google.com/storage/docs/buckets#naming). The CRD keeps both out of
-# spec.externalName, but a name derived from the namespace and object name can carry them.
-GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
 # A region (europe-west1), a multi-region (EU, US, ASIA) or a dual-region (NAM4, EUR4).
 LOCATION_PATTERN = r"[a-z]+-[a-z]+\d+|[a-z]+\d*"
 
@@ -268,7 +265,10 @@ def validate_bucket(spec: BucketSpec) -> list[str]:
 
 
 def bucket_name_problems(name: str) -> list[str]:
-    """What GCS would refuse in the bucket name kumo is about to use (explicit or derived)."""
+    """What GCS would refuse in the bucket name kumo is about to use: a "goog" prefix, "google"
+    or a close misspelling (https://cloud.google.com/storage/docs/buckets#naming). A derived
+    name never carries them (controller/resources.py), so this refuses an explicit
+    spec.externalName: the CRD keeps out "goog" and "google", not the misspellings."""
     if name.startswith("goog"):
         return [MESSAGE_NAME_REFUSED.format(name=name, reason='starts with "goog"')]
     if GOOGLE_LIKE.search(name):
