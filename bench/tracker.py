@@ -17,6 +17,8 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+from kumo.controller.resources import connection_secret_name
+from kumo.providers.base import Kind
 
 GROUP, VERSION = "kumo.dev", "v1alpha1"
 PLURALS = {"Database": "databases", "Bucket": "buckets"}
@@ -211,8 +213,7 @@ class ObjectTracker:
                 self.objects.pop(key, None)
                 return
             state = self.objects.setdefault(key, ObjectState())
-            ref = (body.get("spec") or {}).get("writeConnectionSecretToRef") or {}
-            state.secret = ref.get("name") or f"{meta['name']}-connection"
+            state.secret = connection_secret_name(Kind(kind), body)
             state.ready = _condition(body, "Ready").get("status") == "True"
             if state.ready and state.ready_at is None:
                 state.ready_at = now

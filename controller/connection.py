@@ -9,6 +9,8 @@ instance (`password-state`) and which rotation request it answers (`rotation`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import string
 from collections.abc import Mapping
@@ -20,6 +22,9 @@ PASSWORD_LENGTH = 32
 
 ANNOTATION_PASSWORD_STATE = "kumo.dev/password-state"
 ANNOTATION_ROTATION = "kumo.dev/rotation"
+# A keyed digest of the password kumo last wrote (never the password): a different value in the
+# Secret means a user edited it, and kumo then sets the edited value on the instance.
+ANNOTATION_PASSWORD_DIGEST = "kumo.dev/password-digest"
 PASSWORD_PENDING = "pending"  # stored, not yet known to be set on the instance
 PASSWORD_APPLIED = "applied"
 
@@ -70,3 +75,16 @@ class StoredPassword:
     @property
     def applied(self) -> bool:
         return self.state == PASSWORD_APPLIED
+
+
+def password_digest(uid: str, password: str) -> str:
+    """HMAC-SHA256 of the password keyed by the owner's uid: tells an edited Secret apart from
+    kumo's own write without storing anything that helps guess the password elsewhere."""
+    return hmac.new(uid.encode(), password.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def edited(annotations: Mapping[str, str], uid: str, password: str) -> bool:
+    """The Secret's password is not the one kumo wrote (a Secret written before digests were
+    recorded counts as unedited: its digest is added by the next write)."""
+    recorded = annotations.get(ANNOTATION_PASSWORD_DIGEST) or ""
+    return bool(recorded) and not hmac.compare_digest(recorded, password_digest(uid, password))

@@ -32,6 +32,21 @@ class NotFound(Exception):
     """The object asked for does not exist."""
 
 
+def expected_conflict(error: ApiException) -> bool:
+    """404 (the object or its Secret was deleted while a reconcile ran) or 409 (someone wrote
+    it meanwhile): ordinary in a shared cluster; a retry reads the new state."""
+    return error.status in (404, 409)
+
+
+def api_error_message(error: ApiException) -> str:
+    """The API server's own one-line message (its Status.message), not the HTTP dump."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (TypeError, ValueError):
+        message = None
+    return f"Kubernetes API {error.status} {error.reason}: {message or error.body or ''}".rstrip(": ")
+
+
 class NamespaceTerminating(Exception):
     """The namespace is being deleted: the API server refuses to create anything in it."""
 
@@ -232,13 +247,16 @@ class KubeClient:
                 return None
             raise
 
-    async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> None:
+    async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> str:
+        """Create a Secret; returns its resourceVersion, so a later replace in the same pass is
+        guarded by the version this write made, not a stale one."""
         try:
-            await asyncio.to_thread(self.core.create_namespaced_secret, namespace, secret)
+            created = await asyncio.to_thread(self.core.create_namespaced_secret, namespace, secret)
         except ApiException as error:
             if namespace_terminating(error):
                 raise NamespaceTerminating(f"namespace {namespace} is being terminated") from None
             raise
+        return str(created.metadata.resource_version)
 
     async def set_secret_finalizers(self, namespace: str, name: str, current: list[str], wanted: list[str]) -> None:
         """A credentials Secret's finalizers (the in-use protection); gone is fine."""
@@ -254,8 +272,11 @@ class KubeClient:
             if not _not_found(error):
                 raise
 
-    async def replace_secret(self, namespace: str, name: str, secret: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(self.core.replace_namespaced_secret, name, namespace, secret)
+    async def replace_secret(self, namespace: str, name: str, secret: Mapping[str, Any]) -> str:
+        """Replace a Secret (refused with 409 if it carries a resourceVersion that is no longer
+        current); returns the new resourceVersion."""
+        replaced = await asyncio.to_thread(self.core.replace_namespaced_secret, name, namespace, secret)
+        return str(replaced.metadata.resource_version)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         try:

@@ -17,6 +17,7 @@ only the holder of the Lease (controller/leader.py) runs workers and the sweeper
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import logging
 import os
@@ -39,7 +40,14 @@ from . import conditions as cond
 from .cache import ObjectCache
 from .cloudcalls import CloudCalls
 from .config import ControllerConfig
-from .connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from .connection import (
+    ANNOTATION_ROTATION,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED_BY,
+    edited,
+)
 from .drift import DriftPolicy
 from .kube import KubeClient
 from .leader import ElectionTiming, KubeLeaseStore, LeaderElector
@@ -86,6 +94,8 @@ class Controller:
     may_act: Callable[[], bool] = lambda: True
     # (namespace, name) of every kumo connection Secret -> the rotation request it answers
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Those of them whose password is not the one kumo wrote (a user edited it)
+    edited_secrets: set[tuple[str, str]] = field(default_factory=set)
     # Set when prime() has filled the cache with everything that existed at start-up.
     primed: asyncio.Event = field(default_factory=asyncio.Event)
     # What prime() listed and the watches have not delivered yet: see confirm_primed().
@@ -154,7 +164,8 @@ class Controller:
         meta, status = body["metadata"], body.get("status") or {}
         conditions = status.get("conditions") or []
         rotation = (meta.get("annotations") or {}).get(ANNOTATION_ROTATE_PASSWORD, "")
-        secret = self.secrets.get((key.namespace, connection_secret_name(body)))
+        where = (key.namespace, connection_secret_name(key.kind, body))
+        secret = None if where in self.edited_secrets else self.secrets.get(where)
         return (
             not meta.get("deletionTimestamp")
             and FINALIZER in (meta.get("finalizers") or [])
@@ -172,7 +183,17 @@ class Controller:
             self._confirmed += 1
         if event_type != "DELETED":
             self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
+            if not _password_edited(body):
+                self.edited_secrets.discard(where)
+                return
+            # A user wrote another password into the Secret: set it on the instance now rather
+            # than at the next sweep (which also catches it: see secret_exists).
+            self.edited_secrets.add(where)
+            owner = _secret_owner(meta)
+            if owner is not None and owner in self.cache:
+                self.queue.add(owner)
             return
+        self.edited_secrets.discard(where)
         self._secret_gone(where, _secret_owner(meta))
 
     def _secret_gone(self, where: tuple[str, str], owner: ObjectKey | None) -> None:
@@ -240,7 +261,9 @@ class Controller:
             self._unconfirmed_secrets.pop(where, None)
 
     def secret_exists(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self.secrets
+        """The Secret is there as kumo wrote it (a password edited by a user counts as missing:
+        the sweep then sends its object to a reconcile, which sets that password)."""
+        return (namespace, name) in self.secrets and (namespace, name) not in self.edited_secrets
 
     def watch(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background task for the controller's lifetime (stop() cancels it)."""
@@ -322,6 +345,19 @@ def _describe(result: Result) -> str:
     if result.error is not None:
         return f"{'terminal' if result.terminal else 'retryable'} error"
     return f"requeue in {result.requeue_after:.1f}s" if result.requeue_after is not None else "done"
+
+
+def _password_edited(body: Mapping[str, Any]) -> bool:
+    """A Database Secret whose password differs from the one kumo recorded writing."""
+    meta, data = body["metadata"], body.get("data") or {}
+    owners = [ref.get("uid", "") for ref in meta.get("ownerReferences") or [] if ref.get("kind") == Kind.DATABASE.value]
+    if not owners or not data.get("password"):
+        return False
+    try:
+        password = base64.b64decode(data["password"]).decode()
+    except (ValueError, UnicodeDecodeError):
+        return True  # not even text: certainly not kumo's
+    return edited(meta.get("annotations") or {}, owners[0], password)
 
 
 def _secret_owner(meta: Mapping[str, Any]) -> ObjectKey | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from kubernetes.client.rest import ApiException
 from kumo.providers.base import (
     CallHooks,
     Creation,
@@ -48,7 +49,7 @@ from . import conditions as cond
 from . import connection as conn
 from . import drift as drift_policy
 from .drift import DriftPolicy, policy_of
-from .kube import KubeClient, NamespaceTerminating
+from .kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
 from .metrics import Metrics
 from .providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
 from .resources import (
@@ -92,6 +93,11 @@ class SecretConflict(Terminal):
     """The connection Secret's name is taken by a Secret this object does not own."""
 
 
+class UnexpectedError(Retryable):
+    """An error no step foresaw (a Kubernetes refusal such as an exhausted quota or a policy, or a
+    bug): shown in Synced=False and an event like any other, and retried with backoff."""
+
+
 class InvalidSpec(Terminal):
     """The provider found values in the spec it cannot accept; nothing was called."""
 
@@ -131,6 +137,7 @@ class _Pass:
     at_provider: dict[str, Any] | None = None
     secret: Any = None  # the V1Secret as read this pass
     written_secret: dict[str, Any] | None = None  # the Secret body written this pass
+    published: bool = False  # the connection Secret was checked or written this pass
     password: conn.StoredPassword | None = None
     password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
@@ -203,8 +210,24 @@ class Reconciler:
             # object too; that deletion is the next event. Nothing to retry before it.
             log.info("%s: %s; waiting for the object's own deletion", key, refused)
             result = Result()
+        except ApiException as error:
+            if not expected_conflict(error):
+                result = await self._failed(work, UnexpectedError(api_error_message(error)))
+            else:
+                # Deleted or written by someone else while this pass ran: one line, and a retry
+                # reads the new state (the object's own deletion drops the key from the queue).
+                log.info("%s: %s; retrying", key, api_error_message(error))
+                return Result(error=error)
+        except Exception as error:  # a bug, or an answer nobody foresaw: still the user's to see
+            log.exception("unexpected error reconciling %s", key)
+            result = await self._failed(work, UnexpectedError(f"unexpected error: {type(error).__name__}: {error}"))
         if not work.done:
-            await self._finish(work)
+            try:
+                await self._finish(work)
+            except ApiException as error:
+                if not expected_conflict(error):
+                    raise
+                log.info("%s: status not written: %s", key, api_error_message(error))
         return result
 
     async def _finish(self, work: _Pass) -> None:
@@ -245,6 +268,10 @@ class Reconciler:
             return await self._observe_only(work, client)
         if work.key.kind is Kind.DATABASE:
             await self._ensure_password_stored(work)
+        else:
+            # Before any create: a bucket whose Secret name is taken would exist in the cloud
+            # with nowhere to publish it (a Database makes the same check storing its password).
+            work.secret = await self._read_secret(work)
         observation = await client.observe(work.resource)
         if observation is None:
             observation = await self._absent(work, client)
@@ -501,7 +528,7 @@ class Reconciler:
     # ------------------------------------------------------------------ the connection Secret
 
     async def _read_secret(self, work: _Pass) -> Any:
-        name = connection_secret_name(work.body)
+        name = connection_secret_name(work.key.kind, work.body)
         secret = await self.kube.read_secret(work.key.namespace, name)
         if secret is not None and not _owned_by(secret, work.uid):
             raise SecretConflict(
@@ -514,8 +541,10 @@ class Reconciler:
         """Step 2: a password in the Secret before any create call."""
         secret = work.secret = await self._read_secret(work)
         rotation = work.annotations.get(ANNOTATION_ROTATE_PASSWORD, "")
-        stored = _stored_password(secret)
+        stored = _stored_password(secret, work.uid)
         if stored is not None and stored.rotation == rotation:
+            # A password a user wrote into the Secret comes back 'pending' (its digest no longer
+            # matches): it is set on the instance below, like a rotation (docs/concepts.md).
             work.password = stored
             return
         work.password = conn.StoredPassword(conn.generate_password(), conn.PASSWORD_PENDING, rotation)
@@ -523,11 +552,14 @@ class Reconciler:
         data["password"] = work.password.value
         body = self._secret_body(work, data, work.password)
         if secret is None:
-            await self.kube.create_secret(work.key.namespace, body)
+            version = await self.kube.create_secret(work.key.namespace, body)
         else:
             body["metadata"]["resourceVersion"] = secret.metadata.resource_version
-            await self.kube.replace_secret(work.key.namespace, secret.metadata.name, body)
-        work.written_secret = body  # the final write compares against what is there now
+            version = await self.kube.replace_secret(work.key.namespace, secret.metadata.name, body)
+        # The final write compares against what is there now, and is guarded by the version this
+        # write made: keeping the one read before it made every rotation fail once with 409.
+        body["metadata"]["resourceVersion"] = version
+        work.written_secret = body
 
     async def _note_password_after_create(self, work: _Pass, creation: Creation) -> None:
         """After a create, the stored password is on the instance only if the create said so.
@@ -544,7 +576,9 @@ class Reconciler:
         work.password = conn.StoredPassword(work.password.value, state, work.password.rotation)
         data = _body_data(work.written_secret) if work.written_secret else _secret_data(work.secret)
         body = self._secret_body(work, data, work.password)
-        await self.kube.replace_secret(work.key.namespace, body["metadata"]["name"], body)
+        body["metadata"]["resourceVersion"] = await self.kube.replace_secret(
+            work.key.namespace, body["metadata"]["name"], body
+        )
         work.written_secret = body
 
     async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient) -> None:
@@ -567,9 +601,9 @@ class Reconciler:
             )
         else:
             data = {k: str(v) for k, v in observation.connection.items()}
-            work.secret = await self._read_secret(work)
         wanted = self._secret_body(work, data, work.password)
         current = work.written_secret or _as_body(work.secret)
+        work.published = True
         if current is None:
             await self.kube.create_secret(work.key.namespace, wanted)
         elif not _same_secret(current, wanted):
@@ -585,13 +619,14 @@ class Reconciler:
             annotations = {
                 conn.ANNOTATION_PASSWORD_STATE: password.state,
                 conn.ANNOTATION_ROTATION: password.rotation,
+                conn.ANNOTATION_PASSWORD_DIGEST: conn.password_digest(work.uid, password.value),
             }
         return {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
             "metadata": {
-                "name": connection_secret_name(work.body),
+                "name": connection_secret_name(work.key.kind, work.body),
                 "namespace": work.key.namespace,
                 "labels": {
                     conn.LABEL_MANAGED_BY: conn.MANAGED_BY,
@@ -614,7 +649,7 @@ class Reconciler:
         # is gone and at the collector's pace; deleting it here means the Secret never outlives
         # the finalizer (an app sees it vanish with its database). If the collector or a user was
         # quicker, the read finds nothing or the delete gets 404: both are fine.
-        name = connection_secret_name(work.body)
+        name = connection_secret_name(work.key.kind, work.body)
         secret = await self.kube.read_secret(work.key.namespace, name)
         if secret is not None and _owned_by(secret, work.uid):
             await self.kube.delete_secret(work.key.namespace, name)
@@ -668,6 +703,9 @@ class Reconciler:
             new["atProvider"] = work.at_provider
         if work.drift is not None:
             new["drift"] = work.drift
+        if (work.published or work.at_provider is not None) and not _observe_only(work.body):
+            # Recorded, so a later change of the default name never moves an existing Secret.
+            new["connectionSecret"] = connection_secret_name(work.key.kind, work.body)
         if all(current.get(k) == v for k, v in new.items()):
             return
         await self.kube.patch_status(work.key, new, work.guard_version)
@@ -719,15 +757,15 @@ def _body_data(body: Mapping[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
 
 
-def _stored_password(secret: Any) -> conn.StoredPassword | None:
+def _stored_password(secret: Any, uid: str) -> conn.StoredPassword | None:
     if secret is None or not (secret.data or {}).get("password"):
         return None
     annotations = secret.metadata.annotations or {}
-    return conn.StoredPassword(
-        value=base64.b64decode(secret.data["password"]).decode(),
-        state=annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING),
-        rotation=annotations.get(conn.ANNOTATION_ROTATION, ""),
-    )
+    value = base64.b64decode(secret.data["password"]).decode()
+    state = annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
+    if conn.edited(annotations, uid, value):
+        state = conn.PASSWORD_PENDING  # someone else wrote this value: not known on the instance
+    return conn.StoredPassword(value=value, state=state, rotation=annotations.get(conn.ANNOTATION_ROTATION, ""))
 
 
 def _as_body(secret: Any) -> dict[str, Any] | None:

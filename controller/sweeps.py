@@ -184,4 +184,4 @@ class Sweeper:
 
     def _secret_missing(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
         ready = cond.is_true(body.get("status", {}).get("conditions") or [], cond.READY)
-        return ready and not self.secret_exists(key.namespace, connection_secret_name(body))
+        return ready and not self.secret_exists(key.namespace, connection_secret_name(key.kind, body))

@@ -202,6 +202,8 @@ def _status(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from kumo import API_GROUP, API_VERSION
+    from kumo.controller.resources import connection_secret_name
+    from kumo.providers.base import Kind
     from kumo.status import explain, parse_target, render
 
     try:
@@ -218,9 +220,7 @@ def _status(args: argparse.Namespace) -> int:
             for e in sorted(listed.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
             if e.involved_object.kind == kind
         ]
-        secret_name = ((obj.get("spec") or {}).get("writeConnectionSecretToRef") or {}).get(
-            "name"
-        ) or f"{name}-connection"
+        secret_name = connection_secret_name(Kind(kind), obj)
         secret_keys = _secret_keys(core, namespace, secret_name)
     except Exception as error:
         return _failed("status", error)

@@ -11,6 +11,9 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from kumo.controller.resources import connection_secret_name
+from kumo.providers.base import Kind
+
 KINDS = {"database": ("Database", "databases"), "bucket": ("Bucket", "buckets")}
 ALIASES = {"databases": "database", "db": "database", "kdb": "database", "buckets": "bucket", "kbk": "bucket"}
 
@@ -111,8 +114,7 @@ def _next_step(conditions: dict[str, dict[str, Any]], ready: bool) -> str:
 
 
 def _secret_line(obj: dict[str, Any], keys: list[str] | None) -> str:
-    ref = (obj.get("spec") or {}).get("writeConnectionSecretToRef") or {}
-    name = ref.get("name") or f"{obj['metadata']['name']}-connection"
+    name = connection_secret_name(Kind(obj["kind"]), obj)
     if keys is None:
         return f"Connection Secret {name}: not written yet"
     return f"Connection Secret {name}: keys {', '.join(sorted(keys))}"

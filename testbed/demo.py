@@ -27,6 +27,8 @@ from urllib.parse import urlparse
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from kumo.controller.resources import connection_secret_name
+from kumo.providers.base import Kind
 
 from . import engines
 from .bed import DEFAULT_ENV_FILE, TestBed, install_crds
@@ -55,6 +57,11 @@ class Tracked:
     @property
     def label(self) -> str:
         return f"{self.cloud}: {self.kind}/{self.name}"
+
+    @property
+    def secret_name(self) -> str:
+        """The default connection Secret of a new object (the controller's own rule)."""
+        return connection_secret_name(Kind(self.kind), {"metadata": {"name": self.name}})
 
 
 def main() -> int:
@@ -168,7 +175,7 @@ def _wait_ready(api: client.ApiClient, tracked: list[Tracked], controller: Contr
 
 
 def _secret(api: client.ApiClient, item: Tracked) -> dict[str, str]:
-    secret = client.CoreV1Api(api).read_namespaced_secret(f"{item.name}-connection", item.namespace)
+    secret = client.CoreV1Api(api).read_namespaced_secret(item.secret_name, item.namespace)
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
@@ -183,7 +190,7 @@ def _mask(key: str, value: str) -> str:
 
 def _show_secrets(api: client.ApiClient, tracked: list[Tracked]) -> None:
     for item in tracked:
-        say(f"Secret {item.namespace}/{item.name}-connection ({item.label}):")
+        say(f"Secret {item.namespace}/{item.secret_name} ({item.label}):")
         for key, value in sorted(_secret(api, item).items()):
             print(f"         {key:24} {_mask(key, value)}")
 

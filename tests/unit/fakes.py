@@ -85,11 +85,20 @@ class FakeKube:
 
             raise NamespaceTerminating(f"namespace {namespace} is being terminated")
         self.journal.append(("kube:create-secret", body["metadata"]["name"]))
-        self.secrets[(namespace, body["metadata"]["name"])] = to_v1_secret(body)
+        created = self.secrets[(namespace, body["metadata"]["name"])] = to_v1_secret(body)
+        return created.metadata.resource_version
 
     async def replace_secret(self, namespace, name, body):
+        current = self.secrets.get((namespace, name))
+        guard = body["metadata"].get("resourceVersion")
+        if current is None or (guard and guard != current.metadata.resource_version):
+            # What the API server answers a replace guarded by a version that is no longer current.
+            from kubernetes.client.rest import ApiException
+
+            raise ApiException(status=404 if current is None else 409, reason="Conflict")
         self.journal.append(("kube:replace-secret", name))
-        self.secrets[(namespace, name)] = to_v1_secret(body)
+        replaced = self.secrets[(namespace, name)] = to_v1_secret(body)
+        return replaced.metadata.resource_version
 
     async def delete_secret(self, namespace, name):
         self.journal.append(("kube:delete-secret", name))
