@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kumo.providers.base import BucketSpec, DatabaseSpec, Kind, ManagedResource, Ownership
+from kumo.providers.naming import GOOGLE_LIKE, RESERVED_PREFIXES
 
 from kumo import API_GROUP, API_VERSION
 
@@ -49,19 +50,57 @@ class ObjectKey:
 
 
 def derived_external_name(namespace: str, name: str, cluster_id: str) -> str:
+    """The cloud name of an object without spec.externalName: `{namespace}-{name}-{hash8}`.
+
+    One name for every cloud kumo supports, valid on each for every valid namespace and name:
+    - S3 buckets ("General purpose bucket naming rules",
+      https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html): 3-63
+      lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit;
+      no "xn--", "sthree-" or "amzn-s3-demo-" prefix; no "-s3alias", "--ol-s3", ".mrap",
+      "--x-s3" or "--table-s3" suffix; not an IP address.
+    - GCS buckets ("Bucket naming", https://cloud.google.com/storage/docs/buckets#naming): 3-63
+      characters of the same kind; no "goog" prefix; no "google" or a close misspelling such
+      as "g00gle" anywhere; not an IP address.
+    - RDS DB instance identifiers (CreateDBInstance API reference): 1-63 letters, digits and
+      hyphens, first a letter, no "--", no trailing hyphen.
+    - Cloud SQL instance IDs (Cloud SQL Admin API reference, instances): lowercase letters,
+      digits and hyphens, first a letter, at most 98 characters with the project ID (6-30).
+
+    So: the lowercased namespace and name joined by "-", every other character run turned
+    into one "-" (no dots, so never an IP address; no "--", so never "xn--"), "k-" in front of
+    a digit, cut to 54 characters, then "-" and 8 hex digits of a hash of cluster id,
+    namespace and name (so the name ends with a letter or digit and never with a reserved
+    suffix, and two clusters or two objects never share a name). Only when that stem carries
+    a reserved word (providers/naming.py) is it changed: each "google"-like word becomes
+    "ggl", and a reserved prefix ("sthree-", "amzn-s3-demo-", "goog") gets "k-" in front.
+    Every other name derives exactly as before these two steps existed, as it must: a name
+    that changed would orphan the cloud resource created under the old one (the name recorded
+    in status also wins over the derivation, see `external_name`).
+    """
     digest = hashlib.sha256(f"{cluster_id}/{namespace}/{name}".encode()).hexdigest()[:8]
+    longest_stem = MAX_EXTERNAL_NAME - len(digest) - 1
     stem = re.sub(r"[^a-z0-9-]+", "-", f"{namespace}-{name}".lower())
     stem = re.sub(r"-{2,}", "-", stem).strip("-")
     if not stem or not stem[0].isalpha():
         stem = f"k-{stem}".rstrip("-")
-    stem = stem[: MAX_EXTERNAL_NAME - len(digest) - 1].rstrip("-")
+    stem = stem[:longest_stem].rstrip("-")
+    while GOOGLE_LIKE.search(stem):  # each pass shortens the stem; "ggl" cannot form a new match
+        stem = GOOGLE_LIKE.sub("ggl", stem)
+    if f"{stem}-".startswith(RESERVED_PREFIXES):  # the "-" before the hash counts: "sthree" + "-..."
+        stem = f"k-{stem}"[:longest_stem].rstrip("-")
     return f"{stem}-{digest}"
 
 
 def external_name(body: Mapping[str, Any], cluster_id: str) -> str:
-    explicit = body.get("spec", {}).get("externalName")
+    """spec.externalName, else the name recorded in status.atProvider.externalName (an object
+    keeps the name its resource was created under even if the derivation changes), else the
+    derived name."""
+    explicit = (body.get("spec") or {}).get("externalName")
     if explicit:
         return str(explicit)
+    recorded = ((body.get("status") or {}).get("atProvider") or {}).get("externalName")
+    if recorded:
+        return str(recorded)
     meta = body["metadata"]
     return derived_external_name(meta["namespace"], meta["name"], cluster_id)
 
