@@ -17,6 +17,8 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kumo.controller.resources import connection_secret_name
+from kumo.providers.base import Kind
 from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import AWS_OTHER_REGION, CLOUDS, CloudProbe, probe_for
@@ -150,6 +152,12 @@ class Kumo:
                 return None
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def connection_secret(self, kind: str, name: str) -> dict[str, str] | None:
+        """The data of the Secret a new object of this kind and name publishes to by default
+        (the controller's own rule: `<name>-connection` for a Database, `<name>-bucket` for a
+        Bucket)."""
+        return self.secret(connection_secret_name(Kind(kind), {"metadata": {"name": name}}))
 
     def events(self, name: str) -> list[client.CoreV1Event]:
         listed = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")

@@ -52,7 +52,7 @@ def test_bucket_becomes_ready_and_its_secret_reaches_the_bucket(kumo, probe, pro
     name = unique("bk")
     kumo.create(example(probe.cloud, "Bucket", name))
     obj = kumo.wait_ready("Bucket", name)
-    secret = kumo.secret(f"{name}-connection")
+    secret = kumo.connection_secret("Bucket", name)
     assert secret is not None and set(secret) >= BUCKET_KEYS
     bucket = probe.bucket(secret["bucket"])
     assert bucket is not None and bucket["versioning"] is True and bucket["labels"]["team"] == "web"
@@ -96,7 +96,7 @@ def test_delete_policy_removes_cloud_resource_and_secret(kumo, probe, provider_c
     kumo.wait_gone("Bucket", bk)
     assert probe.database(external_db) is None or probe.database(external_db)["status"] == "deleting"
     assert probe.bucket(external_bk) is None
-    assert kumo.secret(f"{db}-connection") is None and kumo.secret(f"{bk}-connection") is None
+    assert kumo.secret(f"{db}-connection") is None and kumo.connection_secret("Bucket", bk) is None
 
 
 def test_retain_policy_keeps_the_cloud_resource(kumo, probe, provider_config):

@@ -180,13 +180,13 @@ def test_controller_runs_with_only_its_rbac(
         kumo.wait_ready("Database", db, timeout=120)
         kumo.wait_ready("Bucket", bk, timeout=120)
         assert (kumo.secret(f"{db}-connection") or {}).get("password")
-        assert (kumo.secret(f"{bk}-connection") or {}).get("bucket")
+        assert (kumo.connection_secret("Bucket", bk) or {}).get("bucket")
         assert kumo.events(db), "no Event posted about the Database"
         kumo.delete("Database", db)
         kumo.delete("Bucket", bk)
         kumo.wait_gone("Database", db, timeout=120)
         kumo.wait_gone("Bucket", bk, timeout=120)
-        assert kumo.secret(f"{db}-connection") is None and kumo.secret(f"{bk}-connection") is None
+        assert kumo.secret(f"{db}-connection") is None and kumo.connection_secret("Bucket", bk) is None
     finally:
         objects.delete_cluster_custom_object("kumo.dev", "v1alpha1", "clusterproviderconfigs", cluster_name)
         kumo.core.delete_namespaced_secret(cluster_secret["metadata"]["name"], CONTROLLER_NAMESPACE)

@@ -142,7 +142,7 @@ def _run_workload(kumo: Kumo, proxies: dict[str, FaultProxy], prefix: str, count
     if not pending:
         time.sleep(3)  # requeues already scheduled (a poll after Ready) still count towards the cost
     for kind, name in names:
-        secret = kumo.secret(f"{name}-connection")
+        secret = kumo.connection_secret(kind, name)
         key = "password" if kind == "Database" else "bucket"
         if not (secret and secret.get(key)) and not any(p.startswith(f"{name}:") for p in pending):
             pending.append(f"{name}: Ready without a connection Secret holding {key}")

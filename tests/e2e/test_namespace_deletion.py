@@ -115,7 +115,7 @@ def test_stale_secret_is_collected_and_the_new_object_gets_its_own(kumo, probe, 
     bk = unique("bk")
     kumo.create(example(probe.cloud, "Bucket", bk))
     old = kumo.wait_ready("Bucket", bk)
-    assert kumo.secret(f"{bk}-connection") is not None
+    assert kumo.connection_secret("Bucket", bk) is not None
     kumo.patch("Bucket", bk, {"metadata": {"finalizers": None}})
     kumo.delete("Bucket", bk)
     kumo.wait_gone("Bucket", bk)
@@ -126,7 +126,7 @@ def test_stale_secret_is_collected_and_the_new_object_gets_its_own(kumo, probe, 
 
     def owned_by_new_object() -> bool:
         try:
-            secret = kumo.core.read_namespaced_secret(f"{bk}-connection", kumo.namespace)
+            secret = kumo.core.read_namespaced_secret(f"{bk}-bucket", kumo.namespace)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -135,4 +135,4 @@ def test_stale_secret_is_collected_and_the_new_object_gets_its_own(kumo, probe, 
 
     kumo.wait_for("the new object's own connection Secret", owned_by_new_object, timeout=90)
     kumo.wait_ready("Bucket", bk)
-    assert (kumo.secret(f"{bk}-connection") or {}).get("bucket") == manifest["spec"]["externalName"]
+    assert (kumo.connection_secret("Bucket", bk) or {}).get("bucket") == manifest["spec"]["externalName"]

@@ -76,7 +76,7 @@ def test_observe_only_reports_and_never_writes(kumo, probe, provider_config):
     kumo.create(manifest)
     obj = kumo.wait_ready("Bucket", name)
     assert condition(obj, "InSync")["reason"] == "Drifted" and "ObserveOnly" in condition(obj, "Synced")["message"]
-    assert probe.bucket(external)["labels"] == tags and kumo.secret(f"{name}-connection") is None
+    assert probe.bucket(external)["labels"] == tags and kumo.connection_secret("Bucket", name) is None
     kumo.delete("Bucket", name)
     kumo.wait_gone("Bucket", name)
     assert probe.bucket(external) is not None

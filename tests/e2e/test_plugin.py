@@ -51,7 +51,7 @@ def test_plugin_bucket_lives_a_full_life_through_the_controller(kumo, local_conf
     obj = kumo.wait_ready("Bucket", name)
     directory = local_config / obj["status"]["atProvider"]["externalName"]
     assert json.loads((directory / ".kumo.json").read_text())["versioning"] is True
-    assert kumo.secret(f"{name}-connection")["url"] == f"file://{directory}"
+    assert kumo.connection_secret("Bucket", name)["url"] == f"file://{directory}"
     kumo.patch("Bucket", name, {"spec": {"versioning": False}})
     kumo.wait_for("edit applied", lambda: json.loads((directory / ".kumo.json").read_text())["versioning"] is False)
     (directory / "data.txt").write_text("keep me")

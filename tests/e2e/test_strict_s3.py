@@ -86,7 +86,7 @@ def test_buckets_land_in_their_region_whether_location_is_set_or_not(kumo, probe
         external = externals[case] = obj["status"]["atProvider"]["externalName"]
         assert obj["status"]["atProvider"]["region"] == regions[case]
         assert located(probe, external) == regions[case]
-        assert kumo.secret(f"{name}-connection")["region"] == regions[case]
+        assert kumo.connection_secret("Bucket", name)["region"] == regions[case]
     abroad = names["ap-south-1"]
     kumo.patch("Bucket", abroad, {"spec": {"versioning": False}})
     there = boto3.client("s3", **{**probe.common, "region_name": "ap-south-1"})  # no redirect of ours either
