@@ -686,7 +686,7 @@ class _CloudSQL:
         if self._engines is None or instance.engine.lower() not in BACKED_ENGINES or not addresses:
             return
         try:
-            self._engines.declare(_engine_key(instance), host=addresses[0], port=POSTGRES_PORT)
+            self._engines.declare(_engine_key(instance), hosts=addresses, port=POSTGRES_PORT)
         except OSError as error:  # another bed on this machine holds the same address
             LOG.warning("instance %s has no real engine: %s", instance.body["name"], error)
             return

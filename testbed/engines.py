@@ -37,7 +37,7 @@ import struct
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +213,7 @@ class EngineGateway:
     def __init__(self, server: ServerAddress) -> None:
         self.server = server
         self._instances: dict[str, InstanceEngine] = {}
-        self._listeners: dict[str, asyncio.base_events.Server] = {}
+        self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
         self._lock = threading.RLock()
         self._serial = 0
         self._loop = asyncio.new_event_loop()
@@ -227,19 +227,22 @@ class EngineGateway:
 
     # -- what the emulators tell it
 
-    def declare(self, key: str, *, host: str = LOOPBACK, port: int = 0) -> tuple[str, int]:
-        """Give instance `key` an address (a free loopback port when `port` is 0); returns it.
+    def declare(self, key: str, *, hosts: Sequence[str] = (LOOPBACK,), port: int = 0) -> tuple[str, int]:
+        """Give instance `key` its addresses: `port` (a free loopback port when 0) on each of
+        `hosts` (an instance with a public and a private IP answers on both); returns the first.
         Declaring a key again (an instance re-created under the same name) starts it afresh."""
         with self._lock:
             self.remove(key)
             self._serial += 1
             digest = hashlib.sha256(f"{key}#{self._serial}#{os.getpid()}".encode()).hexdigest()[:8]
             port = port or free_port()
-            engine = InstanceEngine(key, f"k{digest}_", host, port)
+            engine = InstanceEngine(key, f"k{digest}_", hosts[0], port)
             self._instances[key] = engine
-        future = asyncio.run_coroutine_threadsafe(self._listen(engine), self._loop)
-        self._listeners[key] = future.result(timeout=10)
-        return host, port
+            listeners = self._listeners[key] = []
+        for host in hosts:
+            future = asyncio.run_coroutine_threadsafe(self._listen(engine, host), self._loop)
+            listeners.append(future.result(timeout=10))
+        return hosts[0], port
 
     def hold(self, key: str, passwords: dict[str, str], databases: set[str]) -> None:
         """Replace what instance `key` holds: each user's password, and its databases."""
@@ -272,8 +275,8 @@ class EngineGateway:
         """The instance is gone: its address stops answering (its data is dropped with the bed)."""
         with self._lock:
             self._instances.pop(key, None)
-            listener = self._listeners.pop(key, None)
-        if listener is not None:
+            listeners = self._listeners.pop(key, [])
+        for listener in listeners:
             asyncio.run_coroutine_threadsafe(_close(listener), self._loop).result(timeout=10)
 
     def address(self, key: str) -> tuple[str, int] | None:
@@ -283,7 +286,7 @@ class EngineGateway:
 
     # -- serving connections
 
-    async def _listen(self, engine: InstanceEngine) -> asyncio.base_events.Server:
+    async def _listen(self, engine: InstanceEngine, host: str) -> asyncio.base_events.Server:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 await self._serve(engine.key, reader, writer)
@@ -292,7 +295,7 @@ class EngineGateway:
             finally:
                 writer.close()
 
-        return await asyncio.start_server(serve, engine.host, engine.port, reuse_address=True)
+        return await asyncio.start_server(serve, host, engine.port, reuse_address=True)
 
     async def _serve(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         packet = await _read_startup(reader, writer)
