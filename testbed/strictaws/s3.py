@@ -11,6 +11,8 @@ list with links is in docs/testbed.md, "AWS: S3"):
   call on a bucket of another region answers 301 `PermanentRedirect` naming the bucket's region
   (GetBucketLocation excepted: it answers from anywhere).
 - ListBuckets names each bucket's region (`BucketRegion`), as S3 has since 2024.
+- CreateBucket refuses a name outside S3's general purpose bucket naming rules (reserved
+  prefixes and suffixes, IP-address forms, characters, length) with 400 `InvalidBucketName`.
 - Bucket names are global: another account's bucket answers CreateBucket with 409
   `BucketAlreadyExists` (moto does this) and every other call with 403 (moto serves it).
 - 409 `OperationAborted` when a bucket name is created again too soon after its deletion, and
@@ -53,6 +55,13 @@ MESSAGE_INCOMPATIBLE = (
     "The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
 )
 MESSAGE_INVALID_LOCATION = "The specified location-constraint is not valid"
+MESSAGE_INVALID_NAME = "The specified bucket is not valid."
+# AWS, "General purpose bucket naming rules"
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+NAME_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+RESERVED_PREFIXES = ("xn--", "sthree-", "sthree-configurator", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 MESSAGE_REDIRECT = (
     "The bucket you are attempting to access must be addressed using the specified endpoint. "
     "Please send all future requests to this endpoint."
@@ -144,7 +153,8 @@ def parse_request(environ: dict[str, Any]) -> S3Request | None:
     """The S3 request in `environ`; None for other services, S3 Control and ListBuckets."""
     scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     path = environ.get("PATH_INFO", "")
-    if scope is None or scope.group(3) != "s3" or path.startswith(S3_CONTROL_PATH):
+    # "s3express": what boto3 signs a bucket named like a directory bucket ("...--x-s3") with.
+    if scope is None or scope.group(3) not in ("s3", "s3express") or path.startswith(S3_CONTROL_PATH):
         return None
     bucket, _, key = path.lstrip("/").partition("/")
     if not bucket:
@@ -227,6 +237,32 @@ class Refusal:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def valid_bucket_name(name: str) -> bool:
+    """AWS, "General purpose bucket naming rules": 3-63 characters of lowercase letters, digits,
+    dots and hyphens, beginning and ending with a letter or digit; no two adjacent periods; not
+    formatted as an IP address; none of the reserved prefixes ("xn--", "sthree-",
+    "sthree-configurator", "amzn-s3-demo-") or suffixes ("-s3alias", "--ol-s3", ".mrap",
+    "--x-s3", "--table-s3"). The SDKs check only characters and length up to 255 on the client,
+    so the rest is the service's to refuse."""
+    return (
+        3 <= len(name) <= 63
+        and NAME_CHARACTERS.fullmatch(name) is not None
+        and ".." not in name
+        and IP_ADDRESS.fullmatch(name) is None
+        and not name.startswith(RESERVED_PREFIXES)
+        and not name.endswith(RESERVED_SUFFIXES)
+    )
+
+
+def name_refusal(name: str) -> Refusal | None:
+    """S3's answer to CreateBucket with a name it does not allow: 400 InvalidBucketName "The
+    specified bucket is not valid." naming the bucket (S3 API reference, "Error responses":
+    InvalidBucketName, 400; S3's message as quoted in versity/versitygw#1358)."""
+    if valid_bucket_name(name):
+        return None
+    return Refusal(400, "InvalidBucketName", MESSAGE_INVALID_NAME, (("BucketName", name),))
 
 
 def location_refusal(region: str, location: str) -> Refusal | None:
@@ -322,7 +358,7 @@ class StrictS3:
         bucket = find_bucket(request.bucket)
         if request.is_create_bucket:
             location = _location_constraint(body)
-            refusal = location_refusal(request.region, location)
+            refusal = name_refusal(request.bucket) or location_refusal(request.region, location)
             if refusal is None and bucket is None and self._recently_deleted(request.bucket):
                 # aws/aws-cli#2411 and #2593: a name deleted moments ago cannot be created again
                 # at once ("wait up to an hour" when the region changes).

@@ -233,18 +233,21 @@ def test_bucket_whose_name_another_project_holds_is_refused_and_untouched(
     assert theirs.get_bucket(external).labels == {"owner": "them"}
 
 
-def test_bucket_whose_derived_name_gcs_refuses_is_an_invalid_spec(kumo, provider_config) -> None:
-    """An object named google-photos derives a bucket name holding "google", which GCS refuses:
-    the Bucket says so before any cloud call (InvalidSpec, pointing at spec.externalName)
-    instead of passing on the insert's "Invalid bucket name"."""
-    name = f"google-photos-{uuid.uuid4().hex[:4]}"
-    kumo.create(example("gcp", "Bucket", name))
+def test_bucket_whose_explicit_name_gcs_refuses_is_an_invalid_spec(kumo, provider_config) -> None:
+    """spec.externalName holds a close misspelling of "google", which the CRD's rules let
+    through and GCS refuses: the Bucket says so before any cloud call (InvalidSpec naming
+    spec.externalName and the rule) instead of passing on the insert's "Invalid bucket name".
+    (A derived name never holds one: tests/e2e/test_naming_rules.py.)"""
+    name = unique("misspelt")
+    manifest = example("gcp", "Bucket", name)
+    manifest["spec"]["externalName"] = f"team-g00gle-{uuid.uuid4().hex[:6]}"
+    kumo.create(manifest)
 
     obj = kumo.wait_condition("Bucket", name, "Synced", "False")
 
     synced = condition(obj, "Synced")
     assert synced["reason"] == "InvalidSpec", synced
-    assert '"google"' in synced["message"] and "set spec.externalName" in synced["message"]
+    assert "spec.externalName" in synced["message"] and "close misspelling" in synced["message"], synced
 
 
 def test_rapid_spec_edits_of_one_bucket_converge_without_errors(kumo, probe, provider_config) -> None:
