@@ -181,6 +181,12 @@ def test_a_kubernetes_refusal_nobody_foresaw_shows_in_synced(kumo: Kumo, probe, 
     event; nothing is created in the cloud; once the quota is lifted the Database becomes Ready."""
     quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": "0"}}}
     kumo.core.create_namespaced_resource_quota(kumo.namespace, quota)
+    # The API server's quota admission enforces status.hard against status.used, which the
+    # quota controller writes; the bed runs no quota controller, so the test writes what it would.
+    used = len(kumo.core.list_namespaced_secret(kumo.namespace).items)
+    kumo.core.patch_namespaced_resource_quota_status(
+        "no-more-secrets", kumo.namespace, {"status": {"hard": {"secrets": "0"}, "used": {"secrets": str(used)}}}
+    )
     name = unique("db")
     manifest = example(probe.cloud, "Database", name)
     external = manifest["spec"]["externalName"] = unique(f"{name}-x")
