@@ -232,6 +232,7 @@ BAD_MANIFESTS = [
     bad("bucket-name-goog-prefix", BUCKET, "spec.externalName", '"goog"', externalName="googlogs"),
     bad("bucket-name-s3alias-suffix", BUCKET, "spec.externalName", '"-s3alias"', externalName="logs-s3alias"),
     bad("bucket-name-ol-s3-suffix", BUCKET, "spec.externalName", '"--ol-s3"', externalName="logs--ol-s3"),
+    bad("bucket-name-mrap-suffix", BUCKET, "spec.externalName", '".mrap"', externalName="logs.mrap"),
     bad("bucket-location-with-underscore", BUCKET, "spec.location", "should match", location="eu_west_1"),
     # Bucket: labels portable to GCS, kumo* reserved
     bad("label-key-uppercase", BUCKET, "spec.labels", 'spec.labels key "Team" is invalid', labels={"Team": "data"}),
