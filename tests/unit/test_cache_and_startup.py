@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from types import SimpleNamespace
 
@@ -310,3 +311,33 @@ def test_a_sweep_judges_only_bodies_unchanged_since_its_listing():
     stats = asyncio.run(sweeper.sweep(scope, cache.members(scope)))
     assert reconciler.judged == [("a", "7")]
     assert (stats.listed, stats.compared) == (2, 1)
+
+
+def _database_secret(password: str, digest_of: str, uid: str = "uid-db") -> dict:
+    from kumo.controller.connection import ANNOTATION_PASSWORD_DIGEST, password_digest
+
+    return {
+        "metadata": {
+            "name": "orders-connection",
+            "namespace": "team",
+            "labels": {LABEL_MANAGED_BY: "kumo", LABEL_OWNER_KIND: "Database", LABEL_OWNER_NAME: "orders"},
+            "annotations": {ANNOTATION_ROTATION: "", ANNOTATION_PASSWORD_DIGEST: password_digest(uid, digest_of)},
+            "ownerReferences": [{"kind": "Database", "name": "orders", "uid": uid}],
+        },
+        "data": {"password": base64.b64encode(password.encode()).decode()},
+    }
+
+
+def test_a_password_edited_in_the_secret_sends_its_database_to_a_reconcile_at_once():
+    """The Secret watch tells kumo's own write (the digest matches) from a user's edit; an edit
+    enqueues the Database now, and until it is handled the sweep sees the Secret as missing (the
+    backstop if the watch event was lost)."""
+    controller = Controller(ForgetfulReconciler())  # type: ignore[arg-type]
+    key = ObjectKey(Kind.DATABASE, "team", "orders")
+    controller.cache.put(key, {"metadata": {"name": "orders", "namespace": "team", "uid": "uid-db"}})
+    controller.on_secret_event("MODIFIED", _database_secret("kumo-wrote-this", digest_of="kumo-wrote-this"))
+    assert len(controller.queue) == 0 and controller.secret_exists("team", "orders-connection")
+    controller.on_secret_event("MODIFIED", _database_secret("a-user-wrote-this", digest_of="kumo-wrote-this"))
+    assert len(controller.queue) == 1 and not controller.secret_exists("team", "orders-connection")
+    controller.on_secret_event("MODIFIED", _database_secret("a-user-wrote-this", digest_of="a-user-wrote-this"))
+    assert controller.secret_exists("team", "orders-connection")

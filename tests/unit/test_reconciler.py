@@ -6,10 +6,12 @@ Each test is one scenario; its docstring says what it proves.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 from kumo.controller import conditions as cond
 from kumo.controller.reconciler import Reconciler
 from kumo.controller.resources import FINALIZER, ObjectKey, derived_external_name
@@ -495,6 +497,115 @@ def test_foreign_secret_with_the_same_name_blocks_creation():
     world.reconcile()
     assert entries(world.journal, "cloud:create") == []
     assert "writeConnectionSecretToRef" in world.condition("Synced")["message"]
+
+
+def test_rotation_succeeds_in_one_pass():
+    """The final Secret write is guarded by the version the password step wrote, not the one
+    read before it (which made every rotation fail once with 409 and succeed on the retry)."""
+    world = World()
+    world.reconcile()
+    world.body["metadata"]["annotations"]["kumo.dev/rotate-password"] = "2026-11-28"
+    result = world.reconcile()
+    assert result.error is None and world.condition("Synced")["status"] == "True"
+    assert world.cloud.records[EXTERNAL].password == world.kube.secret_value(NS, SECRET, "password")
+
+
+def _edit_password(world: World, value: str) -> None:
+    secret = world.kube.secrets[(NS, SECRET)]
+    secret.data["password"] = base64.b64encode(value.encode()).decode()
+
+
+def test_password_edited_in_the_secret_is_set_on_the_instance_and_in_the_uri():
+    """The Secret is the truth for the password: a value a user wrote there is set on the
+    instance like a rotation, and the uri follows, in the next pass."""
+    world = World()
+    world.reconcile()
+    _edit_password(world, "Edited-by-a-user-1")
+    world.reconcile()
+    assert world.cloud.records[EXTERNAL].password == "Edited-by-a-user-1"
+    assert "Edited-by-a-user-1" in world.kube.secret_value(NS, SECRET, "uri")
+    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    world.reconcile()
+    assert len(entries(world.journal, "cloud:set-password")) == 1  # once, not on every pass
+
+
+def test_secret_written_before_digests_is_not_mistaken_for_an_edit():
+    """A Secret an older kumo wrote has no digest: its password is kumo's, nothing is reset."""
+    world = World()
+    world.reconcile()
+    del world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-digest"]
+    world.reconcile()
+    assert entries(world.journal, "cloud:set-password") == []
+
+
+def test_bucket_with_a_taken_secret_name_creates_nothing():
+    """A Bucket checks its Secret before the create: a name held by someone else must not leave
+    a cloud bucket behind that it can never publish."""
+    world = World(Kind.BUCKET)
+    taken = f"{NAME}-bucket"
+    world.kube.secrets[(NS, taken)] = to_v1_secret({"metadata": {"name": taken}, "data": {}})
+    world.reconcile()
+    assert entries(world.journal, "cloud:create") == []
+    assert "not owned" in world.condition("Synced")["message"]
+
+
+def test_bucket_defaults_to_its_own_secret_and_records_it():
+    """`<name>-bucket`, never a Database's `<name>-connection`; the name is kept in status."""
+    world = World(Kind.BUCKET)
+    world.reconcile()
+    assert (NS, f"{NAME}-bucket") in world.kube.secrets and (NS, SECRET) not in world.kube.secrets
+    assert world.kube.statuses[NAME]["connectionSecret"] == f"{NAME}-bucket"
+
+
+def test_bucket_that_published_under_the_old_default_keeps_its_secret():
+    """A Bucket created before the per-kind defaults (status.atProvider, no recorded Secret name)
+    keeps writing `<name>-connection`, and records it, so no app loses its Secret."""
+    world = World(Kind.BUCKET)
+    world.reconcile()
+    old = world.kube.secrets.pop((NS, f"{NAME}-bucket"))
+    old.metadata.name = SECRET
+    world.kube.secrets[(NS, SECRET)] = old
+    del world.kube.statuses[NAME]["connectionSecret"]
+    world.reconcile()
+    assert (NS, f"{NAME}-bucket") not in world.kube.secrets
+    assert world.kube.statuses[NAME]["connectionSecret"] == SECRET
+
+
+def test_kubernetes_refusal_nobody_foresaw_shows_in_synced_and_an_event():
+    """A 403 the controller has no rule for (an exhausted Secret quota) used to escape the
+    reconcile into the log only; it is Synced=False with the API server's message, retried."""
+    world = World()
+
+    async def refused(namespace, body):
+        raise ApiException(status=403, reason="Forbidden")
+
+    world.kube.create_secret = refused  # type: ignore[method-assign]
+    result = world.reconcile()
+    assert world.condition("Synced")["status"] == "False" and "403 Forbidden" in world.condition("Synced")["message"]
+    assert [e for e in world.kube.events if e[1] == "ReconcileError"]
+    assert result.error is not None and not result.terminal
+    assert entries(world.journal, "cloud:create") == []
+
+
+def test_a_bug_shows_in_synced_with_its_type():
+    """An exception no step expects (here from a provider's observe) is still the user's to see."""
+    world = World()
+    world.cloud.failing["observe"] = KeyError("instanceArn")
+    world.reconcile()
+    message = world.condition("Synced")["message"]
+    assert message.startswith("unexpected error: KeyError") and "instanceArn" in message
+
+
+def test_object_deleted_mid_reconcile_is_a_retry_not_a_failure():
+    """404 on the status write (the object was deleted meanwhile): no exception escapes."""
+    world = World()
+
+    async def gone(key, status, resource_version=None):
+        raise ApiException(status=404, reason="Not Found")
+
+    world.kube.patch_status = gone  # type: ignore[method-assign]
+    result = world.reconcile()
+    assert result.error is None
 
 
 def test_invalid_spec_is_reported_without_any_cloud_call():
