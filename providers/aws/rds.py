@@ -79,7 +79,6 @@ READY_STATES = frozenset(
     }
 )
 READY_STATE_PREFIXES = ("configuring-",)  # configuring-enhanced-monitoring, -log-exports, ...
-STATE_AVAILABLE = "available"
 STATE_DELETING = "deleting"
 STATE_ALREADY_EXISTS = "already-exists"
 STATE_DELETED = "deleted"
@@ -254,16 +253,6 @@ def is_storage_refusal(error: ProviderError) -> bool:
     """AWS's refusal of a storage change that comes too soon after the previous one."""
     text = str(error).lower()
     return error.code == CODE_INVALID_COMBINATION and all(word in text for word in STORAGE_REFUSAL_WORDS)
-
-
-def state_note(state: str, pending: Mapping[str, Any]) -> str:
-    """What Ready says about an instance RDS is working on (modifying, backing-up, storage
-    optimization, ...): empty once it is `available`. Stable for the length of a state, so the
-    status is written when the state changes, not on every look."""
-    if state == STATE_AVAILABLE:
-        return ""
-    note = f"cloud state: {state}"
-    return f"{note}; pending: {', '.join(sorted(pending))}" if pending else note
 
 
 def pending_modifications(instance: Mapping[str, Any]) -> dict[str, Any]:
@@ -467,7 +456,6 @@ class RDSClient:
                 # Accepted by RDS, not applied yet (being applied, or waiting for the window).
                 "pendingModifications": pending,
             },
-            message=state_note(state, pending),
         )
 
     async def _modify(

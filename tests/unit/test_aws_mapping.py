@@ -194,24 +194,6 @@ def test_database_drift(described: dict[str, Any], tags: dict[str, str], drifted
 
 
 @pytest.mark.parametrize(
-    ("state", "pending", "note"),
-    [
-        pytest.param("available", {"instanceClass": "db.m5.large"}, "", id="available-with-a-change-for-the-window"),
-        pytest.param("backing-up", {}, "cloud state: backing-up", id="busy"),
-        pytest.param(
-            "modifying",
-            {"storageGB": 30, "instanceClass": "db.t3.large"},
-            "cloud state: modifying; pending: instanceClass, storageGB",
-            id="modifying-names-what",
-        ),
-    ],
-)
-def test_database_state_note(state: str, pending: dict[str, Any], note: str) -> None:
-    """Ready says what RDS is doing with a usable instance, and nothing once it is available."""
-    assert rds.state_note(state, pending) == note
-
-
-@pytest.mark.parametrize(
     ("code", "message", "refusal"),
     [
         pytest.param(
