@@ -227,7 +227,7 @@ def test_bucket_whose_name_another_project_holds_is_refused_and_untouched(
     assert external in message and "another project" in message and "spec.externalName" in message
     assert theirs.get_bucket(external).labels == {"owner": "them"}
     assert external not in [b.name for b in probe.gcs.list_buckets(prefix=external)]
-    assert kumo.secret(f"{name}-connection") is None
+    assert kumo.connection_secret("Bucket", name) is None
     kumo.delete("Bucket", name)
     kumo.wait_gone("Bucket", name)
     assert theirs.get_bucket(external).labels == {"owner": "them"}
