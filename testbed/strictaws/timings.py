@@ -6,8 +6,9 @@ keeps its waits short while a developer can slow the bed down to watch a control
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from ..tuning import tuning_from_env
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,4 @@ class Timings:
 
     @classmethod
     def from_env(cls) -> Timings:
-        values = {}
-        for item in fields(cls):
-            raw = os.environ.get(f"KUMO_STRICT_AWS_{item.name.upper()}")
-            if raw is not None:
-                values[item.name] = float(raw)
-        return cls(**values)
+        return tuning_from_env(cls, "KUMO_STRICT_AWS_")

@@ -6,8 +6,9 @@ writes to one bucket; a write sooner is refused with 429. 0 switches the limit o
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from ..tuning import tuning_from_env
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,4 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        values = {}
-        for item in fields(cls):
-            raw = os.environ.get(f"KUMO_STRICT_GCS_{item.name.upper()}")
-            if raw is not None:
-                values[item.name] = float(raw)
-        return cls(**values)
+        return tuning_from_env(cls, "KUMO_STRICT_GCS_")
