@@ -5,6 +5,11 @@ engine accepts without quoting (letters, digits, `-` and `_`), and it is stored 
 **before** the cloud is asked to create anything, so a crash can never lose it. The Secret also
 records, in annotations that hold no secret, whether the password is known to be set on the
 instance (`password-state`) and which rotation request it answers (`rotation`).
+
+Every key apps read (`password`, `uri`, ...) describes one credential, the one the instance
+accepts. A rotation's new password waits under `pending-password` (stored before any cloud call
+sets it, so a crash cannot lose it) until the cloud has applied it; then `password`, `uri` and
+the rest switch to it in one write that also drops `pending-password`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ ANNOTATION_ROTATION = "kumo.dev/rotation"
 ANNOTATION_PASSWORD_DIGEST = "kumo.dev/password-digest"
 PASSWORD_PENDING = "pending"  # stored, not yet known to be set on the instance
 PASSWORD_APPLIED = "applied"
+# The Secret data key holding a rotation's new password until the cloud applies it.
+PENDING_PASSWORD_KEY = "pending-password"
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kumo"
@@ -71,6 +78,8 @@ class StoredPassword:
     value: str
     state: str
     rotation: str
+    # Held under PENDING_PASSWORD_KEY, not yet published: apps still use the Secret's `password`.
+    staged: bool = False
 
     @property
     def applied(self) -> bool:

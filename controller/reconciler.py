@@ -69,6 +69,9 @@ ANNOTATION_ADOPT = "kumo.dev/adopt"
 ANNOTATION_PAUSED = "kumo.dev/paused"
 OBSERVE_ONLY_MESSAGE = "managementPolicy ObserveOnly: kumo reads this resource and never writes to the cloud"
 PAUSED_MESSAGE = 'kumo.dev/paused is "true": kumo makes no cloud call for this object until it is removed'
+PASSWORD_APPLYING_MESSAGE = (
+    "the cloud is applying a new master password; the connection Secret keeps the current one until it has"
+)
 
 # Event reasons: one constant each, so users can filter on them.
 EVENT_CREATED = "CreatedExternalResource"
@@ -190,11 +193,16 @@ class Reconciler:
         self.metrics = metrics
         self._last_event: dict[ObjectKey, tuple[str, str]] = {}
         self._polls: dict[ObjectKey, int] = {}
+        # The password digest a set_password the cloud applies later was sent with, per object: the
+        # passes after it wait for the cloud instead of sending it again. A restart forgets it and
+        # sends the stored password once more (idempotent), so nothing depends on it surviving.
+        self._passwords_requested: dict[ObjectKey, str] = {}
         self.configs = RecentConfigs()
 
     def forget(self, key: ObjectKey) -> None:
         self._last_event.pop(key, None)
         self._polls.pop(key, None)
+        self._passwords_requested.pop(key, None)
 
     async def reconcile(self, key: ObjectKey, body: Mapping[str, Any]) -> Result:
         work = _Pass(key, body)
@@ -293,7 +301,7 @@ class Reconciler:
         if work.key.kind is Kind.DATABASE:
             if not isinstance(client, DatabaseClient):
                 raise Terminal(f"provider {provider.name!r} cannot set database passwords")
-            await self._ensure_password_applied(work, client)
+            await self._ensure_password_applied(work, client, observation)
         await self._write_connection_secret(work, observation)
         self._polls.pop(work.key, None)
         work.at_provider = self._at_provider(work, observation)
@@ -301,6 +309,9 @@ class Reconciler:
             cond.Condition(cond.READY, True, cond.AVAILABLE, observation.message),
             cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
         ]
+        if work.password is not None and work.password.rotation != work.annotations.get(ANNOTATION_ROTATE_PASSWORD, ""):
+            # A rotation asked for while another was applied: it starts now that one is published.
+            return Result(requeue_after=self.timing.poll_min)
         # A usable resource the cloud is working on (maintenance) is looked at again until the
         # note is gone, so Ready does not keep saying it afterwards.
         return Result(requeue_after=self.timing.poll_max) if observation.message else Result()
@@ -538,18 +549,26 @@ class Reconciler:
         return secret
 
     async def _ensure_password_stored(self, work: _Pass) -> None:
-        """Step 2: a password in the Secret before any create call."""
+        """Step 2: a password in the Secret before any cloud call that sets it.
+
+        The first password (no Secret, or one without a password) goes under `password`: nothing
+        can connect before it is set. A rotation's new password is staged under `pending-password`
+        while `password` and `uri` keep the credential the instance takes now; they switch
+        together once the cloud has applied it (`_write_connection_secret`). A staged password
+        is finished before a newer rotation starts, so one the cloud may hold is never dropped."""
         secret = work.secret = await self._read_secret(work)
         rotation = work.annotations.get(ANNOTATION_ROTATE_PASSWORD, "")
         stored = _stored_password(secret, work.uid)
-        if stored is not None and stored.rotation == rotation:
+        if stored is not None and (stored.rotation == rotation or stored.staged):
             # A password a user wrote into the Secret comes back 'pending' (its digest no longer
             # matches): it is set on the instance below, like a rotation (docs/concepts.md).
             work.password = stored
             return
-        work.password = conn.StoredPassword(conn.generate_password(), conn.PASSWORD_PENDING, rotation)
         data = dict(_secret_data(secret)) if secret is not None else {}
-        data["password"] = work.password.value
+        value = conn.generate_password()
+        staged = bool(data.get("password"))
+        work.password = conn.StoredPassword(value, conn.PASSWORD_PENDING, rotation, staged=staged)
+        data[conn.PENDING_PASSWORD_KEY if staged else "password"] = value
         body = self._secret_body(work, data, work.password)
         if secret is None:
             version = await self.kube.create_secret(work.key.namespace, body)
@@ -581,14 +600,25 @@ class Reconciler:
         )
         work.written_secret = body
 
-    async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient) -> None:
+    async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient, observation: Observation) -> None:
+        """Set the stored password on the instance and return once the cloud applied it; until
+        then `NotReady` (a quiet wait: the Secret keeps the credential that works)."""
         assert work.password is not None and work.resource is not None
         if work.password.applied:
             return
         if not work.password_set_by_create:
             # The instance was created earlier, or the password changed since: set it. Safe to
             # repeat, so a crash between this call and the Secret write only costs a retry.
-            await client.set_password(work.resource, work.password.value)
+            digest = conn.password_digest(work.uid, work.password.value)
+            if self._passwords_requested.get(work.key) == digest:
+                applied = not observation.password_pending
+            else:
+                applied = (await client.set_password(work.resource, work.password.value)).applied
+                if not applied:
+                    self._passwords_requested[work.key] = digest
+            if not applied:
+                raise NotReady(PASSWORD_APPLYING_MESSAGE)
+            self._passwords_requested.pop(work.key, None)
             if _was_usable(work):  # a rotation or a reset is news; the first password is part of creating
                 await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
         work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
@@ -616,11 +646,14 @@ class Reconciler:
     ) -> dict[str, Any]:
         annotations = {}
         if password is not None:
+            # The state and rotation describe the password being worked on (the staged one, while
+            # there is one); the digest always the published `password` apps read.
             annotations = {
                 conn.ANNOTATION_PASSWORD_STATE: password.state,
                 conn.ANNOTATION_ROTATION: password.rotation,
-                conn.ANNOTATION_PASSWORD_DIGEST: conn.password_digest(work.uid, password.value),
             }
+            if data.get("password"):
+                annotations[conn.ANNOTATION_PASSWORD_DIGEST] = conn.password_digest(work.uid, data["password"])
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -758,9 +791,17 @@ def _body_data(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _stored_password(secret: Any, uid: str) -> conn.StoredPassword | None:
-    if secret is None or not (secret.data or {}).get("password"):
+    """The password being worked on: a staged rotation's (not yet published), else `password`."""
+    if secret is None:
         return None
     annotations = secret.metadata.annotations or {}
+    staged = (secret.data or {}).get(conn.PENDING_PASSWORD_KEY)
+    if staged:
+        state = annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
+        rotation = annotations.get(conn.ANNOTATION_ROTATION, "")
+        return conn.StoredPassword(base64.b64decode(staged).decode(), state, rotation, staged=True)
+    if not (secret.data or {}).get("password"):
+        return None
     value = base64.b64decode(secret.data["password"]).decode()
     state = annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
     if conn.edited(annotations, uid, value):

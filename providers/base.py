@@ -202,6 +202,9 @@ class Observation:
     at_provider: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
     empty: bool | None = None  # buckets: whether it holds no objects, when known
+    # Databases: the cloud holds a new master password it has not applied yet (RDS lists it in
+    # PendingModifiedValues while resetting credentials); apps must keep the old one until then.
+    password_pending: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -225,6 +228,16 @@ class Creation:
     state: str
     password_applied: bool = False
     observation: Observation | None = None
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    """What `set_password` left behind. `applied` is True once the instance takes the new password
+    (Cloud SQL: the users operation is DONE); False when the cloud accepted it but applies it
+    later (RDS: until MasterUserPassword leaves PendingModifiedValues, see
+    `Observation.password_pending`), and the old password still works meanwhile."""
+
+    applied: bool
 
 
 @dataclass(frozen=True)
@@ -310,8 +323,10 @@ class ExternalClient(Protocol):
 class DatabaseClient(ExternalClient, Protocol):
     """Databases also have a master password that can be set after creation."""
 
-    async def set_password(self, resource: ManagedResource, password: str) -> None:
-        """Set the master user's password on an existing instance (idempotent)."""
+    async def set_password(self, resource: ManagedResource, password: str) -> PasswordChange:
+        """Set the master user's password on an existing instance (idempotent: sending the same
+        password again is safe). Says whether the instance already uses it; when not, later
+        observations report `password_pending` until it does."""
         ...
 
 

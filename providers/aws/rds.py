@@ -27,6 +27,7 @@ from kumo.providers.base import (
     ManagedResource,
     NotReady,
     Observation,
+    PasswordChange,
     ProviderError,
     ProviderSettings,
     Retryable,
@@ -89,6 +90,10 @@ CODE_INVALID_STATE = "InvalidDBInstanceState"
 CODE_INVALID_COMBINATION = "InvalidParameterCombination"
 CODE_SNAPSHOT_EXISTS = "DBSnapshotAlreadyExists"
 CODE_NO_PASSWORD = "NoMasterPassword"  # noqa: S105 - an error code, not a secret
+# "Between the time of the request and the completion of the request, the MasterUserPassword
+# element exists in the PendingModifiedValues element of the operation response" (ModifyDBInstance
+# API reference, https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ModifyDBInstance.html).
+PENDING_PASSWORD = "MasterUserPassword"  # noqa: S105 - a key name, never a value
 MESSAGE_BEING_DELETED = "being deleted"
 # AWS refuses a storage change for six hours after the previous one, or while that one is still
 # being optimized, whichever is longer ("Working with storage for Amazon RDS DB instances"); the
@@ -255,6 +260,11 @@ def is_storage_refusal(error: ProviderError) -> bool:
     return error.code == CODE_INVALID_COMBINATION and all(word in text for word in STORAGE_REFUSAL_WORDS)
 
 
+def password_pending(instance: Mapping[str, Any]) -> bool:
+    """RDS accepted a new master password and has not applied it yet (the old one still works)."""
+    return PENDING_PASSWORD in (instance.get("PendingModifiedValues") or {})
+
+
 def pending_modifications(instance: Mapping[str, Any]) -> dict[str, Any]:
     """PendingModifiedValues in kumo's portable field names (the managed settings only)."""
     pending = instance.get("PendingModifiedValues") or {}
@@ -362,17 +372,20 @@ class RDSClient:
         changed = tuple(f for f in desired if f in fields)
         return Update(changed=changed, pending=_pending_fields(instance, fields))
 
-    async def set_password(self, resource: ManagedResource, password: str) -> None:
+    async def set_password(self, resource: ManagedResource, password: str) -> PasswordChange:
         # AWS applies a new master password as soon as possible whatever ApplyImmediately says;
         # it is sent with True all the same, which also starts any change waiting for the window.
+        # The old password keeps working until MasterUserPassword leaves PendingModifiedValues
+        # (minutes, in `resetting-master-credentials`): observations say when (`password_pending`).
         async with _busy_is_a_wait(resource):
-            await self.rds.call(
+            response = await self.rds.call(
                 "ModifyDBInstance",
                 secrets=(password,),
                 DBInstanceIdentifier=resource.external_name,
                 MasterUserPassword=password,
                 ApplyImmediately=True,
             )
+        return PasswordChange(applied=not password_pending(response.get("DBInstance") or {}))
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         spec = resource.database
@@ -444,6 +457,7 @@ class RDSClient:
             settings=actual_settings(instance, tags),
             drift=instance_drift(self.desired(resource), instance, tags),
             connection=connection_details(instance),
+            password_pending=password_pending(instance),
             at_provider={
                 "externalName": resource.external_name,
                 "provider": PROVIDER_NAME,

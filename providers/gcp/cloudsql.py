@@ -44,6 +44,7 @@ from kumo.providers.base import (
     ManagedResource,
     NotReady,
     Observation,
+    PasswordChange,
     ProviderSettings,
     Retryable,
     Terminal,
@@ -679,9 +680,10 @@ class CloudSQLClient:
                 pending += patched
         return Update(changed=tuple(changed), pending=tuple(pending))
 
-    async def set_password(self, resource: ManagedResource, password: str) -> None:
+    async def set_password(self, resource: ManagedResource, password: str) -> PasswordChange:
         """Create the master user with this password, or reset the password of the existing one;
-        returns once Cloud SQL confirms it (`Retryable` when that takes more than a few seconds)."""
+        returns once Cloud SQL confirms it, the users operation DONE (`NotReady` when that takes
+        more than a few seconds: the next pass sends it again)."""
         spec, name = resource.database, resource.external_name
         host = USER_HOSTS.get(spec.engine, "")
         user = {"name": spec.master_username, "password": password, **({"host": host} if host else {})}
@@ -696,6 +698,7 @@ class CloudSQLClient:
         if not await self._finished(name, operation):
             kind = enum_name(operation.operation_type)
             raise NotReady(MESSAGE_OPERATION_RUNNING.format(kind=kind, name=name), code=CODE_OPERATION_RUNNING)
+        return PasswordChange(applied=True)
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         name, spec = resource.external_name, resource.database

@@ -21,6 +21,7 @@ from kumo.providers.base import (
     ManagedResource,
     Observation,
     Ownership,
+    PasswordChange,
     ProviderSettings,
     Update,
 )
@@ -137,6 +138,7 @@ class CloudRecord:
     settings: dict[str, Any]
     state: str = "available"
     password: str | None = None
+    pending_password: str | None = None  # accepted, not applied yet (RDS-style reset)
 
 
 class FakeCloudClient:
@@ -184,6 +186,7 @@ class FakeCloudClient:
             if resource.kind is Kind.DATABASE
             else {"bucket": resource.external_name},
             at_provider={"provider": "fake"},
+            password_pending=record.pending_password is not None,
         )
 
     async def observe_many(self, resources):
@@ -223,7 +226,13 @@ class FakeCloudClient:
 
     async def set_password(self, resource, password):
         self.cloud.journal.append(("cloud:set-password", resource.external_name))
-        self.cloud.records[resource.external_name].password = password
+        self.cloud.raise_if_failing("set_password")
+        record = self.cloud.records[resource.external_name]
+        if self.cloud.password_reset_later:
+            record.pending_password = password
+            return PasswordChange(applied=False)
+        record.password = password
+        return PasswordChange(applied=True)
 
 
 @dataclass
@@ -235,6 +244,7 @@ class FakeCloud:
     initial_state: str = "available"
     slow_delete: bool = False
     create_sets_password: bool = True  # RDS-style; False is Cloud SQL-style
+    password_reset_later: bool = False  # RDS-style: a new password waits until `finish_password_reset`
     create_describes: bool = False  # the create's answer describes the resource (RDS, S3, GCS)
     grow_only: set[str] = field(default_factory=set)  # fields the cloud cannot decrease
     failing: dict[str, Exception] = field(default_factory=dict)
@@ -247,6 +257,12 @@ class FakeCloud:
 
     def validate(self, resource: ManagedResource) -> list[str]:
         return list(self.problems)
+
+    def finish_password_reset(self, external_name: str) -> None:
+        """The cloud applies the password it was holding (RDS leaves resetting-master-credentials)."""
+        record = self.records[external_name]
+        if record.pending_password is not None:
+            record.password, record.pending_password = record.pending_password, None
 
     def raise_if_failing(self, verb: str) -> None:
         if verb in self.failing:

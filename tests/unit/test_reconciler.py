@@ -510,6 +510,165 @@ def test_rotation_succeeds_in_one_pass():
     assert world.cloud.records[EXTERNAL].password == world.kube.secret_value(NS, SECRET, "password")
 
 
+ROTATE = "kumo.dev/rotate-password"
+PENDING_KEY = "pending-password"
+
+
+def _published(world: World) -> tuple[str, str]:
+    """The Secret's `password` and the password inside its `uri`."""
+    value = lambda key: world.kube.secret_value(NS, SECRET, key)  # noqa: E731
+    return value("password"), value("uri").split("://kumo:", 1)[1].split("@", 1)[0]
+
+
+def _assert_one_working_credential(world: World) -> None:
+    """What an app reads is one credential, and the instance takes it now."""
+    password, in_uri = _published(world)
+    assert password == in_uri, "password and uri describe different credentials"
+    assert world.cloud.records[EXTERNAL].password == password, "the Secret is ahead of (or behind) the cloud"
+
+
+def _restarted(world: World) -> None:
+    """A new controller process: nothing kept in memory survives."""
+    world.reconciler = Reconciler(
+        world.kube,  # type: ignore[arg-type]
+        ProviderRegistry(providers={"fake": world.cloud}),  # type: ignore[dict-item]
+        cluster_id=CLUSTER,
+        controller_namespace="kumo-system",
+    )
+
+
+def test_rotation_waits_for_the_cloud_then_publishes_password_and_uri_together():
+    """RDS applies a new master password minutes after accepting it: meanwhile the Secret keeps
+    the old, working credential (the new one only under pending-password), the object waits in
+    Synced=ReconcilePending with Ready still True, and the password is sent once; when the cloud
+    has applied it, password and uri switch in one write that drops pending-password."""
+    world = World(password_reset_later=True)
+    world.reconcile()
+    old = world.kube.secret_value(NS, SECRET, "password")
+    world.body["metadata"]["annotations"][ROTATE] = "r1"
+    for _ in range(3):
+        result = world.reconcile()
+        assert result.error is None and result.requeue_after is not None
+        _assert_one_working_credential(world)
+        assert _published(world)[0] == old
+    staged = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    assert world.cloud.records[EXTERNAL].pending_password == staged != old
+    assert world.condition("Synced")["reason"] == cond.RECONCILE_PENDING
+    assert world.condition("Ready")["status"] == "True"
+    assert len(entries(world.journal, "cloud:set-password")) == 1
+    world.cloud.finish_password_reset(EXTERNAL)
+    writes = len(world.kube.writes)
+    assert world.reconcile().error is None
+    _assert_one_working_credential(world)
+    assert _published(world)[0] == staged
+    assert PENDING_KEY not in world.kube.secrets[(NS, SECRET)].data
+    assert len(world.kube.writes) - writes == 3  # the Secret, once; status; the PasswordSet event
+    assert world.condition("Synced")["reason"] == cond.RECONCILE_SUCCESS and "PasswordSet" in reasons(world)
+
+
+@pytest.mark.parametrize("reset_later", [False, True], ids=["cloud-sql-style", "rds-style"])
+def test_a_crash_after_the_write_ahead_loses_no_password(reset_later):
+    """The new password is stored, then the controller dies before the cloud call: the Secret
+    still holds one working credential, and a restarted controller sets the staged password
+    and publishes it."""
+    world = World(password_reset_later=reset_later)
+    world.reconcile()
+    world.body["metadata"]["annotations"][ROTATE] = "r1"
+    world.cloud.failing["set_password"] = RuntimeError("killed")
+    world.reconcile()
+    staged = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    _assert_one_working_credential(world)
+    del world.cloud.failing["set_password"]
+    _restarted(world)
+    world.reconcile()
+    world.cloud.finish_password_reset(EXTERNAL)
+    world.reconcile()
+    _assert_one_working_credential(world)
+    assert _published(world)[0] == staged
+
+
+def test_a_crash_while_the_cloud_applies_sends_the_password_again_and_publishes():
+    """Killed after the cloud accepted the new password (RDS holds it pending): the restarted
+    controller knows nothing of that call, sends the staged password again (idempotent) and
+    publishes once the cloud has applied it; the Secret never moved ahead of the cloud."""
+    world = World(password_reset_later=True)
+    world.reconcile()
+    world.body["metadata"]["annotations"][ROTATE] = "r1"
+    world.reconcile()
+    staged = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    _restarted(world)
+    world.reconcile()
+    _assert_one_working_credential(world)
+    assert len(entries(world.journal, "cloud:set-password")) == 2
+    world.cloud.finish_password_reset(EXTERNAL)
+    world.reconcile()
+    _assert_one_working_credential(world)
+    assert _published(world)[0] == staged
+
+
+def test_a_crash_before_the_publish_finishes_the_rotation_after_a_restart():
+    """The cloud applied the new password but the controller died before the Secret write: the
+    staged password is still in the Secret, so the restart sets it again and publishes it."""
+    world = World()
+    world.reconcile()
+    world.body["metadata"]["annotations"][ROTATE] = "r1"
+    replace = world.kube.replace_secret
+    calls = 0
+
+    async def dies_on_the_publish(namespace, name, body):
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the write-ahead went through; the publish does not
+            raise RuntimeError("killed")
+        return await replace(namespace, name, body)
+
+    world.kube.replace_secret = dies_on_the_publish  # type: ignore[method-assign]
+    world.reconcile()
+    staged = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    assert world.cloud.records[EXTERNAL].password == staged  # the Secret is behind, and keeps it
+    world.kube.replace_secret = replace  # type: ignore[method-assign]
+    _restarted(world)
+    world.reconcile()
+    _assert_one_working_credential(world)
+    assert _published(world)[0] == staged
+
+
+def test_a_rotation_asked_for_during_another_starts_after_it():
+    """A second rotation request while the first is being applied does not drop the staged
+    password (the cloud may hold it already): the first is published, then the second runs."""
+    world = World(password_reset_later=True)
+    world.reconcile()
+    world.body["metadata"]["annotations"][ROTATE] = "r1"
+    world.reconcile()
+    first = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    world.body["metadata"]["annotations"][ROTATE] = "r2"
+    world.reconcile()
+    assert world.kube.secret_value(NS, SECRET, PENDING_KEY) == first
+    world.cloud.finish_password_reset(EXTERNAL)
+    assert world.reconcile().requeue_after is not None  # published r1; r2 comes next
+    assert _published(world)[0] == first
+    world.reconcile()
+    second = world.kube.secret_value(NS, SECRET, PENDING_KEY)
+    world.cloud.finish_password_reset(EXTERNAL)
+    world.reconcile()
+    _assert_one_working_credential(world)
+    assert _published(world)[0] == second != first
+    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/rotation"] == "r2"
+
+
+def test_a_deleted_secret_waits_for_the_cloud_before_it_gets_a_uri():
+    """A recreated Secret gets a new password at once (nothing to keep), but its uri only once
+    the cloud has applied that password."""
+    world = World(password_reset_later=True)
+    world.reconcile()
+    world.kube.secrets.clear()
+    world.reconcile()
+    assert "uri" not in world.kube.secrets[(NS, SECRET)].data
+    world.cloud.finish_password_reset(EXTERNAL)
+    world.reconcile()
+    _assert_one_working_credential(world)
+
+
 def _edit_password(world: World, value: str) -> None:
     secret = world.kube.secrets[(NS, SECRET)]
     secret.data["password"] = base64.b64encode(value.encode()).decode()
