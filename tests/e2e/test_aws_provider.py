@@ -318,14 +318,21 @@ def test_database_observe_many_pages_100_at_a_time(
 
 
 def test_database_set_password_is_accepted_and_never_echoed(rds: DatabaseClient, moto: Moto, calls: CallLog) -> None:
-    """set_password on an existing instance succeeds; the password appears in no call record."""
+    """set_password on an existing instance succeeds; the password appears in no call record.
+    RDS applies it later: the answer says not applied yet, and observations report the password
+    pending until MasterUserPassword leaves PendingModifiedValues (the reconciler publishes then)."""
     resource = database()
     run(rds.create(resource, PASSWORD))
     settled(moto, resource)
-    run(rds.set_password(resource, "n3w-Passw0rd-value"))
+    change = run(rds.set_password(resource, "n3w-Passw0rd-value"))
 
     assert calls.operations()[-1] == "ModifyDBInstance" and calls.finished[-1].outcome == "ok"
     assert "n3w-Passw0rd-value" not in repr(calls.finished) and calls.balanced
+    observed = run(rds.observe(resource))
+    assert not change.applied and observed is not None and observed.password_pending
+    settled(moto, resource)
+    observed = run(rds.observe(resource))
+    assert observed is not None and not observed.password_pending
 
 
 def test_database_delete_is_gone_and_stays_gone(rds: DatabaseClient, calls: CallLog) -> None:

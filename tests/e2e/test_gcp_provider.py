@@ -328,10 +328,11 @@ def test_database_set_password_creates_then_resets_the_master_user(
 
     run(cloudsql_client.set_password(resource, PASSWORD))
     first = cloud.emulator.password_of(cloud.project, resource.external_name, "kumo", host)
-    run(cloudsql_client.set_password(resource, "n3w-Passw0rd-value"))
+    change = run(cloudsql_client.set_password(resource, "n3w-Passw0rd-value"))
     second = cloud.emulator.password_of(cloud.project, resource.external_name, "kumo", host)
 
     assert (first, second) == (PASSWORD, "n3w-Passw0rd-value")
+    assert change.applied  # the users operation is DONE: the reconciler may publish at once
     assert calls.count("users.insert") == 1 and calls.count("users.update") == 1
     assert {c.outcome for c in calls.finished} == {"ok"}
     assert PASSWORD not in repr(calls.finished) and "n3w-Passw0rd-value" not in repr(calls.finished)
