@@ -220,11 +220,10 @@ def test_deleted_secret_is_recreated(kumo, probe, provider_config):
     assert second["password"] != first["password"]
 
 
-def test_cloud_sql_instance_shows_creating_until_runnable(kumo, testbed, provider_config, cloud):
-    """Cloud SQL creates asynchronously: the object is Ready=False/Creating while the instance is
-    PENDING_CREATE, then Ready=True once it is RUNNABLE, without anyone waiting in a thread."""
-    if cloud != "gcp":
-        pytest.skip("moto makes RDS instances available at once; the reconciler unit tests cover RDS")
+def test_database_shows_creating_until_the_cloud_says_it_is_up(kumo, testbed, provider_config, cloud):
+    """Both clouds create instances asynchronously: the object is Ready=False/Creating while the
+    instance is PENDING_CREATE (Cloud SQL) or `creating` (RDS, in the strict bed), then Ready=True
+    once it is up, without anyone waiting in a thread."""
     db = unique("db")
     kumo.create(example(cloud, "Database", db))
     seen: list[str] = []

@@ -19,6 +19,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+from kumo.testbed import engines
+from kumo.testbed.probes import AWSProbe
 from kumo.testbed.process import pid_alive
 
 from ..conftest import api_client_for
@@ -195,8 +197,10 @@ def test_watch_streams_changes(kube_api, namespace):
     assert [t for t, name in seen if name == "w"] == ["ADDED", "MODIFIED", "DELETED"]
 
 
-def test_moto_serves_boto3_over_http(testbed):
-    """boto3 reaches moto's S3 and RDS through endpoint_url, as the AWS provider will."""
+def test_moto_serves_boto3_over_http_as_strictly_as_aws(testbed):
+    """boto3 reaches moto's S3 and RDS through endpoint_url, as the AWS provider does; an RDS
+    instance is `creating` without an endpoint at first, as on AWS, and once available its
+    endpoint reaches a real PostgreSQL server that takes the master password."""
     aws = testbed.env["aws"]
     common = {
         "endpoint_url": aws["endpoint"],
@@ -218,10 +222,14 @@ def test_moto_serves_boto3_over_http(testbed):
         AllocatedStorage=20,
         MasterUsername="probe",
         MasterUserPassword="probe-password-1",
+        DBName="probe",
     )
     described = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
-    assert described["DBInstanceStatus"] == "available"
-    assert described["Endpoint"]["Port"] == 5432
+    assert described["DBInstanceStatus"] == "creating" and "Endpoint" not in described
+    AWSProbe(testbed.env).wait_database_available(name)
+    endpoint = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["Endpoint"]
+    uri = f"postgresql://probe:probe-password-1@{endpoint['Address']}:{endpoint['Port']}/probe"
+    assert engines.app_round_trip(uri)
     rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
 
 
