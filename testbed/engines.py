@@ -418,6 +418,18 @@ def connected(uri: str, timeout: float = 5.0) -> Iterator[Any]:
         yield connection
 
 
+def connects(uri: str) -> bool:
+    """Whether an app can use the database through `uri` (connect, write, read); a refused
+    password, a missing database or an address nobody answers at is False."""
+    import psycopg
+
+    try:
+        app_round_trip(uri)
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def app_round_trip(uri: str) -> str:
     """Connect with `uri`, write one row and read it back, as an app's first request would.
     Returns the row read back; raises the driver's error when any step fails."""

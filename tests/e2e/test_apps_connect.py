@@ -28,14 +28,6 @@ def _ready_secret(kumo: Kumo, cloud: str, name: str, **spec: object) -> dict[str
     return kumo.wait_for("the Secret's uri", lambda: (s := kumo.secret(f"{name}-connection")) and "uri" in s and s)
 
 
-def _connects(uri: str) -> bool:
-    try:
-        engines.app_round_trip(uri)
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
 def test_an_app_connects_with_the_secrets_uri_writes_and_reads(kumo: Kumo, probe, provider_config, cloud):
     name = unique("app")
     secret = _ready_secret(kumo, cloud, name)
@@ -56,7 +48,7 @@ def test_an_app_connects_with_the_secrets_uri_writes_and_reads(kumo: Kumo, probe
 def test_rotation_the_new_password_connects_and_the_old_one_is_refused(kumo: Kumo, probe, provider_config, cloud):
     name = unique("rot")
     before = _ready_secret(kumo, cloud, name)
-    assert _connects(before["uri"])
+    assert engines.connects(before["uri"])
     kumo.patch("Database", name, {"metadata": {"annotations": {ROTATE: str(uuid.uuid4())}}})
 
     def rotated() -> dict[str, str] | None:
@@ -64,11 +56,11 @@ def test_rotation_the_new_password_connects_and_the_old_one_is_refused(kumo: Kum
         # applies a new master password asynchronously (resetting-master-credentials).
         secret = kumo.secret(f"{name}-connection") or {}
         fresh = secret.get("password") not in ("", before["password"]) and secret["password"] in secret.get("uri", "")
-        return secret if fresh and _connects(secret["uri"]) else None
+        return secret if fresh and engines.connects(secret["uri"]) else None
 
     after = kumo.wait_for("the rotated Secret's uri to connect", rotated, timeout=90)
     assert after["uri"] != before["uri"]
-    assert not _connects(before["uri"]), "the rotated-away password still connects"
+    assert not engines.connects(before["uri"]), "the rotated-away password still connects"
 
 
 def _password_in_uri(uri: str) -> str:
@@ -96,7 +88,7 @@ def test_every_read_during_a_rotation_is_one_working_credential(kumo: Kumo, prob
         assert secret.get("password") and _password_in_uri(secret["uri"]) == secret["password"], (
             "the Secret's password and uri name different credentials"
         )
-        connected = _connects(secret["uri"])
+        connected = engines.connects(secret["uri"])
         rotated = secret["password"] != before["password"]
         assert connected or not rotated, "the Secret published a password the instance does not take yet"
         pending = False
@@ -108,7 +100,7 @@ def test_every_read_during_a_rotation_is_one_working_credential(kumo: Kumo, prob
         return secret if rotated and "pending-password" not in secret else None
 
     kumo.wait_for("the rotation to be published", settled, timeout=90)
-    assert not _connects(before["uri"]), "the rotated-away password still connects"
+    assert not engines.connects(before["uri"]), "the rotated-away password still connects"
     if cloud == "aws":
         while_pending = [(password, connected) for password, connected, pending in reads if pending]
         assert while_pending, "no read fell while RDS was resetting the credentials"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import uuid
 
-import psycopg
 import pytest
 from google.cloud import sqladmin_v1beta4 as sqladmin
 from kubernetes.client.rest import ApiException
@@ -22,14 +21,6 @@ from kumo.testbed import engines
 from .conftest import GROUP, PLURALS, VERSION, Kumo, condition, example, unique
 
 ROTATE = "kumo.dev/rotate-password"
-
-
-def _connects(uri: str) -> bool:
-    try:
-        engines.app_round_trip(uri)
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 def _exists(probe, kind: str, external: str) -> bool:
@@ -133,17 +124,17 @@ def test_a_password_edited_in_the_secret_is_set_on_the_instance(kumo: Kumo, prob
     kumo.create(example(cloud, "Database", name))
     kumo.wait_ready("Database", name, timeout=120)
     before = kumo.wait_for("the Secret's uri", lambda: (s := kumo.secret(f"{name}-connection")) and "uri" in s and s)
-    assert _connects(before["uri"])
+    assert engines.connects(before["uri"])
     edited = f"Edited-{uuid.uuid4().hex[:20]}"
     kumo.core.patch_namespaced_secret(f"{name}-connection", kumo.namespace, {"stringData": {"password": edited}})
 
     def agreed() -> dict[str, str] | None:
         secret = kumo.secret(f"{name}-connection") or {}
         fresh = secret.get("password") == edited and edited in secret.get("uri", "")
-        return secret if fresh and _connects(secret["uri"]) else None
+        return secret if fresh and engines.connects(secret["uri"]) else None
 
     after = kumo.wait_for("the edited password to connect through the Secret's uri", agreed, timeout=120)
-    assert not _connects(before["uri"]), "the password replaced in the Secret still connects"
+    assert not engines.connects(before["uri"]), "the password replaced in the Secret still connects"
     obj = kumo.wait_ready("Database", name)
     assert condition(obj, "Synced")["status"] == "True"
     assert any(e.reason == "PasswordSet" for e in kumo.events(name))
@@ -163,7 +154,7 @@ def test_a_rotation_writes_the_secret_without_a_conflict_or_a_traceback(kumo: Ku
     def rotated() -> dict[str, str] | None:
         secret = kumo.secret(f"{name}-connection") or {}
         fresh = secret.get("password") not in (None, before["password"]) and secret["password"] in secret.get("uri", "")
-        return secret if fresh and _connects(secret["uri"]) else None
+        return secret if fresh and engines.connects(secret["uri"]) else None
 
     kumo.wait_for("the rotated password to connect", rotated, timeout=120)
     kumo.wait_ready("Database", name)
