@@ -72,7 +72,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     clouds = getattr(metafunc.module, "TARGET_CLOUDS", CLOUDS)  # a module may serve fewer clouds
     targets = [target for target in TARGETS if target.cloud in clouds]
-    if metafunc.module.__name__.rpartition(".")[2] in REGIONAL_MODULES:
+    regional = metafunc.module.__name__.rpartition(".")[2] in REGIONAL_MODULES
+    if regional and not metafunc.definition.get_closest_marker("bed_region_only"):
         targets.insert(1, OTHER_AWS_REGION)
     metafunc.parametrize("target", targets, ids=[target.id for target in targets])
 

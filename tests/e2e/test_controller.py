@@ -185,6 +185,7 @@ def test_immutable_engine_change_is_rejected(kumo, probe, provider_config):
     assert "immutable" in rejected.value.body
 
 
+@pytest.mark.bed_region_only  # a restart reads every scope alike: a minute saved, nothing regional lost
 def test_restart_rereads_everything_and_creates_nothing(kumo, probe, provider_config):
     """After a controller restart, objects that were Ready are re-checked by the first sweep (a
     batched list, not one describe each), and no create call is made."""
