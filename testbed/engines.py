@@ -9,7 +9,7 @@ database of the connection's startup packet into the instance's own namespace (`
 for database `orders` of one instance). So every instance has its own master user and password
 and its own databases, as in the cloud, while the bed pays for one server.
 
-The emulator tells the gateway what the cloud API set (`declare`, `set_password`,
+The emulator tells the gateway what the cloud API set (`declare`, `hold` or `set_password` and
 `add_database`, `remove`); the gateway applies it to the server when a client connects, so the
 password an app must use is always the one the cloud API holds, and instances nobody connects to
 cost nothing. The wire protocol passes through unchanged after the startup packet (SCRAM
@@ -256,20 +256,10 @@ class EngineGateway:
             if key in self._instances:
                 self._instances[key].passwords[user] = password
 
-    def remove_user(self, key: str, user: str) -> None:
-        with self._lock:
-            if key in self._instances:
-                self._instances[key].passwords.pop(user, None)
-
     def add_database(self, key: str, name: str) -> None:
         with self._lock:
             if key in self._instances and name:
                 self._instances[key].databases.add(name)
-
-    def remove_database(self, key: str, name: str) -> None:
-        with self._lock:
-            if key in self._instances:
-                self._instances[key].databases.discard(name)
 
     def remove(self, key: str) -> None:
         """The instance is gone: its address stops answering (its data is dropped with the bed)."""
