@@ -4,7 +4,8 @@ Used by the controller's name derivation (controller/resources.py, `derived_exte
 which must give a name every supported cloud accepts, and by the GCS provider's check of an
 explicit `spec.externalName` (the CRD's CEL rules cannot express "a close misspelling").
 The character-set and length rules are not repeated here: the derivation builds names of
-lowercase letters, digits and single hyphens, at most 63 characters, starting with a letter.
+lowercase letters, digits and single hyphens, at most 63 characters, starting with a letter and
+ending in a hex digest, so S3's reserved suffixes and IP-address forms cannot occur.
 
 Sources:
 - S3, "General purpose bucket naming rules"
@@ -23,20 +24,5 @@ import re
 
 # Prefixes S3 or GCS refuse at the start of a bucket name.
 RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-", "goog")
-# Suffixes S3 refuses at the end of a bucket name.
-RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 # "google" and the close misspellings GCS is known to refuse (letters swapped for look-alike digits).
 GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
-
-
-def reserved_word_problem(name: str) -> str:
-    """Why S3 or GCS would refuse `name` for a reserved word or affix, or "" if neither would."""
-    for prefix in RESERVED_PREFIXES:
-        if name.startswith(prefix):
-            return f'starts with "{prefix}"'
-    for suffix in RESERVED_SUFFIXES:
-        if name.endswith(suffix):
-            return f'ends with "{suffix}"'
-    if GOOGLE_LIKE.search(name):
-        return 'holds "google" or a close misspelling of it'
-    return ""
