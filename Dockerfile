@@ -23,7 +23,7 @@ COPY testbed/ testbed/
 # read-only image never needs to write __pycache__. The import check fails the build when a
 # runtime dependency is missing (-I: the installed kumo, not the source tree in /src).
 RUN /opt/kumo/bin/pip install --no-cache-dir -c constraints.txt . \
-    && /opt/kumo/bin/python -I -c "import kumo.controller.operator, kumo.providers.aws, kumo.providers.gcp"
+    && /opt/kumo/bin/python -I -c "import kumo.controller.runtime.operator, kumo.providers.aws, kumo.providers.gcp"
 
 
 FROM python:3.11.14-slim-bookworm

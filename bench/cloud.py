@@ -28,7 +28,7 @@ from botocore.parsers import ResponseParserError
 from google.api_core import exceptions as google_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sqladmin
-from kumo.controller.resources import managed_resource
+from kumo.controller.core.resources import managed_resource
 from kumo.providers.aws import rds as aws_rds
 from kumo.providers.aws import s3 as aws_s3
 from kumo.providers.aws.session import CLIENT_CONFIG, tags_to_list

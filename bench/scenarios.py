@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from kumo.controller.resources import derived_external_name
+from kumo.controller.core.resources import derived_external_name
 from kumo.providers.aws.s3 import BucketReads
 from kumo.testbed import emulators
 from kumo.testbed.bed import TestBed, install_crds

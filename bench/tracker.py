@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
-from kumo.controller.resources import connection_secret_name
+from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
 
 GROUP, VERSION = "kumo.dev", "v1alpha1"

@@ -1,1 +1,2 @@
-"""The kopf wiring and the generic reconciler. Never imports a cloud SDK."""
+"""The controller: `core/` (the reconcile decisions and their order) and `runtime/` (kopf wiring,
+queue, cache, sweeps, leader election, metrics) that drives it. Never imports a cloud SDK."""

@@ -125,10 +125,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kumo.controller.config import ControllerConfig
-    from kumo.controller.logs import configure_logging
-    from kumo.controller.memory import limit_arenas
-    from kumo.controller.operator import run
+    from kumo.controller.runtime.config import ControllerConfig
+    from kumo.controller.runtime.logs import configure_logging
+    from kumo.controller.runtime.memory import limit_arenas
+    from kumo.controller.runtime.operator import run
 
     config = ControllerConfig.from_env()
     overrides = {
@@ -174,7 +174,7 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from kumo.controller.config import ControllerConfig
+    from kumo.controller.runtime.config import ControllerConfig
     from kumo.plan import EXIT_ERROR as PLAN_FAILED
     from kumo.plan import load_documents, plan_documents, render_json, render_table
 
@@ -202,7 +202,7 @@ def _status(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from kumo import API_GROUP, API_VERSION
-    from kumo.controller.resources import connection_secret_name
+    from kumo.controller.core.resources import connection_secret_name
     from kumo.providers.base import Kind
     from kumo.status import explain, parse_target, render
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kumo import API_GROUP, API_VERSION
-from kumo.controller import conditions as cond
-from kumo.controller.drift import IN_SYNC
-from kumo.controller.resources import KINDS
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.drift import IN_SYNC
+from kumo.controller.core.resources import KINDS
 
 EXIT_IN_SYNC = 0
 EXIT_DRIFTED = 2

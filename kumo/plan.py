@@ -34,10 +34,10 @@ from typing import Any
 import yaml
 
 from kumo import API_GROUP, API_VERSION
-from kumo.controller.kube import KubeClient
-from kumo.controller.providerconfig import ProviderConfigError
-from kumo.controller.reconciler import ANNOTATION_ADOPT, Reconciler
-from kumo.controller.resources import KINDS
+from kumo.controller.core.providerconfig import ProviderConfigError
+from kumo.controller.core.reconciler import ANNOTATION_ADOPT, Reconciler
+from kumo.controller.core.resources import KINDS
+from kumo.controller.runtime.kube import KubeClient
 from kumo.providers.base import Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
 

@@ -1,6 +1,6 @@
 """What the clouds kumo supports refuse in a name: the words and affixes they reserve.
 
-Used by the controller's name derivation (controller/resources.py, `derived_external_name`),
+Used by the controller's name derivation (controller/core/resources.py, `derived_external_name`),
 which must give a name every supported cloud accepts, and by the GCS provider's check of an
 explicit `spec.externalName` (the CRD's CEL rules cannot express "a close misspelling").
 The character-set and length rules are not repeated here: the derivation builds names of

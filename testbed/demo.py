@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from kumo.controller.resources import connection_secret_name
+from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
 
 from . import engines

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kumo.controller.resources import IN_USE_FINALIZER
+from kumo.controller.core.resources import IN_USE_FINALIZER
 from kumo.testbed.bed import TestBed, install_crds
 
 

@@ -267,7 +267,7 @@ def validate_bucket(spec: BucketSpec) -> list[str]:
 def bucket_name_problems(name: str) -> list[str]:
     """What GCS would refuse in the bucket name kumo is about to use: a "goog" prefix, "google"
     or a close misspelling (https://cloud.google.com/storage/docs/buckets#naming). A derived
-    name never carries them (controller/resources.py), so this refuses an explicit
+    name never carries them (controller/core/resources.py), so this refuses an explicit
     spec.externalName: the CRD keeps out "goog" and "google", not the misspellings."""
     if name.startswith("goog"):
         return [MESSAGE_NAME_REFUSED.format(name=name, reason='starts with "goog"')]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kumo.controller.resources import connection_secret_name
+from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
 from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess

@@ -35,7 +35,7 @@ ELECTION_ENV = {
     "KUMO_RETRY_PERIOD": str(RETRY_PERIOD),
 }
 BECAME_LEADER, RECONCILED = "became leader", "reconciled "
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # controller/logs.py text format: asctime first
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # controller/runtime/logs.py text format: asctime first
 
 
 @pytest.fixture

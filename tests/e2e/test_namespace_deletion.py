@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kumo.controller.resources import IN_USE_FINALIZER
+from kumo.controller.core.resources import IN_USE_FINALIZER
 from kumo.testbed.probes import CLOUDS, probe_for
 
 from .conftest import example, unique

@@ -23,7 +23,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.sqladmin_v1beta4 import SqlInstancesServiceClient
-from kumo.controller.resources import derived_external_name
+from kumo.controller.core.resources import derived_external_name
 from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import probe_for
 

@@ -56,7 +56,7 @@ class FakeKube:
         self.finalizers[key.name] = [f for f in current if f != finalizer]
 
     async def get_provider_config(self, kind, namespace, name):
-        from kumo.controller.kube import NotFound
+        from kumo.controller.runtime.kube import NotFound
 
         found = self.provider_configs.get((kind, "" if kind == "ClusterProviderConfig" else namespace, name))
         if found is None:
@@ -82,7 +82,7 @@ class FakeKube:
 
     async def create_secret(self, namespace, body):
         if namespace in self.terminating:
-            from kumo.controller.kube import NamespaceTerminating
+            from kumo.controller.runtime.kube import NamespaceTerminating
 
             raise NamespaceTerminating(f"namespace {namespace} is being terminated")
         self.journal.append(("kube:create-secret", body["metadata"]["name"]))

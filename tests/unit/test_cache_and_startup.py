@@ -8,12 +8,12 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from kumo.controller.cache import ObjectCache, slim
-from kumo.controller.connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
-from kumo.controller.drift import DriftPolicy
-from kumo.controller.operator import Controller
-from kumo.controller.resources import FINALIZER, ObjectKey
-from kumo.controller.scopes import SweepScope
+from kumo.controller.core.connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.resources import FINALIZER, ObjectKey
+from kumo.controller.runtime.cache import ObjectCache, slim
+from kumo.controller.runtime.operator import Controller
+from kumo.controller.runtime.scopes import SweepScope
 from kumo.providers.base import Kind
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -201,7 +201,7 @@ class ConfigKube:
         self.missing = False
 
     async def get_provider_config(self, kind, namespace, name):
-        from kumo.controller.kube import NotFound
+        from kumo.controller.runtime.kube import NotFound
 
         self.reads.append((kind, namespace, name))
         if self.missing:
@@ -212,7 +212,7 @@ class ConfigKube:
 def test_provider_configs_are_reused_for_a_few_seconds_and_failures_never():
     """A burst of objects on one config reads it once; after the ttl it is read again; a
     namespaced config is resolved per namespace; a failed lookup is not remembered."""
-    from kumo.controller.providerconfig import ProviderConfigError, RecentConfigs
+    from kumo.controller.core.providerconfig import ProviderConfigError, RecentConfigs
 
     now = [0.0]
     configs, kube = RecentConfigs(ttl=10.0, clock=lambda: now[0]), ConfigKube()
@@ -295,8 +295,8 @@ def test_a_sweep_judges_only_bodies_unchanged_since_its_listing():
     """An object whose body changed while the cloud was being listed is left to the next sweep:
     its listing was asked for on the old body. The others are judged on the body they were
     listed with, decoded one at a time."""
-    from kumo.controller.sweeps import Sweeper
-    from kumo.controller.workqueue import WorkQueue
+    from kumo.controller.runtime.sweeps import Sweeper
+    from kumo.controller.runtime.workqueue import WorkQueue
 
     cache = ObjectCache()
     keys = [ObjectKey(Kind.BUCKET, "team", name) for name in ("a", "b")]
@@ -314,7 +314,7 @@ def test_a_sweep_judges_only_bodies_unchanged_since_its_listing():
 
 
 def _database_secret(password: str, digest_of: str, uid: str = "uid-db") -> dict:
-    from kumo.controller.connection import ANNOTATION_PASSWORD_DIGEST, password_digest
+    from kumo.controller.core.connection import ANNOTATION_PASSWORD_DIGEST, password_digest
 
     return {
         "metadata": {

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from kumo.controller.resources import managed_resource
+from kumo.controller.core.resources import managed_resource
 from kumo.providers.aws import rds, s3
 from kumo.providers.base import FieldDrift, Kind, Observation, Ownership
 from kumo.providers.gcp import cloudsql, gcs

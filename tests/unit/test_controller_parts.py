@@ -9,11 +9,11 @@ from importlib.metadata import EntryPoint
 from urllib.parse import unquote, urlparse
 
 import pytest
-from kumo.controller import conditions as cond
-from kumo.controller.connection import PASSWORD_ALPHABET, database_data, database_uri, generate_password
-from kumo.controller.operator import fingerprint
-from kumo.controller.resources import derived_external_name
-from kumo.controller.workqueue import Backoff, WorkQueue
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.connection import PASSWORD_ALPHABET, database_data, database_uri, generate_password
+from kumo.controller.core.resources import derived_external_name
+from kumo.controller.runtime.operator import fingerprint
+from kumo.controller.runtime.workqueue import Backoff, WorkQueue
 from kumo.providers.base import FieldDrift, Unavailable, diff_settings
 from kumo.providers.registry import ProviderRegistry
 

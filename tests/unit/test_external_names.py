@@ -15,7 +15,7 @@ import random
 import re
 
 import pytest
-from kumo.controller.resources import derived_external_name, external_name
+from kumo.controller.core.resources import derived_external_name, external_name
 
 SEED = 13
 CASES = 4000

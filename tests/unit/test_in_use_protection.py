@@ -14,12 +14,12 @@ from typing import Any
 
 from kubernetes.client import V1ObjectMeta, V1Secret
 from kubernetes.client.rest import ApiException
-from kumo.controller.drift import DriftPolicy
-from kumo.controller.kube import namespace_terminating
-from kumo.controller.operator import Controller
-from kumo.controller.providerconfig import release
-from kumo.controller.reconciler import Reconciler
-from kumo.controller.resources import FINALIZER, IN_USE_FINALIZER, ObjectKey
+from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.providerconfig import release
+from kumo.controller.core.reconciler import Reconciler
+from kumo.controller.core.resources import FINALIZER, IN_USE_FINALIZER, ObjectKey
+from kumo.controller.runtime.kube import namespace_terminating
+from kumo.controller.runtime.operator import Controller
 from kumo.providers.base import Kind
 from kumo.providers.registry import ProviderRegistry
 

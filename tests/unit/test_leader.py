@@ -1,4 +1,4 @@
-"""Leader election (controller/leader.py) against an in-memory Lease with resourceVersions, so
+"""Leader election (controller/runtime/leader.py) against an in-memory Lease with resourceVersions, so
 every rule is checked without an API server: who may take a Lease, renewal, races, release."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kumo.controller.leader import (
+from kumo.controller.runtime.leader import (
     ElectionTiming,
     LeaderElector,
     LeaseConflict,
@@ -231,7 +231,7 @@ def test_micro_time_round_trips_in_the_api_server_format():
 
 def test_election_is_off_unless_asked_for():
     """A plain `kumo run` makes no Lease writes; KUMO_* variables and flags turn election on and tune it."""
-    from kumo.controller.config import ControllerConfig
+    from kumo.controller.runtime.config import ControllerConfig
 
     from kumo.cli import _parser
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException
-from kumo.controller import conditions as cond
-from kumo.controller.reconciler import Reconciler
-from kumo.controller.resources import FINALIZER, ObjectKey, derived_external_name
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.reconciler import Reconciler
+from kumo.controller.core.resources import FINALIZER, ObjectKey, derived_external_name
 from kumo.providers.base import Kind, NotReady, Ownership, Retryable, Terminal
 from kumo.providers.registry import ProviderRegistry
 
@@ -419,7 +419,7 @@ def _sweep(world, observation):
 
 def _observe(world):
     client = world.cloud.client(Kind.DATABASE, None)
-    resource = __import__("kumo.controller.resources", fromlist=["x"]).managed_resource(
+    resource = __import__("kumo.controller.core.resources", fromlist=["x"]).managed_resource(
         Kind.DATABASE, {**world.body, "metadata": world.body["metadata"]}, CLUSTER
     )
     return asyncio.run(client.observe(resource))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kumo.controller.ratelimit import RateLimiters, TokenBucket
-from kumo.controller.resources import ObjectKey
-from kumo.controller.scopes import MIN_INTERVAL, SweepScope, parse_interval, scope_of
+from kumo.controller.core.resources import ObjectKey
+from kumo.controller.runtime.ratelimit import RateLimiters, TokenBucket
+from kumo.controller.runtime.scopes import MIN_INTERVAL, SweepScope, parse_interval, scope_of
 from kumo.providers.base import Kind, ProviderSettings
 
 

@@ -24,7 +24,7 @@ class ControllerConfig:
     cloud_burst: float = 100.0
     log_format: str = "text"
     log_level: str = "INFO"
-    # Leader election (controller/leader.py). Off by default: a single process makes no Lease writes.
+    # Leader election (controller/runtime/leader.py). Off by default: a single process makes no Lease writes.
     leader_elect: bool = False
     lease_name: str = "kumo-controller"  # a Lease in controller_namespace
     lease_duration: int = 15  # seconds after the last renewal before a standby takes over

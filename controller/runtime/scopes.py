@@ -1,7 +1,7 @@
 """Sweep scopes: which objects one batched cloud read can cover, and which objects are swept.
 
 A scope is a provider config plus a kind: every object in it is observed by the same list call.
-The cache (controller/cache.py) files each object under its scope as watch events arrive, so the
+The cache (controller/runtime/cache.py) files each object under its scope as watch events arrive, so the
 sweeper never walks every cached body to find out what is due.
 """
 
@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kumo.controller.core.drift import DriftPolicy, policy_of
+from kumo.controller.core.providerconfig import DEFAULT_REF
+from kumo.controller.core.reconciler import ANNOTATION_PAUSED
+from kumo.controller.core.resources import FINALIZER, ObjectKey
 from kumo.providers.base import Kind
-
-from .drift import DriftPolicy, policy_of
-from .providerconfig import DEFAULT_REF
-from .reconciler import ANNOTATION_PAUSED
-from .resources import FINALIZER, ObjectKey
 
 ANNOTATION_SWEEP_INTERVAL = "kumo.dev/sweep-interval"
 MIN_INTERVAL = 5.0

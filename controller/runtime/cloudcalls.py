@@ -13,10 +13,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kumo.controller.runtime.metrics import Metrics
+from kumo.controller.runtime.ratelimit import RateLimiters
 from kumo.providers.base import CallHooks, CloudCall, ProviderSettings
-
-from .metrics import Metrics
-from .ratelimit import RateLimiters
 
 log = logging.getLogger("kumo.cloud")
 

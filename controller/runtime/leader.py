@@ -1,6 +1,6 @@
 """Leader election on a coordination.k8s.io/v1 Lease, so several replicas can run and one acts.
 
-Used by controller/operator.py when `--leader-elect` is on. Every replica watches and keeps its
+Used by controller/runtime/operator.py when `--leader-elect` is on. Every replica watches and keeps its
 cache warm; only the holder of the Lease runs workers and the sweeper.
 
 The algorithm is client-go's, reduced to what kumo needs:

@@ -19,9 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kumo.controller.core import conditions as cond
 from kumo.providers.base import FieldDrift
-
-from . import conditions as cond
 
 IN_SYNC = "InSync"
 UP_TO_DATE = "UpToDate"

@@ -11,7 +11,7 @@ finalizer writes come back as events too and are ignored by that rule, which is 
 reconcile from triggering itself.
 
 With `--leader-elect` several replicas run: all watch and keep the cache and queue current, and
-only the holder of the Lease (controller/leader.py) runs workers and the sweeper.
+only the holder of the Lease (controller/runtime/leader.py) runs workers and the sweeper.
 """
 
 from __future__ import annotations
@@ -31,16 +31,8 @@ import kopf
 from kopf._cogs.structs.references import NamespaceName, match_namespace  # what kopf's watches use
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kumo.providers.base import Kind
-from kumo.providers.registry import ProviderRegistry
-
-from kumo import API_GROUP, API_VERSION
-
-from . import conditions as cond
-from .cache import ObjectCache
-from .cloudcalls import CloudCalls
-from .config import ControllerConfig
-from .connection import (
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.connection import (
     ANNOTATION_ROTATION,
     LABEL_MANAGED_BY,
     LABEL_OWNER_KIND,
@@ -48,16 +40,29 @@ from .connection import (
     MANAGED_BY,
     edited,
 )
-from .drift import DriftPolicy
-from .kube import KubeClient
-from .leader import ElectionTiming, KubeLeaseStore, LeaderElector
-from .metrics import Metrics
-from .providerconfig import ConfigKey, config_key
-from .ratelimit import RateLimiters
-from .reconciler import ANNOTATION_ADOPT, ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD, Reconciler, Result
-from .resources import FINALIZER, IN_USE_FINALIZER, KINDS, ObjectKey, connection_secret_name
-from .sweeps import Sweeper
-from .workqueue import WorkQueue
+from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.providerconfig import ConfigKey, config_key
+from kumo.controller.core.reconciler import (
+    ANNOTATION_ADOPT,
+    ANNOTATION_PAUSED,
+    ANNOTATION_ROTATE_PASSWORD,
+    Reconciler,
+    Result,
+)
+from kumo.controller.core.resources import FINALIZER, IN_USE_FINALIZER, KINDS, ObjectKey, connection_secret_name
+from kumo.controller.runtime.cache import ObjectCache
+from kumo.controller.runtime.cloudcalls import CloudCalls
+from kumo.controller.runtime.config import ControllerConfig
+from kumo.controller.runtime.kube import KubeClient
+from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
+from kumo.controller.runtime.metrics import Metrics
+from kumo.controller.runtime.ratelimit import RateLimiters
+from kumo.controller.runtime.sweeps import Sweeper
+from kumo.controller.runtime.workqueue import WorkQueue
+from kumo.providers.base import Kind
+from kumo.providers.registry import ProviderRegistry
+
+from kumo import API_GROUP, API_VERSION
 
 log = logging.getLogger(__name__)
 USER_AGENT = "kumo-controller/0.1"

@@ -23,18 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.rest import ApiException
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.providerconfig import ProviderConfigError
+from kumo.controller.core.reconciler import Reconciler
+from kumo.controller.core.resources import ObjectKey, connection_secret_name
+from kumo.controller.runtime.cache import ObjectCache
+from kumo.controller.runtime.cloudcalls import calls_in_context
+from kumo.controller.runtime.memory import release_free_memory
+from kumo.controller.runtime.metrics import Metrics
+from kumo.controller.runtime.scopes import SweepScope, own_interval
+from kumo.controller.runtime.workqueue import WorkQueue
 from kumo.providers.base import ManagedResource, ProviderError
-
-from . import conditions as cond
-from .cache import ObjectCache
-from .cloudcalls import calls_in_context
-from .memory import release_free_memory
-from .metrics import Metrics
-from .providerconfig import ProviderConfigError
-from .reconciler import Reconciler
-from .resources import ObjectKey, connection_secret_name
-from .scopes import SweepScope, own_interval
-from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 LARGE_SWEEP = 500  # resources listed: after such a sweep, free memory goes back to the system

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions as cond
-from .drift import IN_SYNC, DriftPolicy
-from .providerconfig import ConfigKey, config_key
-from .resources import ObjectKey
-from .scopes import SweepScope, own_interval, scope_of, sweepable
+from kumo.controller.core import conditions as cond
+from kumo.controller.core.drift import IN_SYNC, DriftPolicy
+from kumo.controller.core.providerconfig import ConfigKey, config_key
+from kumo.controller.core.resources import ObjectKey
+from kumo.controller.runtime.scopes import SweepScope, own_interval, scope_of, sweepable
 
 KEPT_METADATA = (
     "name",

@@ -27,6 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from kubernetes.client.rest import ApiException
+from kumo.controller.core import conditions as cond
+from kumo.controller.core import connection as conn
+from kumo.controller.core import drift as drift_policy
+from kumo.controller.core.drift import DriftPolicy, policy_of
+from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
+from kumo.controller.core.resources import (
+    FINALIZER,
+    KINDS,
+    ObjectKey,
+    connection_secret_name,
+    derived_external_name,
+    managed_resource,
+    owner_reference,
+)
+from kumo.controller.runtime.kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
+from kumo.controller.runtime.metrics import Metrics
 from kumo.providers.base import (
     CallHooks,
     Creation,
@@ -44,23 +60,6 @@ from kumo.providers.base import (
     Terminal,
 )
 from kumo.providers.registry import ProviderRegistry
-
-from . import conditions as cond
-from . import connection as conn
-from . import drift as drift_policy
-from .drift import DriftPolicy, policy_of
-from .kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
-from .metrics import Metrics
-from .providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from .resources import (
-    FINALIZER,
-    KINDS,
-    ObjectKey,
-    connection_secret_name,
-    derived_external_name,
-    managed_resource,
-    owner_reference,
-)
 
 log = logging.getLogger(__name__)
 

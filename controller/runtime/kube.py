@@ -16,12 +16,11 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kumo.controller.core.conditions import now_rfc3339
+from kumo.controller.core.resources import KINDS, ObjectKey
 from kumo.providers.base import Kind
 
 from kumo import API_GROUP, API_VERSION
-
-from .conditions import now_rfc3339
-from .resources import KINDS, ObjectKey
 
 log = logging.getLogger(__name__)
 PAGE = 500  # objects per list request: bounded memory however many there are
