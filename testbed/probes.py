@@ -7,11 +7,9 @@ One probe per cloud with the same methods, so e2e scenarios run unchanged over e
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from botocore.exceptions import ClientError
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
@@ -19,22 +17,12 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sqladmin
 from google.cloud import storage
 
+from .providerconfigs import aws_provider_config, example_provider_config, gcp_provider_config
+
 CLOUDS = ["aws", "gcp"]
 # A second AWS region for the scenarios where the region matters (a ProviderConfig there, its
 # buckets and databases): the bed's own is us-east-1, which S3 treats unlike every other region.
 AWS_OTHER_REGION = "eu-west-1"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def example_provider_config(cloud: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The cloud's example Secret and ProviderConfig, renamed (the Secret after the config)."""
-    documents = list(yaml.safe_load_all((EXAMPLES / cloud / "providerconfig.yaml").read_text()))
-    secret = next(d for d in documents if d["kind"] == "Secret")
-    config = next(d for d in documents if d["kind"] == "ProviderConfig")
-    secret["metadata"]["name"] = f"{name}-credentials"
-    config["metadata"]["name"] = name
-    config["spec"]["credentials"]["secretRef"]["name"] = f"{name}-credentials"
-    return secret, config
 
 
 class CloudProbe:
@@ -86,15 +74,7 @@ class AWSProbe(CloudProbe):
         self.s3 = boto3.client("s3", **self.common)
 
     def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        secret, config = example_provider_config("aws", name)
-        secret["stringData"] = {
-            "aws_access_key_id": self.env["access_key_id"],
-            "aws_secret_access_key": self.env["secret_access_key"],
-        }
-        config["spec"]["region"] = self.region
-        endpoint = self.env["endpoint"]
-        config["spec"]["endpoints"] = {"rds": endpoint, "s3": endpoint, "sts": endpoint}
-        return secret, config
+        return aws_provider_config(self.env, name, self.region)
 
     def database(self, external_name: str) -> dict[str, Any] | None:
         try:
@@ -168,19 +148,11 @@ class GCPProbe(CloudProbe):
         )
 
     def provider_config(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        secret, config = example_provider_config("gcp", name)
-        # The emulators take anonymous calls; a real key would go in the Secret instead.
+        """The config (credentials from the environment: the emulators take anonymous calls) and
+        an unused Secret of the example's shape, for callers that create both."""
+        secret, _ = example_provider_config("gcp", name)
         secret["stringData"] = {"credentials.json": "{}"}
-        config["spec"]["project"] = self.project
-        config["spec"]["region"] = self.env["region"]
-        config["spec"]["credentials"] = {"source": "Environment"}
-        network = f"projects/{self.project}/global/networks/default"
-        config["spec"]["providerOptions"]["databases"]["privateNetwork"] = network
-        config["spec"]["endpoints"] = {
-            "sqladmin": self.env["sqladmin_endpoint"],
-            "storage": self.env["storage_endpoint"],
-        }
-        return secret, config
+        return secret, gcp_provider_config(self.env, name)
 
     def database(self, external_name: str) -> dict[str, Any] | None:
         request = sqladmin.SqlInstancesGetRequest(project=self.project, instance=external_name)
