@@ -149,7 +149,7 @@ class Clouds:
             "StorageEncrypted": True,
             "CopyTagsToSnapshot": True,
             "Tags": tags_to_list(desired[aws_rds.FIELD_TAGS]),
-            **{parameter: desired[f] for f, parameter in aws_rds.SETTING_PARAMETERS.items()},
+            **aws_rds.setting_parameters(desired),
         }
         if spec.database_name:
             params["DBName"] = spec.database_name
@@ -220,7 +220,7 @@ class Clouds:
     def _create_gcs(self, resource: ManagedResource) -> None:
         # One insert carrying every setting, as GCS keeps them (kumo's provider does the same,
         # see providers/gcp/gcs.py; a patch right after it would meet GCS's one update per second).
-        changes = gcp_gcs.bucket_changes(resource, gcp_gcs.SETTING_ORDER, {})
+        changes = gcp_gcs.bucket_changes(resource, gcp_gcs.SETTINGS.names, {})
         bucket = self.gcs.bucket(resource.external_name)
         gcp_gcs.configure(bucket, changes)
         self.counter.add("gcs", "buckets.insert")

@@ -16,8 +16,9 @@ import contextlib
 import datetime
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from kumo.providers.base import (
     Creation,
@@ -33,8 +34,8 @@ from kumo.providers.base import (
     Retryable,
     Terminal,
     Update,
-    diff_settings,
 )
+from kumo.providers.fields import FieldTable, Setting
 from kumo.providers.options import ProviderOption, integer_between, list_of, one_of, text_matching
 
 from .session import (
@@ -103,19 +104,8 @@ MESSAGE_BUSY = "{name} is busy; kumo waits until it is available again (AWS: {aw
 MESSAGE_STORAGE_WAITS = "storageGB {actual} -> {desired} waits: AWS refuses storage changes for now ({aws})"
 FIELD_STORAGE = "storageGB"
 
-# Managed settings: portable field name -> the CreateDBInstance / ModifyDBInstance parameter,
-# which is also the key DescribeDBInstances and PendingModifiedValues report it under.
 FIELD_TAGS = "tags"
 FIELD_VERSION = "version"
-SETTING_PARAMETERS = {
-    "instanceClass": "DBInstanceClass",
-    "storageGB": "AllocatedStorage",
-    "highAvailability": "MultiAZ",
-    "backupRetentionDays": "BackupRetentionPeriod",
-    "deletionProtection": "DeletionProtection",
-    "publiclyAccessible": "PubliclyAccessible",
-    FIELD_VERSION: "EngineVersion",
-}
 
 _HOUR_MINUTE = r"([01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
@@ -183,26 +173,61 @@ def major_version(engine: str, version: str) -> str:
     return ".".join(version.split(".")[: MAJOR_COMPONENTS.get(engine, 1)])
 
 
+@dataclass(frozen=True)
+class Described:
+    """One DescribeDBInstances entry (or a CreateDBInstance / ModifyDBInstance answer, which
+    share its shape) with the instance's tags."""
+
+    instance: Mapping[str, Any]
+    tags: Mapping[str, str]
+
+
+RDSSetting: TypeAlias = Setting[Described, str | None]
+
+
+def _parameter(name: str, parameter: str, desired: Callable[[DatabaseSpec], Any], **row: Any) -> RDSSetting:
+    """A setting RDS takes under one parameter name in CreateDBInstance and ModifyDBInstance and
+    reports under the same key in DescribeDBInstances and PendingModifiedValues."""
+    return Setting(
+        name, lambda resource: desired(resource.database), lambda d: d.instance.get(parameter), parameter, **row
+    )
+
+
+# The managed settings: row.patch is the CreateDBInstance / ModifyDBInstance parameter, None for
+# tags (AddTagsToResource). Order: the order updates report them in.
+SETTINGS: FieldTable[Described, str | None] = FieldTable(
+    _parameter("instanceClass", "DBInstanceClass", lambda spec: instance_class(spec)),
+    _parameter(FIELD_STORAGE, "AllocatedStorage", lambda spec: spec.storage_gb, grow_only=True),  # never shrinks
+    _parameter("highAvailability", "MultiAZ", lambda spec: spec.high_availability),
+    _parameter("backupRetentionDays", "BackupRetentionPeriod", lambda spec: spec.backup_retention_days),
+    _parameter("deletionProtection", "DeletionProtection", lambda spec: spec.deletion_protection),
+    _parameter("publiclyAccessible", "PubliclyAccessible", lambda spec: spec.publicly_accessible),
+    _parameter(
+        FIELD_VERSION,
+        "EngineVersion",
+        lambda spec: spec.version,
+        matches=lambda want, have: isinstance(have, str) and version_matches(str(want), have),
+    ),
+    Setting(FIELD_TAGS, lambda resource: ownership_tags(resource.owner), lambda d: dict(d.tags), None),
+)
+PARAMETER_ROWS = tuple(row for row in SETTINGS.rows if row.patch is not None)
+
+
 def desired_settings(resource: ManagedResource) -> dict[str, Any]:
     """The managed settings the spec renders to, keyed by portable field name."""
-    spec = resource.database
-    return {
-        "instanceClass": instance_class(spec),
-        "storageGB": spec.storage_gb,
-        "highAvailability": spec.high_availability,
-        "backupRetentionDays": spec.backup_retention_days,
-        "deletionProtection": spec.deletion_protection,
-        "publiclyAccessible": spec.publicly_accessible,
-        FIELD_VERSION: spec.version,
-        FIELD_TAGS: ownership_tags(resource.owner),
-    }
+    return SETTINGS.desired(resource)
+
+
+def setting_parameters(desired: Mapping[str, Any], fields: Iterable[str] | None = None) -> dict[str, Any]:
+    """The CreateDBInstance / ModifyDBInstance parameters of the desired settings (of `fields`
+    only, when given)."""
+    chosen = SETTINGS.selected(desired if fields is None else fields)
+    return {row.patch: desired[row.name] for row in chosen if row.patch is not None and row.name in desired}
 
 
 def actual_settings(instance: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
     """The managed settings as a DescribeDBInstances entry reports them."""
-    settings = {field: instance.get(parameter) for field, parameter in SETTING_PARAMETERS.items()}
-    settings[FIELD_TAGS] = dict(tags)
-    return settings
+    return SETTINGS.read(Described(instance, tags))
 
 
 def instance_drift(
@@ -213,17 +238,14 @@ def instance_drift(
     re-issuing the modify every sweep would change nothing."""
     effective = actual_settings(instance, tags)
     pending = instance.get("PendingModifiedValues") or {}
-    for field, parameter in SETTING_PARAMETERS.items():
-        want = desired[field]
-        if _same(field, want, effective[field]) or (parameter in pending and _same(field, want, pending[parameter])):
-            effective[field] = want
-    return diff_settings(desired, effective, grow_only={"storageGB"})  # RDS storage never shrinks
-
-
-def _same(field: str, desired: Any, actual: Any) -> bool:
-    if field == FIELD_VERSION:
-        return isinstance(actual, str) and version_matches(str(desired), actual)
-    return bool(desired == actual)
+    for row in PARAMETER_ROWS:
+        if (
+            row.name in desired
+            and row.patch in pending
+            and SETTINGS.satisfied(row.name, desired[row.name], pending[row.patch])
+        ):
+            effective[row.name] = desired[row.name]
+    return SETTINGS.drift(desired, effective)
 
 
 def is_ready(state: str) -> bool:
@@ -268,7 +290,7 @@ def password_pending(instance: Mapping[str, Any]) -> bool:
 def pending_modifications(instance: Mapping[str, Any]) -> dict[str, Any]:
     """PendingModifiedValues in kumo's portable field names (the managed settings only)."""
     pending = instance.get("PendingModifiedValues") or {}
-    return {field: pending[parameter] for field, parameter in SETTING_PARAMETERS.items() if parameter in pending}
+    return {row.name: pending[row.patch] for row in PARAMETER_ROWS if row.patch in pending}
 
 
 def validate_database(spec: DatabaseSpec) -> list[str]:
@@ -437,7 +459,7 @@ class RDSClient:
             "StorageEncrypted": True,
             "CopyTagsToSnapshot": True,
             "Tags": tags_to_list(desired[FIELD_TAGS]),
-            **{parameter: desired[field] for field, parameter in SETTING_PARAMETERS.items()},
+            **setting_parameters(desired),
         }
         if spec.database_name:
             params["DBName"] = spec.database_name
@@ -479,12 +501,12 @@ class RDSClient:
         storage change RDS refuses for now does not hold back the others: they are sent without
         it, and `NotReady` says what waits and why."""
         fields = {entry.field for entry in drift}
-        changes = {SETTING_PARAMETERS[f]: desired[f] for f in SETTING_PARAMETERS if f in fields}
+        changes = setting_parameters(desired, fields)
         if not changes:
             return None
         if FIELD_VERSION in fields and self._major_change(resource, drift):
             changes["AllowMajorVersionUpgrade"] = True
-        storage = SETTING_PARAMETERS[FIELD_STORAGE]
+        storage = SETTINGS[FIELD_STORAGE].patch
         async with _busy_is_a_wait(resource):
             try:
                 response = await self._modify_call(resource, changes)
@@ -498,7 +520,7 @@ class RDSClient:
                     raise NotReady(waits, code=error.code) from error
                 # The refusal covers the whole request: the other changes go on their own now, and
                 # the pass ends waiting, so the spec does not count as applied until storage is.
-                sent = ", ".join(f for f in SETTING_PARAMETERS if f in fields and f != FIELD_STORAGE)
+                sent = ", ".join(row.name for row in PARAMETER_ROWS if row.name in fields and row.name != FIELD_STORAGE)
                 await self._modify_call(resource, others)
                 raise NotReady(f"{sent} sent; {waits}", code=error.code) from error
         return dict(response["DBInstance"])
@@ -550,4 +572,4 @@ async def _busy_is_a_wait(resource: ManagedResource, *, deleting: bool = False) 
 def _pending_fields(instance: Mapping[str, Any], fields: set[str]) -> tuple[str, ...]:
     """The fields RDS accepted but has not applied yet."""
     pending = instance.get("PendingModifiedValues") or {}
-    return tuple(f for f, parameter in SETTING_PARAMETERS.items() if f in fields and parameter in pending)
+    return tuple(row.name for row in PARAMETER_ROWS if row.name in fields and row.patch in pending)

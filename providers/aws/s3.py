@@ -37,8 +37,8 @@ from kumo.providers.base import (
     Retryable,
     Terminal,
     Update,
-    diff_settings,
 )
+from kumo.providers.fields import FieldTable, Setting
 from kumo.providers.options import ProviderOption
 
 from .session import (
@@ -59,14 +59,6 @@ FIELD_PUBLIC_ACCESS_BLOCK = "publicAccessBlock"
 FIELD_ENCRYPTION = "encryption"
 FIELD_LIFECYCLE = "lifecycleExpireDays"
 FIELD_TAGS = "tags"
-# The order create applies settings in; also the order `Update.changed` lists them.
-SETTING_ORDER = (
-    FIELD_PUBLIC_ACCESS_BLOCK,
-    FIELD_ENCRYPTION,
-    FIELD_VERSIONING,
-    FIELD_LIFECYCLE,
-    FIELD_TAGS,
-)
 
 SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"
@@ -149,14 +141,7 @@ def desired_encryption(spec: BucketSpec) -> str | None:
 
 def desired_settings(resource: ManagedResource) -> dict[str, Any]:
     """The managed settings the spec renders to, keyed by portable field name."""
-    spec = resource.bucket
-    return {
-        FIELD_VERSIONING: spec.versioning,
-        FIELD_PUBLIC_ACCESS_BLOCK: not spec.public_access,
-        FIELD_ENCRYPTION: desired_encryption(spec),
-        FIELD_LIFECYCLE: spec.lifecycle_expire_days,
-        FIELD_TAGS: {**spec.labels, **ownership_tags(resource.owner)},
-    }
+    return SETTINGS.desired(resource)
 
 
 @dataclass(frozen=True)
@@ -177,16 +162,14 @@ class BucketReads:
     def rules(self) -> list[dict[str, Any]]:
         return list((self.lifecycle or {}).get("Rules") or [])
 
+    @property
+    def blocks_public_access(self) -> bool:
+        block = (self.public_access_block or {}).get("PublicAccessBlockConfiguration") or {}
+        return all(block.get(switch) for switch in PUBLIC_ACCESS_BLOCK_SWITCHES)
+
     def settings(self) -> dict[str, Any]:
         """The managed settings in the portable vocabulary."""
-        block = (self.public_access_block or {}).get("PublicAccessBlockConfiguration") or {}
-        return {
-            FIELD_VERSIONING: self.versioning.get("Status") == "Enabled",
-            FIELD_PUBLIC_ACCESS_BLOCK: all(block.get(s) for s in PUBLIC_ACCESS_BLOCK_SWITCHES),
-            FIELD_ENCRYPTION: _encryption_algorithm(self.encryption),
-            FIELD_LIFECYCLE: _expire_days(self.rules),
-            FIELD_TAGS: self.tags,
-        }
+        return SETTINGS.read(self)
 
 
 def _encryption_algorithm(encryption: Mapping[str, Any] | None) -> str | None:
@@ -207,13 +190,15 @@ def _expire_days(rules: list[dict[str, Any]]) -> int | None:
 
 
 def bucket_drift(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> tuple[FieldDrift, ...]:
-    """Drift of one bucket. Since January 2023 S3 encrypts every bucket with SSE-S3 and that
-    cannot be switched off, so "no encryption" is satisfied by AES256 (real S3 answers AES256
-    after DeleteBucketEncryption; emulators answer "not configured")."""
-    comparable = dict(actual)
-    if desired[FIELD_ENCRYPTION] is None and actual.get(FIELD_ENCRYPTION) == SSE_S3:
-        comparable[FIELD_ENCRYPTION] = None
-    return diff_settings(desired, comparable)
+    """Drift of one bucket (see `SETTINGS`)."""
+    return SETTINGS.drift(desired, actual)
+
+
+def encryption_matches(desired: str | None, actual: str | None) -> bool:
+    """Since January 2023 S3 encrypts every bucket with SSE-S3 and that cannot be switched off, so
+    "no encryption" is satisfied by AES256 (real S3 answers AES256 after DeleteBucketEncryption;
+    emulators answer "not configured")."""
+    return desired == actual or (desired is None and actual == SSE_S3)
 
 
 def lifecycle_rules(current: list[dict[str, Any]], expire_days: int | None) -> list[dict[str, Any]]:
@@ -274,12 +259,107 @@ def _label_problems(labels: Mapping[str, str]) -> list[str]:
     return problems
 
 
-# ---------------------------------------------------------------------------- the client
+# ---------------------------------------------------------------------------- managed settings
 
 
 # Writes one managed setting through the bucket region's caller; `creating` skips calls a
 # brand-new bucket does not need.
-_Writer = Callable[[ServiceCaller, ManagedResource, Any, bool], Awaitable[None]]
+Writer = Callable[[ServiceCaller, ManagedResource, Any, bool], Awaitable[None]]
+
+
+async def current_tags(s3: ServiceCaller, name: str) -> dict[str, str]:
+    tagging = await s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
+    return tags_to_dict((tagging or {}).get("TagSet"))
+
+
+async def write_public_access_block(s3: ServiceCaller, resource: ManagedResource, block: Any, creating: bool) -> None:
+    name = resource.external_name
+    if block:
+        config = dict.fromkeys(PUBLIC_ACCESS_BLOCK_SWITCHES, True)
+        await s3.call("PutPublicAccessBlock", Bucket=name, PublicAccessBlockConfiguration=config)
+    else:
+        await s3.call("DeletePublicAccessBlock", Bucket=name)
+
+
+async def write_encryption(s3: ServiceCaller, resource: ManagedResource, algorithm: Any, creating: bool) -> None:
+    name = resource.external_name
+    if algorithm is None:
+        await s3.call("DeleteBucketEncryption", Bucket=name)
+        return
+    config = encryption_configuration(resource.bucket)
+    await s3.call("PutBucketEncryption", Bucket=name, ServerSideEncryptionConfiguration=config)
+
+
+async def write_versioning(s3: ServiceCaller, resource: ManagedResource, enabled: Any, creating: bool) -> None:
+    if creating and not enabled:
+        return  # a new bucket is unversioned; "Suspended" would only add noise
+    status = "Enabled" if enabled else "Suspended"
+    await s3.call("PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status})
+
+
+async def write_lifecycle(s3: ServiceCaller, resource: ManagedResource, days: Any, creating: bool) -> None:
+    name = resource.external_name
+    if creating and days is None:
+        return
+    current: list[dict[str, Any]] = []
+    if not creating:  # keep rules someone else added
+        found = await s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
+        current = list((found or {}).get("Rules") or [])
+    rules = lifecycle_rules(current, days)
+    if rules:
+        await s3.call("PutBucketLifecycleConfiguration", Bucket=name, LifecycleConfiguration={"Rules": rules})
+    else:
+        await s3.call("DeleteBucketLifecycle", Bucket=name)
+
+
+async def write_tags(s3: ServiceCaller, resource: ManagedResource, tags: Any, creating: bool) -> None:
+    # PutBucketTagging replaces the whole set: merge into what is there so foreign tags stay.
+    name = resource.external_name
+    current = {} if creating else await current_tags(s3, name)
+    merged = {**current, **tags}
+    await s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
+
+
+# The managed settings, read from a bucket's five reads and each written by its own call. Order:
+# the order create writes them in (Block Public Access first, so a new bucket is never open),
+# also the order `Update.changed` lists them.
+SETTINGS: FieldTable[BucketReads, Writer] = FieldTable(
+    Setting(
+        FIELD_PUBLIC_ACCESS_BLOCK,
+        lambda resource: not resource.bucket.public_access,
+        lambda reads: reads.blocks_public_access,
+        write_public_access_block,
+    ),
+    Setting(
+        FIELD_ENCRYPTION,
+        lambda resource: desired_encryption(resource.bucket),
+        lambda reads: _encryption_algorithm(reads.encryption),
+        write_encryption,
+        matches=encryption_matches,
+    ),
+    Setting(
+        FIELD_VERSIONING,
+        lambda resource: resource.bucket.versioning,
+        lambda reads: reads.versioning.get("Status") == "Enabled",
+        write_versioning,
+    ),
+    Setting(
+        FIELD_LIFECYCLE,
+        lambda resource: resource.bucket.lifecycle_expire_days,
+        lambda reads: _expire_days(reads.rules),
+        write_lifecycle,
+    ),
+    Setting(
+        FIELD_TAGS,
+        lambda resource: {**resource.bucket.labels, **ownership_tags(resource.owner)},
+        lambda reads: reads.tags,
+        write_tags,
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- the client
+
 # A caller for (AWS service, region), sharing the provider config's credentials and endpoints.
 RegionalCallers = Callable[[str, str], ServiceCaller]
 
@@ -293,13 +373,6 @@ class S3Client:
         self.home_region = settings.region or US_EAST_1
         # The account-level Block Public Access, read at most once per client (one sweep).
         self._account_block: asyncio.Task[bool] | None = None
-        self._writers: dict[str, _Writer] = {
-            FIELD_PUBLIC_ACCESS_BLOCK: self._write_public_access_block,
-            FIELD_ENCRYPTION: self._write_encryption,
-            FIELD_VERSIONING: self._write_versioning,
-            FIELD_LIFECYCLE: self._write_lifecycle,
-            FIELD_TAGS: self._write_tags,
-        }
 
     def desired(self, resource: ManagedResource) -> dict[str, Any]:
         return desired_settings(resource)
@@ -347,7 +420,7 @@ class S3Client:
             if error.code != CODE_ALREADY_OWNED:
                 raise
             await self._refuse_foreign(s3, resource)  # ours from an earlier attempt: continue
-        await self._apply(s3, resource, SETTING_ORDER, creating=True)
+        await self._apply(s3, resource, SETTINGS.names, creating=True)
         # Every managed setting was just written and S3 reads are consistent after writes: the
         # bucket is known without the six reads an observe would make (the next sweep reads it).
         written = self.desired(resource)
@@ -357,7 +430,7 @@ class S3Client:
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
-        changed = tuple(f for f in SETTING_ORDER if f in fields)
+        changed = tuple(row.name for row in SETTINGS.selected(fields))
         await self._apply(self.s3(bucket_region(resource, self.settings)), resource, changed, creating=False)
         return Update(changed=changed)
 
@@ -468,13 +541,9 @@ class S3Client:
             },
         )
 
-    async def _current_tags(self, s3: ServiceCaller, name: str) -> dict[str, str]:
-        tagging = await s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
-        return tags_to_dict((tagging or {}).get("TagSet"))
-
     async def _refuse_foreign(self, s3: ServiceCaller, resource: ManagedResource) -> None:
         """Stop a create from re-tagging a bucket of ours that another object owns."""
-        owner = owner_from_tags(await self._current_tags(s3, resource.external_name))
+        owner = owner_from_tags(await current_tags(s3, resource.external_name))
         if owner is not None and owner.uid != resource.owner.uid:
             message = MESSAGE_OWNED_BY_OTHER.format(name=resource.external_name, owner=owner.object_ref)
             raise Terminal(message, code=CODE_OWNED_BY_OTHER)
@@ -486,63 +555,14 @@ class S3Client:
     ) -> None:
         # One call after another: S3 answers OperationAborted to concurrent changes of a bucket.
         desired = self.desired(resource)
-        for name in fields:
+        for row in SETTINGS.selected(fields):
             try:
-                await self._writers[name](s3, resource, desired[name], creating)
+                await row.patch(s3, resource, desired[row.name], creating)
             except Terminal as error:
                 if creating and error.code in CODES_NO_BUCKET:
                     # A just-created bucket may take a moment to be visible to every endpoint.
                     raise Retryable(str(error), code=error.code) from None
                 raise
-
-    async def _write_public_access_block(
-        self, s3: ServiceCaller, resource: ManagedResource, block: Any, creating: bool
-    ) -> None:
-        name = resource.external_name
-        if block:
-            config = dict.fromkeys(PUBLIC_ACCESS_BLOCK_SWITCHES, True)
-            await s3.call("PutPublicAccessBlock", Bucket=name, PublicAccessBlockConfiguration=config)
-        else:
-            await s3.call("DeletePublicAccessBlock", Bucket=name)
-
-    async def _write_encryption(
-        self, s3: ServiceCaller, resource: ManagedResource, algorithm: Any, creating: bool
-    ) -> None:
-        name = resource.external_name
-        if algorithm is None:
-            await s3.call("DeleteBucketEncryption", Bucket=name)
-            return
-        config = encryption_configuration(resource.bucket)
-        await s3.call("PutBucketEncryption", Bucket=name, ServerSideEncryptionConfiguration=config)
-
-    async def _write_versioning(
-        self, s3: ServiceCaller, resource: ManagedResource, enabled: Any, creating: bool
-    ) -> None:
-        if creating and not enabled:
-            return  # a new bucket is unversioned; "Suspended" would only add noise
-        status = "Enabled" if enabled else "Suspended"
-        await s3.call("PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status})
-
-    async def _write_lifecycle(self, s3: ServiceCaller, resource: ManagedResource, days: Any, creating: bool) -> None:
-        name = resource.external_name
-        if creating and days is None:
-            return
-        current: list[dict[str, Any]] = []
-        if not creating:  # keep rules someone else added
-            found = await s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
-            current = list((found or {}).get("Rules") or [])
-        rules = lifecycle_rules(current, days)
-        if rules:
-            await s3.call("PutBucketLifecycleConfiguration", Bucket=name, LifecycleConfiguration={"Rules": rules})
-        else:
-            await s3.call("DeleteBucketLifecycle", Bucket=name)
-
-    async def _write_tags(self, s3: ServiceCaller, resource: ManagedResource, tags: Any, creating: bool) -> None:
-        # PutBucketTagging replaces the whole set: merge into what is there so foreign tags stay.
-        name = resource.external_name
-        current = {} if creating else await self._current_tags(s3, name)
-        merged = {**current, **tags}
-        await s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
 
     # ------------------------------------------------------------------------ deleting
 

@@ -49,8 +49,8 @@ from kumo.providers.base import (
     Retryable,
     Terminal,
     Update,
-    diff_settings,
 )
+from kumo.providers.fields import FieldTable, Setting
 from kumo.providers.options import ProviderOption, integer_between, is_boolean, one_of, text_matching
 
 from .session import (
@@ -235,27 +235,13 @@ def edition(spec: DatabaseSpec) -> str:
     return EDITION_ENTERPRISE_PLUS if tier(spec).lower().startswith(PERF_OPTIMIZED_PREFIX) else EDITION_ENTERPRISE
 
 
-def desired_settings(resource: ManagedResource) -> dict[str, Any]:
-    """The managed settings the spec renders to, keyed by portable field name."""
-    spec = resource.database
-    desired: dict[str, Any] = {
-        FIELD_INSTANCE_CLASS: tier(spec),
-        FIELD_STORAGE: spec.storage_gb,
-        FIELD_HIGH_AVAILABILITY: spec.high_availability,
-        FIELD_BACKUP_RETENTION: spec.backup_retention_days,
-        FIELD_DELETION_PROTECTION: spec.deletion_protection,
-        FIELD_PUBLIC: spec.publicly_accessible,
-        FIELD_VERSION: database_version(spec.engine, spec.version),
-        FIELD_LABELS: ownership_labels(resource.owner),
-    }
-    if spec.database_name:
-        desired[FIELD_DATABASE_NAME] = spec.database_name
-    return desired
-
-
 def enum_name(value: Any) -> str:
     """An enum field's name; proto-plus hands back a bare int for values newer than the SDK."""
     return str(getattr(value, "name", value))
+
+
+def _labels_of(instance: Any) -> dict[str, str]:
+    return present_labels(instance.settings.user_labels)
 
 
 def retained_backups(backup: Any) -> int:
@@ -265,29 +251,13 @@ def retained_backups(backup: Any) -> int:
     return int(backup.backup_retention_settings.retained_backups or DEFAULT_RETAINED_BACKUPS)
 
 
-def actual_settings(instance: Any) -> dict[str, Any]:
-    """The managed settings as an instances.get / instances.list entry reports them."""
-    settings = instance.settings
-    return {
-        FIELD_INSTANCE_CLASS: settings.tier,
-        FIELD_STORAGE: int(settings.data_disk_size_gb or 0),
-        FIELD_HIGH_AVAILABILITY: enum_name(settings.availability_type) == "REGIONAL",
-        FIELD_BACKUP_RETENTION: retained_backups(settings.backup_configuration),
-        FIELD_DELETION_PROTECTION: bool(settings.deletion_protection_enabled),
-        # Unset means Cloud SQL's default, which is a public address.
-        FIELD_PUBLIC: settings.ip_configuration.ipv4_enabled is not False,
-        FIELD_VERSION: enum_name(instance.database_version),
-        FIELD_LABELS: present_labels(settings.user_labels),
-    }
-
-
 def instance_drift(desired: Mapping[str, Any], actual: Mapping[str, Any], auto_resize: bool) -> tuple[FieldDrift, ...]:
     """Drift of one instance. A disk that storage auto-resize grew beyond the spec is no drift:
     disks cannot shrink, and the spec's size is then a floor."""
     comparable = dict(actual)
     if auto_resize and int(actual.get(FIELD_STORAGE) or 0) >= int(desired[FIELD_STORAGE]):
         comparable[FIELD_STORAGE] = desired[FIELD_STORAGE]
-    return diff_settings(desired, comparable, grow_only={FIELD_STORAGE})
+    return SETTINGS.drift(desired, comparable)
 
 
 def backup_configuration(spec: DatabaseSpec) -> dict[str, Any]:
@@ -349,30 +319,107 @@ def instance_region(spec: DatabaseSpec, settings: ProviderSettings) -> str:
     return str(spec.provider_options.get("region") or settings.region)
 
 
+def _settings(**fields: Any) -> dict[str, Any]:
+    """An instances.insert / instances.patch body fragment inside `settings`."""
+    return {"settings": fields}
+
+
+def _user_labels(resource: ManagedResource, instance: Any) -> dict[str, Any]:
+    # userLabels is replaced as a whole: keep the labels someone else put there.
+    current = present_labels(instance.settings.user_labels) if instance is not None else {}
+    return _settings(user_labels={**current, **ownership_labels(resource.owner)})
+
+
+# Builds the body fragment that writes one setting, from the spec and the instance as last read
+# (None at create).
+Fragment = Callable[[ManagedResource, Any], dict[str, Any]]
+# The managed settings, read from an instances.get / instances.list entry and written by one
+# instances.patch (instances.insert at create). Order: the order `Update.changed` lists them in.
+SETTINGS: FieldTable[Any, Fragment] = FieldTable(
+    Setting(
+        FIELD_INSTANCE_CLASS,
+        lambda resource: tier(resource.database),
+        lambda instance: instance.settings.tier,
+        lambda resource, _: _settings(tier=tier(resource.database), edition=edition(resource.database)),
+    ),
+    Setting(
+        FIELD_STORAGE,
+        lambda resource: resource.database.storage_gb,
+        lambda instance: int(instance.settings.data_disk_size_gb or 0),
+        lambda resource, _: _settings(data_disk_size_gb=resource.database.storage_gb),
+        grow_only=True,  # Cloud SQL disks never shrink
+    ),
+    Setting(
+        FIELD_HIGH_AVAILABILITY,
+        lambda resource: resource.database.high_availability,
+        lambda instance: enum_name(instance.settings.availability_type) == "REGIONAL",
+        lambda resource, _: _settings(availability_type="REGIONAL" if resource.database.high_availability else "ZONAL"),
+    ),
+    Setting(
+        FIELD_BACKUP_RETENTION,
+        lambda resource: resource.database.backup_retention_days,
+        lambda instance: retained_backups(instance.settings.backup_configuration),
+        lambda resource, _: _settings(backup_configuration=backup_configuration(resource.database)),
+    ),
+    Setting(
+        FIELD_DELETION_PROTECTION,
+        lambda resource: resource.database.deletion_protection,
+        lambda instance: bool(instance.settings.deletion_protection_enabled),
+        lambda resource, _: _settings(deletion_protection_enabled=resource.database.deletion_protection),
+    ),
+    Setting(
+        FIELD_PUBLIC,
+        lambda resource: resource.database.publicly_accessible,
+        # Unset means Cloud SQL's default, which is a public address.
+        lambda instance: instance.settings.ip_configuration.ipv4_enabled is not False,
+        lambda resource, _: _settings(ip_configuration={"ipv4_enabled": resource.database.publicly_accessible}),
+    ),
+    Setting(
+        FIELD_VERSION,
+        lambda resource: database_version(resource.database.engine, resource.database.version),
+        lambda instance: enum_name(instance.database_version),
+        # A major version upgrade in place: databaseVersion sits beside settings.
+        lambda resource, _: {"database_version": database_version(resource.database.engine, resource.database.version)},
+    ),
+    Setting(FIELD_LABELS, lambda resource: ownership_labels(resource.owner), _labels_of, _user_labels),
+)
+
+
+def desired_settings(resource: ManagedResource) -> dict[str, Any]:
+    """The managed settings the spec renders to, keyed by portable field name (and the app
+    database, created by databases.insert rather than a setting of the instance)."""
+    desired = SETTINGS.desired(resource)
+    if resource.database.database_name:
+        desired[FIELD_DATABASE_NAME] = resource.database.database_name
+    return desired
+
+
+def actual_settings(instance: Any) -> dict[str, Any]:
+    """The managed settings as an instances.get / instances.list entry reports them."""
+    return SETTINGS.read(instance)
+
+
+def setting_fragments(resource: ManagedResource, fields: Sequence[str], instance: Any) -> dict[str, Any]:
+    """The body writing `fields`: each row's fragment, their `settings` merged."""
+    body: dict[str, Any] = {}
+    for row in SETTINGS.selected(fields):
+        fragment = row.patch(resource, instance)
+        body.update({key: value for key, value in fragment.items() if key != "settings"})
+        body.setdefault("settings", {}).update(fragment.get("settings", {}))
+    return body
+
+
 def instance_body(resource: ManagedResource, settings: ProviderSettings, root_password: str) -> dict[str, Any]:
     """The instances.insert body: every managed setting plus the create-only options."""
     spec = resource.database
     options = checked_options(spec.provider_options, OPTIONS)
-    desired = desired_settings(resource)
-    backup = backup_configuration(spec)
+    body = setting_fragments(resource, SETTINGS.names, None)
+    backup = body["settings"]["backup_configuration"]
     if options.get("backupStartTime") and backup["enabled"]:
         backup["start_time"] = options["backupStartTime"]
-    body: dict[str, Any] = {
-        "name": resource.external_name,
-        "database_version": desired[FIELD_VERSION],
-        "root_password": root_password,
-        "settings": {
-            "tier": desired[FIELD_INSTANCE_CLASS],
-            "edition": edition(spec),
-            "data_disk_size_gb": desired[FIELD_STORAGE],
-            "availability_type": "REGIONAL" if spec.high_availability else "ZONAL",
-            "backup_configuration": backup,
-            "deletion_protection_enabled": spec.deletion_protection,
-            "ip_configuration": ip_configuration(spec),
-            "user_labels": desired[FIELD_LABELS],
-            **_option_settings(options),
-        },
-    }
+    body["settings"]["ip_configuration"] = ip_configuration(spec)  # with the private network, at create
+    body["settings"].update(_option_settings(options))
+    body.update(name=resource.external_name, root_password=root_password)
     region = instance_region(spec, settings)
     if region:
         body["region"] = region
@@ -381,51 +428,14 @@ def instance_body(resource: ManagedResource, settings: ProviderSettings, root_pa
     return body
 
 
-# Which part of an instances.patch body each managed field rewrites.
-def _patch_settings(resource: ManagedResource, field: str, instance: Any) -> dict[str, Any]:
-    spec = resource.database
-    desired = desired_settings(resource)
-    if field == FIELD_INSTANCE_CLASS:
-        return {"tier": desired[field], "edition": edition(spec)}
-    if field == FIELD_STORAGE:
-        return {"data_disk_size_gb": desired[field]}
-    if field == FIELD_HIGH_AVAILABILITY:
-        return {"availability_type": "REGIONAL" if spec.high_availability else "ZONAL"}
-    if field == FIELD_BACKUP_RETENTION:
-        return {"backup_configuration": backup_configuration(spec)}
-    if field == FIELD_DELETION_PROTECTION:
-        return {"deletion_protection_enabled": spec.deletion_protection}
-    if field == FIELD_PUBLIC:
-        return {"ip_configuration": {"ipv4_enabled": spec.publicly_accessible}}
-    if field == FIELD_LABELS:
-        # userLabels is replaced as a whole: keep the labels someone else put there.
-        return {"user_labels": {**present_labels(instance.settings.user_labels), **desired[field]}}
-    return {}
-
-
-PATCHED_FIELDS = (
-    FIELD_INSTANCE_CLASS,
-    FIELD_STORAGE,
-    FIELD_HIGH_AVAILABILITY,
-    FIELD_BACKUP_RETENTION,
-    FIELD_DELETION_PROTECTION,
-    FIELD_PUBLIC,
-    FIELD_VERSION,
-    FIELD_LABELS,
-)
-
-
 def patch_body(resource: ManagedResource, fields: Sequence[str], instance: Any) -> dict[str, Any]:
     """An instances.patch body changing only the drifted fields. It carries the settingsVersion
     just read, so a concurrent change makes Cloud SQL refuse it (412) instead of overwriting."""
-    settings: dict[str, Any] = {}
-    for field in fields:
-        settings.update(_patch_settings(resource, field, instance))
-    body: dict[str, Any] = {}
-    if settings:
-        body["settings"] = {**settings, "settings_version": instance.settings.settings_version}
-    if FIELD_VERSION in fields:  # a major version upgrade in place
-        body["database_version"] = desired_settings(resource)[FIELD_VERSION]
+    body = setting_fragments(resource, fields, instance)
+    if body.get("settings"):
+        body["settings"]["settings_version"] = instance.settings.settings_version
+    else:
+        body.pop("settings", None)
     return body
 
 
@@ -673,7 +683,7 @@ class CloudSQLClient:
             operation = await self._call("databases.insert", instance=resource.external_name, body=body)
             if not await self._finished(resource.external_name, operation):
                 pending.append(FIELD_DATABASE_NAME)
-        patched = [field for field in PATCHED_FIELDS if field in fields]
+        patched = [row.name for row in SETTINGS.selected(fields)]
         if patched:
             changed += patched
             if not await self._patch(resource, patched):

@@ -46,8 +46,8 @@ from kumo.providers.base import (
     ProviderSettings,
     Terminal,
     Update,
-    diff_settings,
 )
+from kumo.providers.fields import FieldTable, Setting
 from kumo.providers.naming import GOOGLE_LIKE
 from kumo.providers.options import ProviderOption
 
@@ -72,8 +72,6 @@ FIELD_PUBLIC_ACCESS_PREVENTION = "publicAccessPrevention"
 FIELD_ENCRYPTION = "encryption"
 FIELD_LIFECYCLE = "lifecycleExpireDays"
 FIELD_LABELS = "labels"
-# The order `Update.changed` lists fields in.
-SETTING_ORDER = (FIELD_PUBLIC_ACCESS_PREVENTION, FIELD_ENCRYPTION, FIELD_VERSIONING, FIELD_LIFECYCLE, FIELD_LABELS)
 
 PREVENTION_ENFORCED = "enforced"
 PREVENTION_INHERITED = "inherited"
@@ -131,18 +129,6 @@ def desired_encryption(spec: BucketSpec) -> str:
     return str(key) if spec.encryption and key else GOOGLE_MANAGED
 
 
-def desired_settings(resource: ManagedResource) -> dict[str, Any]:
-    """The managed settings the spec renders to, keyed by portable field name."""
-    spec = resource.bucket
-    return {
-        FIELD_VERSIONING: spec.versioning,
-        FIELD_PUBLIC_ACCESS_PREVENTION: PREVENTION_INHERITED if spec.public_access else PREVENTION_ENFORCED,
-        FIELD_ENCRYPTION: desired_encryption(spec),
-        FIELD_LIFECYCLE: spec.lifecycle_expire_days,
-        FIELD_LABELS: {**spec.labels, **ownership_labels(resource.owner)},
-    }
-
-
 def is_expire_rule(rule: Mapping[str, Any]) -> bool:
     """kumo's lifecycle rule: Delete, with an age as its only condition."""
     condition = rule.get("condition") or {}
@@ -168,16 +154,75 @@ def lifecycle_rules(current: Sequence[Mapping[str, Any]], days: int | None) -> l
     return rules
 
 
+def public_access_prevention(bucket: Mapping[str, Any]) -> str:
+    prevention = (bucket.get("iamConfiguration") or {}).get("publicAccessPrevention") or PREVENTION_INHERITED
+    return PREVENTION_INHERITED if prevention == PREVENTION_UNSPECIFIED else str(prevention)
+
+
+def _set_public_access_prevention(bucket: Any, prevention: Any) -> None:
+    # Sent together: the GCS emulator replaces iamConfiguration as a whole on PATCH.
+    iam = bucket.iam_configuration
+    iam.uniform_bucket_level_access_enabled = True
+    iam.public_access_prevention = prevention
+
+
+def _set_encryption(bucket: Any, key: Any) -> None:
+    bucket.default_kms_key_name = None if key == GOOGLE_MANAGED else key
+
+
+def _set_versioning(bucket: Any, enabled: Any) -> None:
+    bucket.versioning_enabled = enabled
+
+
+def _set_lifecycle(bucket: Any, rules: Any) -> None:
+    bucket.lifecycle_rules = rules
+
+
+def _set_labels(bucket: Any, labels: Any) -> None:
+    bucket.labels = labels
+
+
+# Sets one value (as `bucket_changes` computed it) on a `storage.Bucket`; insert or patch sends it.
+Setter = Callable[[Any, Any], None]
+# The managed settings, read from a bucket resource (GCS JSON API). Order: the order
+# `Update.changed` lists them in.
+SETTINGS: FieldTable[Mapping[str, Any], Setter] = FieldTable(
+    Setting(
+        FIELD_PUBLIC_ACCESS_PREVENTION,
+        lambda resource: PREVENTION_INHERITED if resource.bucket.public_access else PREVENTION_ENFORCED,
+        public_access_prevention,
+        _set_public_access_prevention,
+    ),
+    Setting(
+        FIELD_ENCRYPTION,
+        lambda resource: desired_encryption(resource.bucket),
+        lambda bucket: (bucket.get("encryption") or {}).get("defaultKmsKeyName") or GOOGLE_MANAGED,
+        _set_encryption,
+    ),
+    Setting(
+        FIELD_VERSIONING,
+        lambda resource: resource.bucket.versioning,
+        lambda bucket: bool((bucket.get("versioning") or {}).get("enabled")),
+        _set_versioning,
+    ),
+    Setting(FIELD_LIFECYCLE, lambda resource: resource.bucket.lifecycle_expire_days, expire_days, _set_lifecycle),
+    Setting(
+        FIELD_LABELS,
+        lambda resource: {**resource.bucket.labels, **ownership_labels(resource.owner)},
+        lambda bucket: present_labels(bucket.get("labels")),
+        _set_labels,
+    ),
+)
+
+
+def desired_settings(resource: ManagedResource) -> dict[str, Any]:
+    """The managed settings the spec renders to, keyed by portable field name."""
+    return SETTINGS.desired(resource)
+
+
 def actual_settings(bucket: Mapping[str, Any]) -> dict[str, Any]:
     """The managed settings in the portable vocabulary, from a bucket resource (GCS JSON API)."""
-    prevention = (bucket.get("iamConfiguration") or {}).get("publicAccessPrevention") or PREVENTION_INHERITED
-    return {
-        FIELD_VERSIONING: bool((bucket.get("versioning") or {}).get("enabled")),
-        FIELD_PUBLIC_ACCESS_PREVENTION: PREVENTION_INHERITED if prevention == PREVENTION_UNSPECIFIED else prevention,
-        FIELD_ENCRYPTION: (bucket.get("encryption") or {}).get("defaultKmsKeyName") or GOOGLE_MANAGED,
-        FIELD_LIFECYCLE: expire_days(bucket),
-        FIELD_LABELS: present_labels(bucket.get("labels")),
-    }
+    return SETTINGS.read(bucket)
 
 
 def bucket_changes(resource: ManagedResource, fields: Sequence[str], current: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,20 +245,8 @@ def bucket_changes(resource: ManagedResource, fields: Sequence[str], current: Ma
 
 def configure(bucket: Any, changes: Mapping[str, Any]) -> None:
     """Set the changes on a `storage.Bucket` (no request yet; insert or patch sends them)."""
-    if FIELD_VERSIONING in changes:
-        bucket.versioning_enabled = changes[FIELD_VERSIONING]
-    if FIELD_PUBLIC_ACCESS_PREVENTION in changes:
-        # Sent together: the GCS emulator replaces iamConfiguration as a whole on PATCH.
-        iam = bucket.iam_configuration
-        iam.uniform_bucket_level_access_enabled = True
-        iam.public_access_prevention = changes[FIELD_PUBLIC_ACCESS_PREVENTION]
-    if FIELD_ENCRYPTION in changes:
-        key = changes[FIELD_ENCRYPTION]
-        bucket.default_kms_key_name = None if key == GOOGLE_MANAGED else key
-    if FIELD_LIFECYCLE in changes:
-        bucket.lifecycle_rules = changes[FIELD_LIFECYCLE]
-    if FIELD_LABELS in changes:
-        bucket.labels = changes[FIELD_LABELS]
+    for row in SETTINGS.selected(changes):
+        row.patch(bucket, changes[row.name])
 
 
 def connection_details(name: str, bucket: Mapping[str, Any], endpoint_override: str) -> dict[str, str]:
@@ -236,7 +269,7 @@ def bucket_observation(
         ready=True,
         owner=owner_from_labels(actual[FIELD_LABELS]),
         settings=actual,
-        drift=diff_settings(desired_settings(resource), actual),
+        drift=SETTINGS.drift(desired_settings(resource), actual),
         connection=connection_details(resource.external_name, bucket, endpoint_override),
         at_provider={
             "externalName": resource.external_name,
@@ -386,7 +419,7 @@ class GCSClient:
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
-        changed = tuple(field for field in SETTING_ORDER if field in fields)
+        changed = tuple(row.name for row in SETTINGS.selected(fields))
         if changed:
             current = await self._read(resource.external_name) or {}
             await self._patch(resource, changed, current)
@@ -442,7 +475,7 @@ class GCSClient:
     async def _insert(self, resource: ManagedResource) -> dict[str, Any]:
         """Create the bucket with every setting; returns it as GCS answered."""
         location = bucket_location(resource, self._settings)
-        changes = bucket_changes(resource, SETTING_ORDER, {})
+        changes = bucket_changes(resource, SETTINGS.names, {})
         project = self._storage.project
 
         def insert(client: Any) -> dict[str, Any]:
