@@ -31,7 +31,7 @@ from kumo.providers.base import (
 
 from .rds import RDSClient, validate_database
 from .s3 import S3Client, validate_bucket
-from .session import PROVIDER_NAME, ClientCache, ServiceCaller
+from .session import PROVIDER_NAME, ServiceCaller, client_cache
 
 __all__ = ["AWSProvider", "RDSClient", "S3Client"]
 
@@ -47,7 +47,7 @@ class AWSProvider:
     kinds = frozenset({Kind.DATABASE, Kind.BUCKET})
 
     def __init__(self) -> None:
-        self._clients = ClientCache()
+        self._clients = client_cache()
 
     def client(self, kind: Kind, settings: ProviderSettings, hooks: CallHooks | None = None) -> ExternalClient:
         """A client for `kind`; cheap, since the boto3 client underneath is cached."""

@@ -2,31 +2,27 @@
 wrapper every SDK call goes through, the translation of AWS errors into kumo's two kinds, the
 ownership tags, and the checking of `spec.providerOptions` against each kind's allow-list.
 
-`ClientCache` builds one boto3 Session and its clients per distinct `ProviderSettings` and reuses
-them: a Session is not thread-safe but the clients it makes are, and calls run in worker threads.
-`ServiceCaller` is the only place that touches a client: it awaits `CallHooks.before` (the shared
-token bucket), runs the blocking call in a thread, reports the outcome to `CallHooks.after`, and
-raises `Retryable` or `Terminal` carrying AWS's own message and code. `rds.py` and `s3.py` use
-nothing else from boto3.
+`client_cache()` is the shared `ClientCache` (kumo.providers.plumbing) set up for boto3: one
+Session per distinct `ProviderSettings` and its clients per service. `ServiceCaller` is the only
+place that touches a client: it calls operations by their AWS names through the shared
+`InstrumentedCaller` (pacing, metrics, redaction), which raises `Retryable` or `Terminal` carrying
+AWS's own message and code as `translate` reads them. `rds.py` and `s3.py` use nothing else from
+boto3.
 """
 
 from __future__ import annotations
 
-import asyncio
 import configparser
-import hashlib
 import re
-import threading
-import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kumo.providers import options as checks
 from kumo.providers.base import (
     CallHooks,
-    CloudCall,
     Ownership,
     ProviderError,
     ProviderSettings,
@@ -35,6 +31,7 @@ from kumo.providers.base import (
     Unavailable,
 )
 from kumo.providers.options import ProviderOption, text_matching
+from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors
 
 try:
     import boto3
@@ -205,13 +202,12 @@ def classify(code: str, message: str, status: int = 0) -> ProviderError:
     return Terminal(message, code=code)
 
 
-def _redact(error: ProviderError, secrets: Collection[str]) -> ProviderError:
-    """The same error with every secret value replaced, in case AWS echoed one back."""
-    message = str(error)
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return type(error)(message, code=error.code)
+# The instrumented call reads boto3's exceptions this way; anything else raised is a bug.
+AWS_ERRORS = SdkErrors(
+    answers=(boto_errors.ClientError, boto_errors.BotoCoreError),
+    translate=translate,
+    outcome=error_code,
+)
 
 
 # ---------------------------------------------------------------------------- the call wrapper
@@ -234,47 +230,22 @@ class ServiceCaller:
     def region(self) -> str:
         return str(self.client.meta.region_name or "")
 
+    @property
+    def _calls(self) -> InstrumentedCaller:
+        return InstrumentedCaller(PROVIDER_NAME, self.service, AWS_ERRORS, self.hooks)
+
     async def call(self, operation: str, *, secrets: Collection[str] = (), **params: Any) -> dict[str, Any]:
         """Run one operation; raise `Retryable` / `Terminal` on any AWS error."""
-        response = await self._run(operation, params, missing=(), secrets=secrets)
-        assert response is not None  # only `missing` codes produce None
-        return response
+        return await self._calls.call(operation, self._request(operation, params), secrets=secrets)
 
     async def find(self, operation: str, *, missing: Collection[str], **params: Any) -> dict[str, Any] | None:
         """Run one operation; None when AWS answers with one of the `missing` codes."""
-        return await self._run(operation, params, missing=missing, secrets=())
+        return await self._calls.find(
+            operation, self._request(operation, params), missing=lambda error: error_code(error) in missing
+        )
 
-    async def _run(
-        self,
-        operation: str,
-        params: dict[str, Any],
-        *,
-        missing: Collection[str],
-        secrets: Collection[str],
-    ) -> dict[str, Any] | None:
-        if self.hooks.before is not None:
-            await self.hooks.before(self.service, operation)
-        method = getattr(self.client, xform_name(operation))
-        started = time.monotonic()
-        try:
-            response: dict[str, Any] = await asyncio.to_thread(method, **params)
-        except Exception as error:
-            code = error_code(error)
-            self._report(operation, code, started)
-            if not isinstance(error, boto_errors.ClientError | boto_errors.BotoCoreError):
-                raise  # a bug, not an answer from AWS: keep its traceback
-            if code in missing:
-                return None
-            # `from None`: botocore's own text (a ParamValidationError quotes parameter values,
-            # passwords included) must not ride along as the cause in logged tracebacks.
-            raise _redact(translate(error, operation), secrets) from None
-        self._report(operation, "ok", started)
-        return response
-
-    def _report(self, operation: str, outcome: str, started: float) -> None:
-        if self.hooks.after is not None:
-            seconds = time.monotonic() - started
-            self.hooks.after(CloudCall(PROVIDER_NAME, self.service, operation, outcome, seconds))
+    def _request(self, operation: str, params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return partial(getattr(self.client, xform_name(operation)), **params)
 
 
 # ---------------------------------------------------------------------------- sessions and clients
@@ -300,7 +271,6 @@ ENDPOINT_SERVICES = ("rds", "s3", "s3control", "sts")
 ENDPOINT_FALLBACK = {"s3control": "s3"}
 # Hosts that cannot take the `<account id>.` prefix S3 Control's endpoint rules put in front.
 _UNPREFIXABLE_HOST = re.compile(r"(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost)(:\d+)?")
-MAX_CACHED_SETTINGS = 64  # rotated credentials make new entries; keep the old ones bounded
 
 
 def session_credentials(credentials: Mapping[str, str]) -> dict[str, str]:
@@ -342,45 +312,14 @@ def _profile_from_document(document: str) -> dict[str, str]:
     return dict(parser[profile])
 
 
-def _settings_key(settings: ProviderSettings) -> str:
-    """A digest identifying the settings, so no credential sits in a dictionary key."""
-    parts = (
-        settings.region,
-        sorted(settings.credentials.items()),
-        sorted(settings.endpoints.items()),
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+def client_cache() -> ClientCache:
+    """boto3 clients per provider config and service. Their Session, one per provider config, is
+    not thread-safe but the clients it makes are; the cache uses it under its lock only."""
+    return ClientCache(_make_client, make_shared=_make_session)
 
 
-@dataclass
-class _SessionClients:
-    session: Any  # boto3.Session: used only under ClientCache's lock
-    clients: dict[str, Any] = field(default_factory=dict)
-
-
-class ClientCache:
-    """boto3 clients per provider config, built once under a lock and shared afterwards."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, _SessionClients] = {}
-
-    def client(self, settings: ProviderSettings, service: str) -> Any:
-        key = _settings_key(settings)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._new_entry(key, settings)
-            if service not in entry.clients:
-                entry.clients[service] = _make_client(entry.session, settings, service)
-            return entry.clients[service]
-
-    def _new_entry(self, key: str, settings: ProviderSettings) -> _SessionClients:
-        if len(self._entries) >= MAX_CACHED_SETTINGS:
-            self._entries.pop(next(iter(self._entries)))  # the oldest
-        session = boto3.Session(region_name=settings.region or None, **session_credentials(settings.credentials))
-        entry = self._entries[key] = _SessionClients(session)
-        return entry
+def _make_session(settings: ProviderSettings) -> Any:
+    return boto3.Session(region_name=settings.region or None, **session_credentials(settings.credentials))
 
 
 def service_endpoint(settings: ProviderSettings, service: str) -> str | None:

@@ -33,7 +33,7 @@ from kumo.providers.base import (
 
 from .cloudsql import INSTANCES_PAGE_SIZE, OPERATION_POLL_DELAYS, CloudSQLClient, validate_database
 from .gcs import BUCKETS_PAGE_SIZE, GCSClient, UpdatePacer, bucket_name_problems, validate_bucket
-from .session import PROVIDER_NAME, SERVICE_SQLADMIN, SERVICE_STORAGE, ClientCache, ServiceCaller
+from .session import PROVIDER_NAME, SERVICE_SQLADMIN, SERVICE_STORAGE, ServiceCaller, client_cache
 
 __all__ = ["CloudSQLClient", "GCPProvider", "GCSClient"]
 
@@ -55,7 +55,7 @@ class GCPProvider:
         buckets_page_size: int = BUCKETS_PAGE_SIZE,
         operation_poll_delays: Sequence[float] = OPERATION_POLL_DELAYS,
     ) -> None:
-        self._clients = ClientCache()
+        self._clients = client_cache()
         self._bucket_writes = UpdatePacer()  # one per provider: GCS limits each bucket, not each client
         self._instances_page_size = instances_page_size
         self._buckets_page_size = buckets_page_size

@@ -2,13 +2,14 @@
 call wrapper every SDK call goes through, the translation of Google errors into kumo's two kinds,
 the ownership labels, and the checking of `spec.providerOptions` against each kind's allow-list.
 
-`ClientCache` builds the Cloud SQL Admin clients (`google.cloud.sqladmin_v1beta4`, REST transport)
-and the Cloud Storage client once per distinct `ProviderSettings` and reuses them. It builds them
-lazily, inside the worker thread of the first call, because finding Application Default Credentials
-may probe the metadata server. `ServiceCaller` is the only place that touches a client: it awaits
-`CallHooks.before` (the shared token bucket), runs the blocking call in a thread, reports the
-outcome to `CallHooks.after`, and raises `Retryable` or `Terminal` carrying Google's own message.
-`cloudsql.py` and `gcs.py` use nothing else from the SDKs' error or auth modules.
+`client_cache()` is the shared `ClientCache` (kumo.providers.plumbing) set up for the Cloud SQL
+Admin clients (`google.cloud.sqladmin_v1beta4`, REST transport) and the Cloud Storage client, once
+per distinct `ProviderSettings`. `ServiceCaller` takes each client from it lazily, inside the worker
+thread of the first call, because finding Application Default Credentials may probe the metadata
+server. `ServiceCaller` is the only place that touches a client: it runs each request through the
+shared `InstrumentedCaller` (pacing, metrics, redaction), which raises `Retryable` or `Terminal`
+carrying Google's own message as `translate` reads it. `cloudsql.py` and `gcs.py` use nothing else
+from the SDKs' error or auth modules.
 
 SDK-level retries are switched off (every call passes ``retry=None``): a failed call comes back as
 `Retryable` and the controller retries it later through the token bucket, so every request the
@@ -18,20 +19,17 @@ cloud sees is paced and counted.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import re
-import threading
-import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from functools import partial
+from typing import Any, TypeVar
 
 from kumo.providers import options as checks
 from kumo.providers.base import (
     CallHooks,
-    CloudCall,
     NotReady,
     Ownership,
     ProviderError,
@@ -41,6 +39,7 @@ from kumo.providers.base import (
     Unavailable,
 )
 from kumo.providers.options import ProviderOption, text_matching
+from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors
 
 try:
     import google.api_core.exceptions as google_errors
@@ -58,6 +57,7 @@ except ImportError as missing_sdk:  # the registry logs this and skips the provi
     ) from missing_sdk
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 PROVIDER_NAME = "gcp"
 SERVICE_SQLADMIN = "sqladmin"
@@ -223,13 +223,13 @@ def translate(error: Exception, operation: str) -> ProviderError:
     return Terminal(f"{operation}: {error}", code=type(error).__name__)
 
 
-def _redact(error: ProviderError, secrets: Collection[str]) -> ProviderError:
-    """The same error with every secret value replaced, in case Google echoed one back."""
-    message = str(error)
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return type(error)(message, code=error.code)
+def is_not_found(error: Exception) -> bool:
+    """Whether Google answered 404, which `ServiceCaller.find` reports as None."""
+    return isinstance(error, google_errors.NotFound)
+
+
+# The instrumented call reads the Google SDKs' exceptions this way; anything else raised is a bug.
+GOOGLE_ERRORS = SdkErrors(answers=SDK_ERRORS, translate=translate, outcome=outcome_of)
 
 
 # ---------------------------------------------------------------------------- credentials
@@ -298,8 +298,6 @@ def credentials_for(settings: ProviderSettings, service: str) -> Any:
 
 # ---------------------------------------------------------------------------- clients
 
-MAX_CACHED_SETTINGS = 64  # rotated credentials make new entries; keep the old ones bounded
-
 
 @dataclass(frozen=True)
 class SqlAdmin:
@@ -341,36 +339,14 @@ CLIENT_FACTORIES: dict[str, Callable[[ProviderSettings], Any]] = {
 }
 
 
-def _settings_key(settings: ProviderSettings) -> str:
-    """A digest identifying the settings, so no credential sits in a dictionary key."""
-    parts = (
-        settings.project,
-        settings.region,
-        sorted(settings.credentials.items()),
-        sorted(settings.endpoints.items()),
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+def client_cache() -> ClientCache:
+    """SDK clients per provider config and service; they are thread-safe (calls run in worker
+    threads) and share nothing but the settings they are built from."""
+    return ClientCache(_make_client)
 
 
-class ClientCache:
-    """SDK clients per provider config and service, built once under a lock and shared afterwards
-    (the clients are thread-safe; calls run in worker threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, dict[str, Any]] = {}
-
-    def client(self, settings: ProviderSettings, service: str) -> Any:
-        key = _settings_key(settings)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                if len(self._entries) >= MAX_CACHED_SETTINGS:
-                    self._entries.pop(next(iter(self._entries)))  # the oldest
-                entry = self._entries[key] = {}
-            if service not in entry:
-                entry[service] = CLIENT_FACTORIES[service](settings)
-            return entry[service]
+def _make_client(_: None, settings: ProviderSettings, service: str) -> Any:
+    return CLIENT_FACTORIES[service](settings)
 
 
 # ---------------------------------------------------------------------------- the call wrapper
@@ -401,60 +377,39 @@ class ServiceCaller:
     def endpoint_override(self) -> str:
         return self.settings.endpoints.get(self.service, "")
 
+    @property
+    def _calls(self) -> InstrumentedCaller:
+        return InstrumentedCaller(PROVIDER_NAME, self.service, GOOGLE_ERRORS, self.hooks)
+
     async def call(self, operation: str, request: Callable[[Any], T], *, secrets: Collection[str] = ()) -> T:
         """Run one request; raise `Retryable` / `Terminal` on any Google error."""
-        # Only `find` turns an answer into None; here None is whatever the request returned.
-        return cast(T, await self._run(operation, request, missing=False, secrets=secrets))
+        blocking = partial(self._request, request)
+        return await self._read_retried(operation, lambda: self._calls.call(operation, blocking, secrets=secrets))
 
     async def find(self, operation: str, request: Callable[[Any], T]) -> T | None:
         """Run one request; None when Google answers 404."""
-        return await self._run(operation, request, missing=True, secrets=())
+        blocking = partial(self._request, request)
+        return await self._read_retried(operation, lambda: self._calls.find(operation, blocking, missing=is_not_found))
 
-    async def _run(
-        self, operation: str, request: Callable[[Any], T], *, missing: bool, secrets: Collection[str]
-    ) -> T | None:
+    async def _read_retried(self, operation: str, attempt: Callable[[], Awaitable[R]]) -> R:
         """One request, and for reads up to READ_ATTEMPTS in all on a transient error: the
         clients are built with retry=None, and one 503 should not cost a whole reconcile pass.
         Writes are never repeated here (an insert that failed ambiguously is the reconciler's
         call, which observes first). Each attempt is paced and counted through the hooks."""
         attempts = READ_ATTEMPTS if operation.endswith((".get", ".list")) else 1
-        for attempt in range(1, attempts + 1):
+        for number in range(1, attempts + 1):
             try:
-                return await self._run_once(operation, request, missing=missing, secrets=secrets)
+                return await attempt()
             except NotReady:
                 raise
             except Retryable:
-                if attempt == attempts:
+                if number == attempts:
                     raise
-                await asyncio.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                await asyncio.sleep(0.1 * 2**number * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
         raise AssertionError("unreachable")
-
-    async def _run_once(
-        self, operation: str, request: Callable[[Any], T], *, missing: bool, secrets: Collection[str]
-    ) -> T | None:
-        if self.hooks.before is not None:
-            await self.hooks.before(self.service, operation)
-        started = time.monotonic()
-        try:
-            result = await asyncio.to_thread(self._request, request)
-        except SDK_ERRORS as error:
-            self._report(operation, outcome_of(error), started)
-            if missing and isinstance(error, google_errors.NotFound):
-                return None
-            raise _redact(translate(error, operation), secrets) from None
-        except ProviderError as error:  # credentials or project missing, found while building
-            self._report(operation, error.code or type(error).__name__, started)
-            raise
-        self._report(operation, "ok", started)
-        return result
 
     def _request(self, request: Callable[[Any], T]) -> T:
         return request(self.clients.client(self.settings, self.service))
-
-    def _report(self, operation: str, outcome: str, started: float) -> None:
-        if self.hooks.after is not None:
-            seconds = time.monotonic() - started
-            self.hooks.after(CloudCall(PROVIDER_NAME, self.service, operation, outcome, seconds))
 
 
 class PageWalker:

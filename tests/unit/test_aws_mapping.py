@@ -23,8 +23,8 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from kumo.providers.aws import AWSProvider, rds, s3
 from kumo.providers.aws.session import (
-    ClientCache,
     ServiceCaller,
+    client_cache,
     owner_from_tags,
     ownership_tags,
     session_credentials,
@@ -723,7 +723,7 @@ def test_s3_control_behind_an_address_drops_the_account_host_prefix() -> None:
         credentials={"aws_access_key_id": "AKIA1", "aws_secret_access_key": "s1"},
         endpoints={"s3": "http://127.0.0.1:9"},
     )
-    control = ClientCache().client(settings, "s3control")
+    control = client_cache().client(settings, "s3control")
     sent: list[str] = []
 
     def capture(request: Any, **_: Any) -> Any:

@@ -2,23 +2,20 @@
 
 Each bucket is the directory `<root>/<external name>`; a `.kumo.json` file inside records the
 managed settings and the owner, the way a cloud keeps tags. The whole plugin is this module and
-one entry point in pyproject.toml. Read it next to `kumo.providers.base`, the contract.
+one entry point in pyproject.toml. Read it next to `kumo.providers.base`, the contract, and
+`kumo.providers.plumbing`, the instrumented call every provider routes its cloud calls through.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kumo.providers.base import (
     BucketSpec,
     CallHooks,
-    CloudCall,
     Creation,
     Deletion,
     FieldDrift,
@@ -31,13 +28,25 @@ from kumo.providers.base import (
     Update,
     diff_settings,
 )
+from kumo.providers.plumbing import InstrumentedCaller, SdkErrors
 
+PROVIDER_NAME = "localdir"
+SERVICE = "fs"  # the `service` label of this plugin's calls in kumo's metrics
 METADATA = ".kumo.json"
-T = TypeVar("T")
+
+
+def _translate(error: Exception, operation: str) -> Terminal:
+    """A filesystem error is nothing a retry soon would fix: a permission, a full disk."""
+    assert isinstance(error, OSError)
+    return Terminal(f"{operation}: {error.strerror or error}")
+
+
+# OSError is the filesystem's answer; any other exception is a bug and propagates as it is.
+FILESYSTEM_ERRORS = SdkErrors(answers=(OSError,), translate=_translate)
 
 
 class LocalDirProvider:
-    name = "localdir"
+    name = PROVIDER_NAME
     kinds = frozenset({Kind.BUCKET})
 
     def client(self, kind: Kind, settings: ProviderSettings, hooks: CallHooks | None = None) -> LocalDirBuckets:
@@ -54,37 +63,25 @@ class LocalDirProvider:
 
 
 class LocalDirBuckets:
-    """The ExternalClient for Buckets. Every filesystem call goes through `_call`."""
+    """The ExternalClient for Buckets. Every filesystem call goes through `fs`: paced by the
+    controller's hooks, run in a worker thread, counted in its metrics."""
 
     def __init__(self, hooks: CallHooks) -> None:
-        self.hooks = hooks
-
-    async def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        if self.hooks.before:
-            await self.hooks.before("fs", operation)
-        started, outcome = time.monotonic(), "ok"
-        try:
-            return await asyncio.to_thread(fn)
-        except OSError as error:
-            outcome = type(error).__name__
-            raise Terminal(f"{operation}: {error.strerror or error}") from None
-        finally:
-            if self.hooks.after:
-                self.hooks.after(CloudCall("localdir", "fs", operation, outcome, time.monotonic() - started))
+        self.fs = InstrumentedCaller(PROVIDER_NAME, SERVICE, FILESYSTEM_ERRORS, hooks)
 
     def desired(self, resource: ManagedResource) -> dict[str, Any]:
         spec: BucketSpec = resource.bucket
         return {"versioning": spec.versioning, "labels": {**spec.labels, **_owner_labels(resource.owner)}}
 
     async def observe(self, resource: ManagedResource) -> Observation | None:
-        found = await self._call("read", lambda: _read(_path(resource)))
+        found = await self.fs.call("read", lambda: _read(_path(resource)))
         return None if found is None else self._observation(resource, found)
 
     async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
         if not resources:
             return {}
         root = _root(resources[0])
-        listed = await self._call("list", lambda: _read_all(root))  # one call for the whole root
+        listed = await self.fs.call("list", lambda: _read_all(root))  # one call for the whole root
         return {
             r.external_name: self._observation(r, listed[r.external_name])
             for r in resources
@@ -93,17 +90,17 @@ class LocalDirBuckets:
 
     async def create(self, resource: ManagedResource, password: str | None) -> Creation:
         settings = self.desired(resource)
-        await self._call("create", lambda: _write(_path(resource), settings))
+        await self.fs.call("create", lambda: _write(_path(resource), settings))
         return Creation(resource.external_name, "available")
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         settings = self.desired(resource)
-        await self._call("update", lambda: _write(_path(resource), settings))
+        await self.fs.call("update", lambda: _write(_path(resource), settings))
         return Update(changed=tuple(d.field for d in drift))
 
     async def delete(self, resource: ManagedResource) -> Deletion:
         path = _path(resource)
-        if await self._call("delete", lambda: _delete(path, resource.bucket.force_destroy)):
+        if await self.fs.call("delete", lambda: _delete(path, resource.bucket.force_destroy)):
             return Deletion(gone=True)
         raise Terminal(
             f"bucket directory {path} still holds files; empty it or set spec.forceDestroy: true", code="BucketNotEmpty"
