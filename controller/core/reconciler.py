@@ -251,7 +251,12 @@ class Reconciler:
         if kind not in provider.kinds:
             raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")
         hooks = self.hooks_for(settings) if self.hooks_for else None
-        return Connected(provider, provider.client(kind, settings, hooks), settings)
+        client = provider.client(kind, settings, hooks)
+        if kind is Kind.DATABASE and not deleting and not isinstance(client, DatabaseClient):
+            # Refused here, before any cloud call: a Database created without a way to set its
+            # password could never get the one its Secret holds. Deleting needs no password.
+            raise Terminal(f"provider {provider.name!r} cannot set database passwords")
+        return Connected(provider, client, settings)
 
     def resource_for(self, kind: Kind, body: Mapping[str, Any], settings: ProviderSettings) -> ManagedResource:
         defaults = settings.provider_options.get(KINDS[kind].plural) or {}
@@ -298,8 +303,7 @@ class Reconciler:
             observation = settled
         self._assess_drift(work, observation)
         if work.key.kind is Kind.DATABASE:
-            if not isinstance(client, DatabaseClient):
-                raise Terminal(f"provider {provider.name!r} cannot set database passwords")
+            assert isinstance(client, DatabaseClient)  # connect refuses any other Database client
             await self._ensure_password_applied(work, client, observation)
         await self._write_connection_secret(work, observation)
         self._polls.pop(work.key, None)

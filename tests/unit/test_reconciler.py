@@ -18,7 +18,7 @@ from kumo.controller.core.resources import FINALIZER, ObjectKey, derived_externa
 from kumo.providers.base import Kind, NotReady, Ownership, Retryable, Terminal
 from kumo.providers.registry import ProviderRegistry
 
-from .fakes import CloudRecord, FakeCloud, FakeKube, to_v1_secret
+from .fakes import CloudRecord, FakeCloud, FakeCloudClient, FakeKube, to_v1_secret
 
 NS, NAME, UID, CLUSTER = "team-a", "orders", "uid-1", "cluster-1"
 EXTERNAL = derived_external_name(NS, NAME, CLUSTER)
@@ -861,3 +861,38 @@ def test_deletion_never_touches_a_resource_owned_by_someone_else():
     _mark_deleted(world)
     world.reconcile()
     assert EXTERNAL in world.cloud.records and world.kube.finalizers[NAME] == []
+
+
+class WithoutPasswords:
+    """A plugin's Database client with every verb but `set_password`."""
+
+    def __init__(self, inner: FakeCloudClient) -> None:
+        self.desired, self.observe, self.observe_many = inner.desired, inner.observe, inner.observe_many
+        self.create, self.update, self.delete = inner.create, inner.update, inner.delete
+
+
+def plugin_without_passwords(world: World) -> None:
+    world.cloud.client = lambda kind, settings, hooks=None: WithoutPasswords(FakeCloudClient(world.cloud))  # type: ignore[method-assign]
+
+
+def test_a_plugin_that_cannot_set_passwords_is_refused_before_any_cloud_call():
+    """Its client is refused when connected: no Secret, no finalizer, nothing created in the cloud
+    (the check used to come after the create), and Synced names the missing capability."""
+    world = World()
+    plugin_without_passwords(world)
+    result = world.reconcile()
+    assert [e for e in world.journal if e[0].startswith("cloud:")] == []
+    assert entries(world.journal, "kube:create-secret") == [] and world.kube.finalizers.get(NAME, []) == []
+    assert "cannot set database passwords" in world.condition("Synced")["message"] and result.terminal
+
+
+def test_a_database_of_a_plugin_that_cannot_set_passwords_can_still_be_deleted():
+    """An instance such a plugin created before the check moved is deleted and its finalizer
+    released: deleting needs no password."""
+    world = World()
+    world.reconcile()
+    plugin_without_passwords(world)
+    _mark_deleted(world)
+    world.reconcile()
+    assert entries(world.journal, "cloud:delete") and EXTERNAL not in world.cloud.records
+    assert world.kube.finalizers[NAME] == []
