@@ -39,10 +39,12 @@ from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import probe_for
 from kumo.testbed.process import ManagedProcess
 
+from kumo.api import GROUP, PROVIDER_CONFIG, VERSION
+
 from . import observe
 from .cloud import KINDS, Clouds, kind_key, run_all
 from .params import Params
-from .tracker import GROUP, PLURALS, VERSION, ObjectTracker
+from .tracker import PLURALS, ObjectTracker
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLUSTER_ID = "kumo-bench"
@@ -151,7 +153,9 @@ class Bench:
         for cloud in ("aws", "gcp"):
             secret, provider_config = probe_for(cloud, env).provider_config(name=cloud)
             core.create_namespaced_secret(self.namespace, secret)
-            objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "providerconfigs", provider_config)
+            objects.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PROVIDER_CONFIG.plural, provider_config
+            )
             if cloud == "gcp":
                 gcp_options = provider_config["spec"].get("providerOptions") or {}
         self.clouds = Clouds(env, gcp_options, CLUSTER_ID, self.params.workers)

@@ -17,11 +17,12 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
-from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
 
-GROUP, VERSION = "kumo.dev", "v1alpha1"
-PLURALS = {"Database": "databases", "Bucket": "buckets"}
+from kumo.api import GROUP, MANAGED, VERSION, connection_secret_name
+
+# The managed kinds this tracker watches, by Kubernetes kind.
+PLURALS = {str(kind): resource.plural for kind, resource in MANAGED.items()}
 MANAGED_SECRETS = "app.kubernetes.io/managed-by=kumo"
 WATCH_SECONDS = 120  # each watch request is renewed after this long
 USABLE_STATES = frozenset({"available", "RUNNABLE"})  # RDS, S3 and GCS; Cloud SQL

@@ -201,8 +201,7 @@ def _status(args: argparse.Namespace) -> int:
     """Exit 0 when Ready, 3 when not Ready (so scripts can wait on it), 1 on errors."""
     from kubernetes import client
 
-    from kumo import API_GROUP, API_VERSION
-    from kumo.controller.core.resources import connection_secret_name
+    from kumo.api import GROUP, VERSION, connection_secret_name
     from kumo.providers.base import Kind
     from kumo.status import explain, parse_target, render
 
@@ -210,9 +209,7 @@ def _status(args: argparse.Namespace) -> int:
         kind, plural, name = parse_target(args.target)
         api_client, context_namespace = _kube_access(args.kubeconfig)
         namespace = args.namespace or context_namespace
-        obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, plural, name
-        )
+        obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         core = client.CoreV1Api(api_client)
         listed = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
         events = [

@@ -17,10 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kumo import API_GROUP, API_VERSION
+from kumo.api import GROUP, IN_SYNC, MANAGED, VERSION
 from kumo.controller.core import conditions as cond
-from kumo.controller.core.drift import IN_SYNC
-from kumo.controller.core.resources import KINDS
 
 EXIT_IN_SYNC = 0
 EXIT_DRIFTED = 2
@@ -122,7 +120,7 @@ def read_report(api_client: Any, namespace: str | None) -> DriftReport:
 
     objects = client.CustomObjectsApi(api_client)
     listed: list[tuple[str, Mapping[str, Any]]] = []
-    for kind, info in KINDS.items():
+    for kind, info in MANAGED.items():
         listed += [(str(kind), item) for item in _list_all(objects, info.plural, namespace)]
     return build_report(listed)
 
@@ -134,9 +132,9 @@ def _list_all(objects: Any, plural: str, namespace: str | None) -> Iterator[Mapp
         if token:
             paging["_continue"] = token
         if namespace is None:
-            page = objects.list_cluster_custom_object(API_GROUP, API_VERSION, plural, **paging)
+            page = objects.list_cluster_custom_object(GROUP, VERSION, plural, **paging)
         else:
-            page = objects.list_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, **paging)
+            page = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **paging)
         yield from page.get("items") or []
         token = (page.get("metadata") or {}).get("continue") or ""
         if not token:

@@ -33,10 +33,9 @@ from typing import Any
 
 import yaml
 
-from kumo import API_GROUP, API_VERSION
+from kumo.api import ANNOTATION_ADOPT, GROUP, MANAGED, VERSION
 from kumo.controller.core.providerconfig import ProviderConfigError
-from kumo.controller.core.reconciler import ANNOTATION_ADOPT, Reconciler
-from kumo.controller.core.resources import KINDS
+from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.runtime.kube import KubeClient
 from kumo.providers.base import Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
@@ -304,7 +303,7 @@ def managed_kind(body: Mapping[str, Any]) -> Kind | None:
     """The kumo kind of a document, None for anything else."""
     group = str(body.get("apiVersion", "")).split("/")[0]
     kind = body.get("kind")
-    if group != API_GROUP or kind not in {str(k) for k in KINDS}:
+    if group != GROUP or kind not in {str(k) for k in MANAGED}:
         return None
     return Kind(kind)
 
@@ -337,7 +336,7 @@ class Planner:
             if kind is None:
                 meta = document.body.get("metadata") or {}
                 what = f"{document.body.get('kind', 'document')} {meta.get('name', '')}".strip()
-                skipped.append(f"{what} ({document.source}): kumo plan covers {API_GROUP} Databases and Buckets only")
+                skipped.append(f"{what} ({document.source}): kumo plan covers {GROUP} Databases and Buckets only")
                 continue
             changes.append(await self.plan_one(kind, document.body))
         return Plan(tuple(changes), tuple(skipped))
@@ -389,10 +388,10 @@ class Planner:
         try:
             found: Mapping[str, Any] = await asyncio.to_thread(
                 self.kube.custom.get_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
+                GROUP,
+                VERSION,
                 namespace,
-                KINDS[kind].plural,
+                MANAGED[kind].plural,
                 name,
                 _request_timeout=REQUEST_TIMEOUT,
             )

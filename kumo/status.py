@@ -11,7 +11,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from kumo.controller.core.resources import connection_secret_name
+from kumo.api import connection_secret_name
 from kumo.providers.base import Kind
 
 KINDS = {"database": ("Database", "databases"), "bucket": ("Bucket", "buckets")}

@@ -27,8 +27,9 @@ from urllib.parse import urlparse
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
+
+from kumo.api import GROUP, PLURALS, PROVIDER_CONFIG, VERSION, connection_secret_name
 
 from . import engines
 from .bed import DEFAULT_ENV_FILE, TestBed, install_crds
@@ -36,8 +37,6 @@ from .controllerproc import ControllerProcess
 from .probes import CLOUDS, CloudProbe, probe_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-GROUP, VERSION = "kumo.dev", "v1alpha1"
-PLURALS = {"Database": "databases", "Bucket": "buckets", "ProviderConfig": "providerconfigs"}
 CONTROLLER_AGENT = "kumo-controller"
 
 
@@ -127,7 +126,7 @@ def _apply_examples(api: client.ApiClient, env: dict[str, Any]) -> list[Tracked]
         probe = probe_for(cloud, env)
         secret, provider_config = probe.provider_config(name=cloud)
         core.create_namespaced_secret(namespace, secret)
-        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "providerconfigs", provider_config)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PROVIDER_CONFIG.plural, provider_config)
         for filename in ("database.yaml", "bucket.yaml"):
             manifest = yaml.safe_load((EXAMPLES / cloud / filename).read_text())
             plural = PLURALS[manifest["kind"]]

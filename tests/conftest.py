@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kumo.controller.core.resources import IN_USE_FINALIZER
 from kumo.testbed.bed import TestBed, install_crds
+
+from kumo.api import IN_USE_FINALIZER
 
 
 @pytest.fixture(scope="session")

@@ -12,22 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-READY = "Ready"
-SYNCED = "Synced"
-
-# Ready reasons
-CREATING = "Creating"
-AVAILABLE = "Available"
-DELETING = "Deleting"
-UNAVAILABLE = "Unavailable"
-
-# Synced reasons
-RECONCILE_SUCCESS = "ReconcileSuccess"
-RECONCILE_ERROR = "ReconcileError"
-RECONCILE_PENDING = "ReconcilePending"
-OWNED_BY_ANOTHER = "OwnedByAnotherResource"
-INVALID_SPEC = "InvalidSpec"
-PAUSED = "Paused"
+from kumo.api import READY, SYNCED
 
 
 @dataclass(frozen=True)

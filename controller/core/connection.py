@@ -22,23 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from kumo.api import ANNOTATION_PASSWORD_DIGEST
+
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_"
 PASSWORD_LENGTH = 32
 
-ANNOTATION_PASSWORD_STATE = "kumo.dev/password-state"
-ANNOTATION_ROTATION = "kumo.dev/rotation"
-# A keyed digest of the password kumo last wrote (never the password): a different value in the
-# Secret means a user edited it, and kumo then sets the edited value on the instance.
-ANNOTATION_PASSWORD_DIGEST = "kumo.dev/password-digest"
 PASSWORD_PENDING = "pending"  # stored, not yet known to be set on the instance
 PASSWORD_APPLIED = "applied"
-# The Secret data key holding a rotation's new password until the cloud applies it.
-PENDING_PASSWORD_KEY = "pending-password"
 
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "kumo"
-LABEL_OWNER_KIND = "kumo.dev/owner-kind"
-LABEL_OWNER_NAME = "kumo.dev/owner-name"
 
 URI_SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
 DATABASE_KEYS = ("host", "port", "username", "password", "database", "engine", "uri")

@@ -22,11 +22,8 @@ from typing import Any
 from kumo.controller.core import conditions as cond
 from kumo.providers.base import FieldDrift
 
-IN_SYNC = "InSync"
-UP_TO_DATE = "UpToDate"
-DRIFTED = "Drifted"
-MISSING = "Missing"
-IGNORED = "Ignored"
+from kumo.api import DRIFTED, IGNORED, IN_SYNC, MISSING, UP_TO_DATE
+
 MAX_VALUE_TEXT = 256
 
 

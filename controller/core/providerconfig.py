@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.rest import ApiException
-from kumo.controller.core.resources import IN_USE_FINALIZER
 from kumo.controller.runtime.kube import KubeClient, NotFound
 from kumo.providers.base import ProviderSettings
+
+from kumo.api import IN_USE_FINALIZER
 
 DEFAULT_REF = {"kind": "ClusterProviderConfig", "name": "default"}
 

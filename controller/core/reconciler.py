@@ -32,15 +32,7 @@ from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
 from kumo.controller.core.drift import DriftPolicy, policy_of
 from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from kumo.controller.core.resources import (
-    FINALIZER,
-    KINDS,
-    ObjectKey,
-    connection_secret_name,
-    derived_external_name,
-    managed_resource,
-    owner_reference,
-)
+from kumo.controller.core.resources import ObjectKey, derived_external_name, managed_resource, owner_reference
 from kumo.controller.runtime.kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
 from kumo.controller.runtime.metrics import Metrics
 from kumo.providers.base import (
@@ -61,30 +53,35 @@ from kumo.providers.base import (
 )
 from kumo.providers.registry import ProviderRegistry
 
+from kumo import api
+from kumo.api import (
+    ANNOTATION_ADOPT,
+    ANNOTATION_PAUSED,
+    ANNOTATION_ROTATE_PASSWORD,
+    EVENT_CREATED,
+    EVENT_DELETED,
+    EVENT_DRIFT_CORRECTED,
+    EVENT_DRIFT_DETECTED,
+    EVENT_MISSING,
+    EVENT_OWNED_BY_ANOTHER,
+    EVENT_PASSWORD_SET,
+    EVENT_RECONCILE_ERROR,
+    EVENT_RETAINED,
+    EVENT_UPDATED,
+    FINALIZER,
+    MANAGED,
+    NORMAL,
+    WARNING,
+    connection_secret_name,
+)
+
 log = logging.getLogger(__name__)
 
-ANNOTATION_ROTATE_PASSWORD = "kumo.dev/rotate-password"
-ANNOTATION_ADOPT = "kumo.dev/adopt"
-ANNOTATION_PAUSED = "kumo.dev/paused"
 OBSERVE_ONLY_MESSAGE = "managementPolicy ObserveOnly: kumo reads this resource and never writes to the cloud"
 PAUSED_MESSAGE = 'kumo.dev/paused is "true": kumo makes no cloud call for this object until it is removed'
 PASSWORD_APPLYING_MESSAGE = (
     "the cloud is applying a new master password; the connection Secret keeps the current one until it has"
 )
-
-# Event reasons: one constant each, so users can filter on them.
-EVENT_CREATED = "CreatedExternalResource"
-EVENT_UPDATED = "UpdatedExternalResource"
-EVENT_DELETED = "DeletedExternalResource"
-EVENT_RETAINED = "RetainedExternalResource"
-EVENT_RECONCILE_ERROR = "ReconcileError"
-EVENT_DRIFT_DETECTED = "DriftDetected"
-EVENT_DRIFT_CORRECTED = "DriftCorrected"
-EVENT_MISSING = "ExternalResourceMissing"
-EVENT_OWNED_BY_ANOTHER = "OwnedByAnotherResource"
-EVENT_PASSWORD_SET = "PasswordSet"
-
-NORMAL, WARNING = "Normal", "Warning"
 
 
 class OwnershipConflict(Terminal):
@@ -259,13 +256,13 @@ class Reconciler:
         return Connected(provider, client, settings)
 
     def resource_for(self, kind: Kind, body: Mapping[str, Any], settings: ProviderSettings) -> ManagedResource:
-        defaults = settings.provider_options.get(KINDS[kind].plural) or {}
+        defaults = settings.provider_options.get(MANAGED[kind].plural) or {}
         return managed_resource(kind, body, self.cluster_id, defaults)
 
     async def _reconcile(self, work: _Pass) -> Result:
         if work.annotations.get(ANNOTATION_PAUSED) == "true":
             # No cloud call at all, deletion included: a paused object is left exactly as it is.
-            work.conditions.append(cond.Condition(cond.SYNCED, False, cond.PAUSED, PAUSED_MESSAGE))
+            work.conditions.append(cond.Condition(api.SYNCED, False, api.PAUSED, PAUSED_MESSAGE))
             work.spec_applied = False
             return Result()
         provider, client, settings = await self.connect(work.key.kind, work.body)
@@ -309,8 +306,8 @@ class Reconciler:
         self._polls.pop(work.key, None)
         work.at_provider = self._at_provider(work, observation)
         work.conditions += [
-            cond.Condition(cond.READY, True, cond.AVAILABLE, observation.message),
-            cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
+            cond.Condition(api.READY, True, api.AVAILABLE, observation.message),
+            cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
         ]
         if work.password is not None and work.password.rotation != work.annotations.get(ANNOTATION_ROTATE_PASSWORD, ""):
             # A rotation asked for while another was applied: it starts now that one is published.
@@ -326,18 +323,18 @@ class Reconciler:
         observation = await client.observe(work.resource)
         if observation is None:
             work.conditions += [
-                cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"{work.resource.external_name} does not exist"),
-                cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE),
+                cond.Condition(api.READY, False, api.UNAVAILABLE, f"{work.resource.external_name} does not exist"),
+                cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE),
                 drift_policy.missing(work.resource.external_name),
             ]
             return Result()
         work.at_provider = self._at_provider(work, observation)
         self._assess_drift(work, observation, policy=DriftPolicy.REPORT)
-        ready = cond.Condition(cond.READY, True, cond.AVAILABLE, observation.message)
+        ready = cond.Condition(api.READY, True, api.AVAILABLE, observation.message)
         if not observation.ready:
             message = observation.message or f"cloud state: {observation.state}"
-            ready = cond.Condition(cond.READY, False, cond.UNAVAILABLE, message)
-        work.conditions += [ready, cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)]
+            ready = cond.Condition(api.READY, False, api.UNAVAILABLE, message)
+        work.conditions += [ready, cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)]
         return Result()
 
     async def assess_sweep(self, key: ObjectKey, body: Mapping[str, Any], observation: Observation | None) -> bool:
@@ -402,7 +399,7 @@ class Reconciler:
     async def _report_missing(self, work: _Pass) -> None:
         external = (work.status.get("atProvider") or {}).get("externalName", "")
         work.conditions += [
-            cond.Condition(cond.READY, False, cond.UNAVAILABLE, f"{external} no longer exists in the cloud"),
+            cond.Condition(api.READY, False, api.UNAVAILABLE, f"{external} no longer exists in the cloud"),
             drift_policy.missing(external),
         ]
         await self._event(work, WARNING, EVENT_MISSING, f"{external} was deleted outside kumo (driftPolicy Report)")
@@ -432,7 +429,7 @@ class Reconciler:
             return
         previous = work.status.get("drift") or []
         assessment = drift_policy.assess(observation.drift, previous, cond.now_rfc3339())
-        current = cond.find(work.status.get("conditions") or [], drift_policy.IN_SYNC)
+        current = cond.find(work.status.get("conditions") or [], api.IN_SYNC)
         if assessment.entries != previous or current is None or current.get("reason") != assessment.condition.reason:
             work.conditions.append(assessment.condition)
             work.drift = assessment.entries
@@ -477,10 +474,10 @@ class Reconciler:
         work.spec_applied = False
         state = observation.state if observation else "requested"
         # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
-        reason = cond.UNAVAILABLE if _was_usable(work) else cond.CREATING
+        reason = api.UNAVAILABLE if _was_usable(work) else api.CREATING
         work.conditions += [
-            cond.Condition(cond.READY, False, reason, (observation and observation.message) or f"cloud state: {state}"),
-            cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS),
+            cond.Condition(api.READY, False, reason, (observation and observation.message) or f"cloud state: {state}"),
+            cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
         ]
         delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
         return Result(requeue_after=delay)
@@ -507,7 +504,7 @@ class Reconciler:
             if after is not None and after.ready and not _correctable(after):
                 return after
         work.at_provider = self._at_provider(work, observation)
-        work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_SUCCESS))
+        work.conditions.append(cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS))
         return None
 
     async def _finalize(self, work: _Pass, client: ExternalClient) -> Result:
@@ -529,7 +526,7 @@ class Reconciler:
                 deletion = await client.delete(work.resource)
                 if not deletion.gone:
                     work.conditions.append(
-                        cond.Condition(cond.READY, False, cond.DELETING, f"cloud state: {deletion.state}")
+                        cond.Condition(api.READY, False, api.DELETING, f"cloud state: {deletion.state}")
                     )
                     return Result(requeue_after=self.timing.poll_min * 2)
                 await self._event(work, NORMAL, EVENT_DELETED, f"Deleted {work.resource.external_name}")
@@ -571,7 +568,7 @@ class Reconciler:
         value = conn.generate_password()
         staged = bool(data.get("password"))
         work.password = conn.StoredPassword(value, conn.PASSWORD_PENDING, rotation, staged=staged)
-        data[conn.PENDING_PASSWORD_KEY if staged else "password"] = value
+        data[api.PENDING_PASSWORD_KEY if staged else "password"] = value
         body = self._secret_body(work, data, work.password)
         if secret is None:
             version = await self.kube.create_secret(work.key.namespace, body)
@@ -652,11 +649,11 @@ class Reconciler:
             # The state and rotation describe the password being worked on (the staged one, while
             # there is one); the digest always the published `password` apps read.
             annotations = {
-                conn.ANNOTATION_PASSWORD_STATE: password.state,
-                conn.ANNOTATION_ROTATION: password.rotation,
+                api.ANNOTATION_PASSWORD_STATE: password.state,
+                api.ANNOTATION_ROTATION: password.rotation,
             }
             if data.get("password"):
-                annotations[conn.ANNOTATION_PASSWORD_DIGEST] = conn.password_digest(work.uid, data["password"])
+                annotations[api.ANNOTATION_PASSWORD_DIGEST] = conn.password_digest(work.uid, data["password"])
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -665,9 +662,9 @@ class Reconciler:
                 "name": connection_secret_name(work.key.kind, work.body),
                 "namespace": work.key.namespace,
                 "labels": {
-                    conn.LABEL_MANAGED_BY: conn.MANAGED_BY,
-                    conn.LABEL_OWNER_KIND: str(work.key.kind),
-                    conn.LABEL_OWNER_NAME: work.key.name,
+                    api.LABEL_MANAGED_BY: api.MANAGED_BY,
+                    api.LABEL_OWNER_KIND: str(work.key.kind),
+                    api.LABEL_OWNER_NAME: work.key.name,
                 },
                 "annotations": annotations,
                 "ownerReferences": [owner_reference(work.key.kind, work.body)],
@@ -704,27 +701,25 @@ class Reconciler:
         only later; the message is the cloud's own, stable between polls, so no write per poll."""
         log.debug("%s waits for the cloud: %s", work.key, progress)
         work.spec_applied = False
-        work.conditions.append(cond.Condition(cond.SYNCED, True, cond.RECONCILE_PENDING, str(progress)))
+        work.conditions.append(cond.Condition(api.SYNCED, True, api.RECONCILE_PENDING, str(progress)))
         polls = self._polls.get(work.key, 0) + 1
         self._polls[work.key] = polls
         return Result(requeue_after=min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1)))
 
     async def _failed(self, work: _Pass, error: Exception) -> Result:
         terminal = isinstance(error, Terminal | ProviderConfigError)
-        reason = cond.RECONCILE_ERROR
+        reason = api.RECONCILE_ERROR
         if isinstance(error, OwnershipConflict):
-            reason = cond.OWNED_BY_ANOTHER
+            reason = api.OWNED_BY_ANOTHER
         elif isinstance(error, InvalidSpec):
-            reason = cond.INVALID_SPEC
+            reason = api.INVALID_SPEC
         message = str(error)
         log.warning("reconcile of %s failed (%s): %s", work.key, reason, message)
-        event_reason = EVENT_OWNED_BY_ANOTHER if reason == cond.OWNED_BY_ANOTHER else EVENT_RECONCILE_ERROR
+        event_reason = EVENT_OWNED_BY_ANOTHER if reason == api.OWNED_BY_ANOTHER else EVENT_RECONCILE_ERROR
         await self._event(work, WARNING, event_reason, message)
-        work.conditions.append(cond.Condition(cond.SYNCED, False, reason, message))
-        if cond.find(work.status.get("conditions") or [], cond.READY) is None:
-            work.conditions.append(
-                cond.Condition(cond.READY, False, cond.CREATING, "waiting for a successful reconcile")
-            )
+        work.conditions.append(cond.Condition(api.SYNCED, False, reason, message))
+        if cond.find(work.status.get("conditions") or [], api.READY) is None:
+            work.conditions.append(cond.Condition(api.READY, False, api.CREATING, "waiting for a successful reconcile"))
         return Result(error=error, terminal=terminal and not isinstance(error, Retryable))
 
     async def _write_status(self, work: _Pass) -> None:
@@ -732,7 +727,7 @@ class Reconciler:
         new: dict[str, Any] = {
             "conditions": cond.merge(current.get("conditions") or [], work.conditions, work.generation),
         }
-        synced = not any(c.type == cond.SYNCED and not c.status for c in work.conditions)
+        synced = not any(c.type == api.SYNCED and not c.status for c in work.conditions)
         applied = synced and work.spec_applied
         new["observedGeneration"] = work.generation if applied else current.get("observedGeneration", 0)
         if work.at_provider is not None:
@@ -758,14 +753,14 @@ class Reconciler:
 
 def _was_usable(work: _Pass) -> bool:
     """Ready was True at some point (Available, or Unavailable since)."""
-    ready = cond.find(work.status.get("conditions") or [], cond.READY)
-    return ready is not None and ready.get("reason") in (cond.AVAILABLE, cond.UNAVAILABLE)
+    ready = cond.find(work.status.get("conditions") or [], api.READY)
+    return ready is not None and ready.get("reason") in (api.AVAILABLE, api.UNAVAILABLE)
 
 
 def _note_changed(work: _Pass, observation: Observation) -> bool:
     """Ready is True but does not carry the cloud's current note on the state (maintenance
     began or ended): a full reconcile rewrites it, so Ready says what is going on without flapping."""
-    ready = cond.find(work.status.get("conditions") or [], cond.READY)
+    ready = cond.find(work.status.get("conditions") or [], api.READY)
     return bool(ready and ready.get("status") == "True" and (ready.get("message") or "") != observation.message)
 
 
@@ -798,18 +793,18 @@ def _stored_password(secret: Any, uid: str) -> conn.StoredPassword | None:
     if secret is None:
         return None
     annotations = secret.metadata.annotations or {}
-    staged = (secret.data or {}).get(conn.PENDING_PASSWORD_KEY)
+    staged = (secret.data or {}).get(api.PENDING_PASSWORD_KEY)
     if staged:
-        state = annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
-        rotation = annotations.get(conn.ANNOTATION_ROTATION, "")
+        state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
+        rotation = annotations.get(api.ANNOTATION_ROTATION, "")
         return conn.StoredPassword(base64.b64decode(staged).decode(), state, rotation, staged=True)
     if not (secret.data or {}).get("password"):
         return None
     value = base64.b64decode(secret.data["password"]).decode()
-    state = annotations.get(conn.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
+    state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
     if conn.edited(annotations, uid, value):
         state = conn.PASSWORD_PENDING  # someone else wrote this value: not known on the instance
-    return conn.StoredPassword(value=value, state=state, rotation=annotations.get(conn.ANNOTATION_ROTATION, ""))
+    return conn.StoredPassword(value=value, state=state, rotation=annotations.get(api.ANNOTATION_ROTATION, ""))
 
 
 def _as_body(secret: Any) -> dict[str, Any] | None:

@@ -17,26 +17,9 @@ from typing import Any
 from kumo.providers.base import BucketSpec, DatabaseSpec, Kind, ManagedResource, Ownership
 from kumo.providers.naming import GOOGLE_LIKE, RESERVED_PREFIXES
 
-from kumo import API_GROUP, API_VERSION
+from kumo.api import API_VERSION
 
-FINALIZER = "kumo.dev/cleanup"
-# On a namespaced ProviderConfig and its credentials Secret while objects in the namespace use
-# them: deleting the namespace must not take kumo's credentials before the cloud is cleaned up.
-IN_USE_FINALIZER = "kumo.dev/in-use"
 MAX_EXTERNAL_NAME = 63  # RDS identifiers and bucket names: the strictest of our clouds
-
-
-@dataclass(frozen=True)
-class KindInfo:
-    kind: Kind
-    plural: str
-
-
-KINDS = {
-    Kind.DATABASE: KindInfo(Kind.DATABASE, "databases"),
-    Kind.BUCKET: KindInfo(Kind.BUCKET, "buckets"),
-}
-API_VERSION_FULL = f"{API_GROUP}/{API_VERSION}"
 
 
 @dataclass(frozen=True, order=True)
@@ -105,31 +88,6 @@ def external_name(body: Mapping[str, Any], cluster_id: str) -> str:
     return derived_external_name(meta["namespace"], meta["name"], cluster_id)
 
 
-# Default connection Secret names, per kind. The suffixes end differently, so no Database and
-# Bucket in one namespace can default to the same Secret whatever their names (a Database named
-# `x-bucket` defaults to `x-bucket-connection`, a Bucket named `x` to `x-bucket`).
-DEFAULT_SECRET_SUFFIX = {Kind.DATABASE: "-connection", Kind.BUCKET: "-bucket"}
-# Before kumo 0.2 Buckets defaulted to `<name>-connection` too: a Bucket that already published
-# there (it has status.atProvider but no status.connectionSecret yet) keeps that Secret.
-LEGACY_SECRET_SUFFIX = "-connection"  # noqa: S105 (a name, not a password)
-
-
-def connection_secret_name(kind: Kind, body: Mapping[str, Any]) -> str:
-    """The Secret an object publishes to: spec.writeConnectionSecretToRef.name, else the name
-    recorded in status.connectionSecret (kept even if the default changes), else the kind's
-    default."""
-    ref = (body.get("spec") or {}).get("writeConnectionSecretToRef") or {}
-    if ref.get("name"):
-        return str(ref["name"])
-    status = body.get("status") or {}
-    if status.get("connectionSecret"):
-        return str(status["connectionSecret"])
-    name = str(body["metadata"]["name"])
-    if kind is Kind.BUCKET and (status.get("atProvider") or {}).get("externalName"):
-        return name + LEGACY_SECRET_SUFFIX
-    return name + DEFAULT_SECRET_SUFFIX[kind]
-
-
 def ownership(body: Mapping[str, Any], cluster_id: str) -> Ownership:
     meta = body["metadata"]
     return Ownership(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], cluster_id=cluster_id)
@@ -181,7 +139,7 @@ def _bucket_spec(spec: Mapping[str, Any]) -> BucketSpec:
 def owner_reference(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body["metadata"]
     return {
-        "apiVersion": API_VERSION_FULL,
+        "apiVersion": API_VERSION,
         "kind": str(kind),
         "name": meta["name"],
         "uid": meta["uid"],

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kumo.controller.core import conditions as cond
-from kumo.controller.core.drift import IN_SYNC, DriftPolicy
+from kumo.controller.core.drift import DriftPolicy
 from kumo.controller.core.providerconfig import ConfigKey, config_key
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.scopes import SweepScope, own_interval, scope_of, sweepable
+
+from kumo import api
+from kumo.api import IN_SYNC
 
 KEPT_METADATA = (
     "name",
@@ -78,7 +81,7 @@ class ObjectCache:
         kept = slim(body)
         self._bodies[key] = _encode(kept)
         conditions = kept["status"].get("conditions") or []
-        ready, in_sync = cond.find(conditions, cond.READY), cond.find(conditions, IN_SYNC)
+        ready, in_sync = cond.find(conditions, api.READY), cond.find(conditions, IN_SYNC)
         self._states[key] = ObjectState(
             ready=ready.get("status", "Unknown") if ready else "Unknown",
             drifted=bool(in_sync and in_sync.get("status") == "False"),

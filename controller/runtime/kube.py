@@ -17,14 +17,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kumo.controller.core.conditions import now_rfc3339
-from kumo.controller.core.resources import KINDS, ObjectKey
+from kumo.controller.core.resources import ObjectKey
 from kumo.providers.base import Kind
 
-from kumo import API_GROUP, API_VERSION
+from kumo.api import API_VERSION, GROUP, MANAGED, PLURALS, PROVIDER_CONFIG, VERSION
 
 log = logging.getLogger(__name__)
 PAGE = 500  # objects per list request: bounded memory however many there are
-PROVIDER_CONFIG_PLURALS = {"ProviderConfig": "providerconfigs", "ClusterProviderConfig": "clusterproviderconfigs"}
 
 
 class NotFound(Exception):
@@ -96,10 +95,10 @@ class KubeClient:
             body["metadata"] = {"resourceVersion": resource_version}
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
-            API_GROUP,
-            API_VERSION,
+            GROUP,
+            VERSION,
             key.namespace,
-            KINDS[key.kind].plural,
+            MANAGED[key.kind].plural,
             key.name,
             body,
             _content_type="application/merge-patch+json",
@@ -131,10 +130,10 @@ class KubeClient:
     async def _json_patch(self, key: ObjectKey, patch: list[dict[str, Any]]) -> None:
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
+            GROUP,
+            VERSION,
             key.namespace,
-            KINDS[key.kind].plural,
+            MANAGED[key.kind].plural,
             key.name,
             patch,
             _content_type="application/json-patch+json",
@@ -144,10 +143,10 @@ class KubeClient:
         try:
             return await asyncio.to_thread(
                 self.custom.get_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
+                GROUP,
+                VERSION,
                 key.namespace,
-                KINDS[key.kind].plural,
+                MANAGED[key.kind].plural,
                 key.name,
             )
         except ApiException as error:
@@ -157,18 +156,18 @@ class KubeClient:
 
     async def list_objects(self, kind: Kind, namespace: str | None) -> AsyncIterator[dict[str, Any]]:
         """Every object of a kind, in one namespace or all (None), a page at a time."""
-        plural = KINDS[kind].plural
+        plural = MANAGED[kind].plural
         token = None
         while True:
             if namespace is None:
                 page = await asyncio.to_thread(
-                    self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, plural, limit=PAGE, _continue=token
+                    self.custom.list_cluster_custom_object, GROUP, VERSION, plural, limit=PAGE, _continue=token
                 )
             else:
                 page = await asyncio.to_thread(
                     self.custom.list_namespaced_custom_object,
-                    API_GROUP,
-                    API_VERSION,
+                    GROUP,
+                    VERSION,
                     namespace,
                     plural,
                     limit=PAGE,
@@ -203,14 +202,12 @@ class KubeClient:
     # ------------------------------------------------------------------ provider configs
 
     async def get_provider_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        plural = PROVIDER_CONFIG_PLURALS[kind]
+        plural = PLURALS[kind]
         try:
             if kind == "ClusterProviderConfig":
-                return await asyncio.to_thread(
-                    self.custom.get_cluster_custom_object, API_GROUP, API_VERSION, plural, name
-                )
+                return await asyncio.to_thread(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
             return await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, plural, name
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
         except ApiException as error:
             if _not_found(error):
@@ -224,10 +221,10 @@ class KubeClient:
         try:
             await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
+                GROUP,
+                VERSION,
                 namespace,
-                PROVIDER_CONFIG_PLURALS["ProviderConfig"],
+                PROVIDER_CONFIG.plural,
                 name,
                 finalizers_patch(current, wanted),
                 _content_type="application/json-patch+json",
@@ -293,7 +290,7 @@ class KubeClient:
         event = {
             "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
             "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "apiVersion": API_VERSION,
                 "kind": str(key.kind),
                 "name": key.name,
                 "namespace": key.namespace,

@@ -32,24 +32,11 @@ from kopf._cogs.structs.references import NamespaceName, match_namespace  # what
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kumo.controller.core import conditions as cond
-from kumo.controller.core.connection import (
-    ANNOTATION_ROTATION,
-    LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    MANAGED_BY,
-    edited,
-)
+from kumo.controller.core.connection import edited
 from kumo.controller.core.drift import DriftPolicy
 from kumo.controller.core.providerconfig import ConfigKey, config_key
-from kumo.controller.core.reconciler import (
-    ANNOTATION_ADOPT,
-    ANNOTATION_PAUSED,
-    ANNOTATION_ROTATE_PASSWORD,
-    Reconciler,
-    Result,
-)
-from kumo.controller.core.resources import FINALIZER, IN_USE_FINALIZER, KINDS, ObjectKey, connection_secret_name
+from kumo.controller.core.reconciler import Reconciler, Result
+from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.cloudcalls import CloudCalls
 from kumo.controller.runtime.config import ControllerConfig
@@ -62,7 +49,24 @@ from kumo.controller.runtime.workqueue import WorkQueue
 from kumo.providers.base import Kind
 from kumo.providers.registry import ProviderRegistry
 
-from kumo import API_GROUP, API_VERSION
+from kumo import api
+from kumo.api import (
+    ANNOTATION_ADOPT,
+    ANNOTATION_PAUSED,
+    ANNOTATION_ROTATE_PASSWORD,
+    ANNOTATION_ROTATION,
+    FINALIZER,
+    GROUP,
+    IN_USE_FINALIZER,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED,
+    MANAGED_BY,
+    PROVIDER_CONFIG,
+    VERSION,
+    connection_secret_name,
+)
 
 log = logging.getLogger(__name__)
 USER_AGENT = "kumo-controller/0.1"
@@ -175,8 +179,8 @@ class Controller:
             not meta.get("deletionTimestamp")
             and FINALIZER in (meta.get("finalizers") or [])
             and status.get("observedGeneration") == meta.get("generation")
-            and cond.is_true(conditions, cond.READY)
-            and cond.is_true(conditions, cond.SYNCED)
+            and cond.is_true(conditions, api.READY)
+            and cond.is_true(conditions, api.SYNCED)
             and secret is not None
             and (key.kind is not Kind.DATABASE or secret == rotation)
         )
@@ -223,7 +227,7 @@ class Controller:
                     where = (meta["namespace"], meta["name"])
                     self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
                     self._unconfirmed_secrets[where] = _secret_owner(meta)
-            for kind in KINDS:
+            for kind in MANAGED:
                 async for body in kube.list_objects(kind, namespace):
                     if _watched(body["metadata"]["namespace"], namespaces):
                         self.on_object_event(kind, None, body)
@@ -470,7 +474,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         if "elector" in election:
             await election["elector"][0].release()  # after the workers stopped: hand over at once
 
-    for kind, info in KINDS.items():
+    for kind, info in MANAGED.items():
         _watch(registry, memo, kind, info.plural)
 
     @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
@@ -478,7 +482,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         if "controller" in memo:
             memo["controller"].on_secret_event(event.get("type"), body)
 
-    @kopf.on.event(API_GROUP, API_VERSION, "providerconfigs", registry=registry, id="watch-providerconfigs")
+    @kopf.on.event(GROUP, VERSION, PROVIDER_CONFIG.plural, registry=registry, id="watch-providerconfigs")
     def provider_config_event(body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_provider_config_event(body)
@@ -509,7 +513,7 @@ def _exit_deposed() -> None:
 
 
 def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: Kind, plural: str) -> None:
-    @kopf.on.event(API_GROUP, API_VERSION, plural, registry=registry, id=f"watch-{plural}")
+    @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")
     def object_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_object_event(kind, event.get("type"), body)

@@ -14,11 +14,11 @@ from typing import Any
 
 from kumo.controller.core.drift import DriftPolicy, policy_of
 from kumo.controller.core.providerconfig import DEFAULT_REF
-from kumo.controller.core.reconciler import ANNOTATION_PAUSED
-from kumo.controller.core.resources import FINALIZER, ObjectKey
+from kumo.controller.core.resources import ObjectKey
 from kumo.providers.base import Kind
 
-ANNOTATION_SWEEP_INTERVAL = "kumo.dev/sweep-interval"
+from kumo.api import ANNOTATION_PAUSED, ANNOTATION_SWEEP_INTERVAL, FINALIZER
+
 MIN_INTERVAL = 5.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

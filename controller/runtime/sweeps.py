@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 from kumo.controller.core import conditions as cond
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.reconciler import Reconciler
-from kumo.controller.core.resources import ObjectKey, connection_secret_name
+from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.cloudcalls import calls_in_context
 from kumo.controller.runtime.memory import release_free_memory
@@ -34,6 +34,9 @@ from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.scopes import SweepScope, own_interval
 from kumo.controller.runtime.workqueue import WorkQueue
 from kumo.providers.base import ManagedResource, ProviderError
+
+from kumo import api
+from kumo.api import connection_secret_name
 
 log = logging.getLogger(__name__)
 LARGE_SWEEP = 500  # resources listed: after such a sweep, free memory goes back to the system
@@ -182,5 +185,5 @@ class Sweeper:
         return stats
 
     def _secret_missing(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
-        ready = cond.is_true(body.get("status", {}).get("conditions") or [], cond.READY)
+        ready = cond.is_true(body.get("status", {}).get("conditions") or [], api.READY)
         return ready and not self.secret_exists(key.namespace, connection_secret_name(key.kind, body))

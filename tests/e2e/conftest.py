@@ -17,11 +17,12 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kumo.controller.core.resources import connection_secret_name
 from kumo.providers.base import Kind
 from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import AWS_OTHER_REGION, CLOUDS, CloudProbe, probe_for
+
+from kumo.api import connection_secret_name
 
 from ..conftest import WATCHED_NAMESPACES
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kumo.controller.core.resources import IN_USE_FINALIZER
 from kumo.testbed.probes import CLOUDS, probe_for
+
+from kumo.api import IN_USE_FINALIZER
 
 from .conftest import example, unique
 

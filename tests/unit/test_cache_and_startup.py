@@ -8,13 +8,14 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from kumo.controller.core.connection import ANNOTATION_ROTATION, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
 from kumo.controller.core.drift import DriftPolicy
-from kumo.controller.core.resources import FINALIZER, ObjectKey
+from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache, slim
 from kumo.controller.runtime.operator import Controller
 from kumo.controller.runtime.scopes import SweepScope
 from kumo.providers.base import Kind
+
+from kumo.api import ANNOTATION_ROTATION, FINALIZER, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -314,7 +315,9 @@ def test_a_sweep_judges_only_bodies_unchanged_since_its_listing():
 
 
 def _database_secret(password: str, digest_of: str, uid: str = "uid-db") -> dict:
-    from kumo.controller.core.connection import ANNOTATION_PASSWORD_DIGEST, password_digest
+    from kumo.controller.core.connection import password_digest
+
+    from kumo.api import ANNOTATION_PASSWORD_DIGEST
 
     return {
         "metadata": {

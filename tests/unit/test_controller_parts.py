@@ -17,6 +17,8 @@ from kumo.controller.runtime.workqueue import Backoff, WorkQueue
 from kumo.providers.base import FieldDrift, Unavailable, diff_settings
 from kumo.providers.registry import ProviderRegistry
 
+from kumo import api
+
 # ---------------------------------------------------------------------- work queue
 
 
@@ -197,10 +199,10 @@ def test_builtin_providers_register_through_the_entry_point_group():
 
 def test_condition_transition_time_moves_only_when_status_flips():
     """Re-deriving the same condition keeps lastTransitionTime, so status is unchanged and not written."""
-    first = cond.merge([], [cond.Condition(cond.READY, False, cond.CREATING)], 1)
+    first = cond.merge([], [cond.Condition(api.READY, False, api.CREATING)], 1)
     first[0]["lastTransitionTime"] = "2000-01-01T00:00:00Z"
-    same = cond.merge(first, [cond.Condition(cond.READY, False, cond.CREATING, "still")], 1)
-    flipped = cond.merge(first, [cond.Condition(cond.READY, True, cond.AVAILABLE)], 2)
+    same = cond.merge(first, [cond.Condition(api.READY, False, api.CREATING, "still")], 1)
+    flipped = cond.merge(first, [cond.Condition(api.READY, True, api.AVAILABLE)], 2)
     assert same[0]["lastTransitionTime"] == "2000-01-01T00:00:00Z"
     assert flipped[0]["lastTransitionTime"] != "2000-01-01T00:00:00Z" and flipped[0]["observedGeneration"] == 2
 

@@ -17,11 +17,13 @@ from kubernetes.client.rest import ApiException
 from kumo.controller.core.drift import DriftPolicy
 from kumo.controller.core.providerconfig import release
 from kumo.controller.core.reconciler import Reconciler
-from kumo.controller.core.resources import FINALIZER, IN_USE_FINALIZER, ObjectKey
+from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.kube import namespace_terminating
 from kumo.controller.runtime.operator import Controller
 from kumo.providers.base import Kind
 from kumo.providers.registry import ProviderRegistry
+
+from kumo.api import FINALIZER, IN_USE_FINALIZER
 
 from .fakes import FakeCloud, FakeKube
 

@@ -14,9 +14,12 @@ import pytest
 from kubernetes.client.rest import ApiException
 from kumo.controller.core import conditions as cond
 from kumo.controller.core.reconciler import Reconciler
-from kumo.controller.core.resources import FINALIZER, ObjectKey, derived_external_name
+from kumo.controller.core.resources import ObjectKey, derived_external_name
 from kumo.providers.base import Kind, NotReady, Ownership, Retryable, Terminal
 from kumo.providers.registry import ProviderRegistry
+
+from kumo import api
+from kumo.api import FINALIZER
 
 from .fakes import CloudRecord, FakeCloud, FakeCloudClient, FakeKube, to_v1_secret
 
@@ -81,7 +84,7 @@ def test_new_database_stores_password_before_creating():
     assert world.cloud.records[EXTERNAL].password == world.kube.secret_value(NS, SECRET, "password")
     assert world.kube.finalizers[NAME] == [FINALIZER]
     assert world.condition("Ready")["status"] == "True"
-    assert world.condition("Synced")["reason"] == cond.RECONCILE_SUCCESS
+    assert world.condition("Synced")["reason"] == api.RECONCILE_SUCCESS
     assert result.requeue_after is None and result.error is None
 
 
@@ -205,7 +208,7 @@ def test_resource_owned_by_another_object_is_left_alone():
     result = world.reconcile()
     assert entries(world.journal, "cloud:update") == [] and entries(world.journal, "cloud:create") == []
     synced = world.condition("Synced")
-    assert synced["status"] == "False" and synced["reason"] == cond.OWNED_BY_ANOTHER
+    assert synced["status"] == "False" and synced["reason"] == api.OWNED_BY_ANOTHER
     assert "team-b/x" in synced["message"]
     assert result.terminal
 
@@ -246,7 +249,7 @@ def test_untagged_resource_under_a_user_chosen_name_still_needs_adoption():
     world.body["spec"]["externalName"] = "someone-elses-bucket"
     world.cloud.records["someone-elses-bucket"] = CloudRecord(None, {})
     world.reconcile()
-    assert world.condition("Synced")["reason"] == cond.OWNED_BY_ANOTHER
+    assert world.condition("Synced")["reason"] == api.OWNED_BY_ANOTHER
 
 
 def test_resource_whose_tags_were_stripped_is_retagged_not_refused():
@@ -454,7 +457,7 @@ def test_provisioning_resource_reports_creating_and_polls_with_growing_delay():
     world = World(initial_state="creating")
     first = world.reconcile()
     second = world.reconcile()
-    assert world.condition("Ready")["reason"] == cond.CREATING
+    assert world.condition("Ready")["reason"] == api.CREATING
     assert first.requeue_after is not None and second.requeue_after is not None
     assert second.requeue_after > first.requeue_after
     world.cloud.records[EXTERNAL].state = "available"
@@ -553,7 +556,7 @@ def test_rotation_waits_for_the_cloud_then_publishes_password_and_uri_together()
         assert _published(world)[0] == old
     staged = world.kube.secret_value(NS, SECRET, PENDING_KEY)
     assert world.cloud.records[EXTERNAL].pending_password == staged != old
-    assert world.condition("Synced")["reason"] == cond.RECONCILE_PENDING
+    assert world.condition("Synced")["reason"] == api.RECONCILE_PENDING
     assert world.condition("Ready")["status"] == "True"
     assert len(entries(world.journal, "cloud:set-password")) == 1
     world.cloud.finish_password_reset(EXTERNAL)
@@ -563,7 +566,7 @@ def test_rotation_waits_for_the_cloud_then_publishes_password_and_uri_together()
     assert _published(world)[0] == staged
     assert PENDING_KEY not in world.kube.secrets[(NS, SECRET)].data
     assert len(world.kube.writes) - writes == 3  # the Secret, once; status; the PasswordSet event
-    assert world.condition("Synced")["reason"] == cond.RECONCILE_SUCCESS and "PasswordSet" in reasons(world)
+    assert world.condition("Synced")["reason"] == api.RECONCILE_SUCCESS and "PasswordSet" in reasons(world)
 
 
 @pytest.mark.parametrize("reset_later", [False, True], ids=["cloud-sql-style", "rds-style"])
@@ -773,7 +776,7 @@ def test_invalid_spec_is_reported_without_any_cloud_call():
     world.cloud.problems.append("spec.instanceClass: 'db.bogus' is not a known class")
     result = world.reconcile()
     assert [e for e in world.journal if e[0].startswith("cloud:")] == []
-    assert world.condition("Synced")["reason"] == cond.INVALID_SPEC
+    assert world.condition("Synced")["reason"] == api.INVALID_SPEC
     assert "spec.instanceClass" in world.condition("Synced")["message"] and result.terminal
 
 
@@ -825,7 +828,7 @@ def test_delete_waits_until_gone_then_releases_the_finalizer_and_the_secret():
     world.reconcile()
     _mark_deleted(world)
     first = world.reconcile()
-    assert world.condition("Ready")["reason"] == cond.DELETING and first.requeue_after
+    assert world.condition("Ready")["reason"] == api.DELETING and first.requeue_after
     assert world.kube.finalizers[NAME] == [FINALIZER]
     world.reconcile()
     assert EXTERNAL not in world.cloud.records
