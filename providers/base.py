@@ -201,14 +201,9 @@ class Observation:
     connection: Mapping[str, str] = field(default_factory=dict)
     at_provider: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
-    empty: bool | None = None  # buckets: whether it holds no objects, when known
     # Databases: the cloud holds a new master password it has not applied yet (RDS lists it in
     # PendingModifiedValues while resetting credentials); apps must keep the old one until then.
     password_pending: bool = False
-
-    @property
-    def up_to_date(self) -> bool:
-        return not self.drift
 
 
 @dataclass(frozen=True)
@@ -273,7 +268,7 @@ class CallHooks:
 
     `before` is awaited before each call (the shared token bucket per account and region: it
     may wait); `after` is told how each call went (metrics, counters). Providers must route
-    every cloud call through both.
+    every cloud call through both, which `kumo.providers.plumbing.InstrumentedCaller` does.
     """
 
     before: Callable[[str, str], Awaitable[None]] | None = None

@@ -252,7 +252,7 @@ def test_database_create_is_pending_then_runnable_owned_and_in_sync(
 
     assert creation.state == "PENDING_CREATE"
     assert pending is not None and not pending.ready and pending.state == "PENDING_CREATE"
-    assert ready is not None and ready.ready and ready.state == "RUNNABLE" and ready.up_to_date, ready.drift
+    assert ready is not None and ready.ready and ready.state == "RUNNABLE" and not ready.drift, ready.drift
     assert ready.owner == resource.owner
     assert ready.connection["host"].startswith("127.0.")
     assert ready.connection | {"host": ""} == {
@@ -352,7 +352,7 @@ def test_database_missing_app_database_is_drift_until_update(cloudsql_client: Da
     after = run(cloudsql_client.observe(resource))
 
     assert updated.changed == ("databaseName",) and updated.pending == ()
-    assert after is not None and after.up_to_date and after.settings["databaseName"] == "app"
+    assert after is not None and not after.drift and after.settings["databaseName"] == "app"
     assert after.connection["database"] == "app"
     assert calls.balanced
 
@@ -398,7 +398,7 @@ def test_database_out_of_band_changes_are_drift_until_update(
 
     assert set(updated.changed) == {d.field for d in drifted.drift}
     assert set(updated.pending) == set(updated.changed)  # the patch operation was still running
-    assert after is not None and after.up_to_date, after.drift
+    assert after is not None and not after.drift, after.drift
     assert after.settings["labels"]["cost-center"] == "x" and after.owner == resource.owner
     assert calls.count("instances.patch") == 1 and calls.balanced
 
@@ -413,7 +413,7 @@ def test_database_storage_growth_is_drift_corrected(cloudsql_client: DatabaseCli
     assert drifted is not None and drifted.drift == (FieldDrift("storageGB", 40, 20),)
     assert run(cloudsql_client.update(bigger, drifted.drift)).changed == ("storageGB",)
     after = run(cloudsql_client.observe(bigger))
-    assert after is not None and after.up_to_date
+    assert after is not None and not after.drift
 
 
 def test_database_update_waits_for_a_runnable_instance(cloudsql_client: DatabaseClient) -> None:
@@ -504,7 +504,7 @@ def test_bucket_create_then_observe_is_configured_and_in_sync(gcs: ExternalClien
     run(gcs.create(resource, None))
     observed = run(gcs.observe(resource))
 
-    assert observed is not None and observed.ready and observed.up_to_date, observed.drift
+    assert observed is not None and observed.ready and not observed.drift, observed.drift
     assert observed.owner == resource.owner
     settings = dict(observed.settings)
     assert settings.pop("labels")["team"] == "a"
@@ -525,7 +525,7 @@ def test_bucket_customer_managed_key_is_configured(gcs: ExternalClient) -> None:
     run(gcs.create(resource, None))
 
     observed = run(gcs.observe(resource))
-    assert observed is not None and observed.settings["encryption"] == KMS_KEY and observed.up_to_date
+    assert observed is not None and observed.settings["encryption"] == KMS_KEY and not observed.drift
 
 
 def test_bucket_observe_absent_is_none(gcs: ExternalClient, calls: CallLog) -> None:
@@ -543,7 +543,7 @@ def test_bucket_create_twice_is_idempotent(gcs: ExternalClient, calls: CallLog) 
 
     observed = run(gcs.observe(resource))
     assert calls.finished[0].outcome == "409"
-    assert observed is not None and observed.up_to_date and calls.balanced
+    assert observed is not None and not observed.drift and calls.balanced
 
 
 def test_bucket_create_refuses_a_bucket_another_object_owns(
@@ -585,7 +585,7 @@ def test_bucket_out_of_band_changes_are_drift_until_update(
     after = run(gcs.observe(resource))
 
     assert updated.changed == ("publicAccessPrevention", "versioning", "labels")
-    assert after is not None and after.up_to_date, after.drift
+    assert after is not None and not after.drift, after.drift
     assert after.settings["labels"]["cost-center"] == "x"
     assert calls.count("buckets.patch") == 1 and calls.balanced  # the update's (create is one insert)
 
