@@ -70,7 +70,7 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
         entries.append({"field": item.field, "desired": desired, "actual": actual, "since": since})
     if not entries:
         return DriftAssessment(cond.Condition(IN_SYNC, True, UP_TO_DATE), [], ())
-    why = {item.field: _why_uncorrectable(item) for item in drift if not item.correctable}
+    why = {item.field: why_uncorrectable(item) for item in drift if not item.correctable}
     summary = ", ".join(
         f"{e['field']} (desired {e['desired']}, actual {e['actual']}"
         + (f"; {why[e['field']]}" if e["field"] in why else "")
@@ -80,7 +80,8 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
     return DriftAssessment(cond.Condition(IN_SYNC, False, DRIFTED, f"drifted: {summary}"), entries, tuple(new_fields))
 
 
-def _why_uncorrectable(item: FieldDrift) -> str:
+def why_uncorrectable(item: FieldDrift) -> str:
+    """Why a drifted field stays as it is, for the InSync message and `kumo plan`."""
     return item.reason or "cannot be put back in place: raise the spec to match"
 
 
