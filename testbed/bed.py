@@ -42,9 +42,11 @@ class TestBed:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, *, progress: bool = True, audit_log: bool = False) -> TestBed:
+    def start(cls, *, progress: bool = True, audit_log: bool = False, workdir: Path | None = None) -> TestBed:
+        """Start every server; `workdir` (an empty directory the bed then owns and removes on
+        `stop`) defaults to a new temporary one."""
         binaries = ensure_binaries(progress=progress)
-        workdir = Path(tempfile.mkdtemp(prefix="kumo-testbed-"))
+        workdir = workdir or Path(tempfile.mkdtemp(prefix="kumo-testbed-"))
         bed = cls(workdir)
         try:
             started = time.monotonic()
@@ -86,7 +88,9 @@ class TestBed:
                 "storage_endpoint": endpoints["gcs"],
                 "sqladmin_endpoint": endpoints["cloudsql"],
             },
-            "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in self.processes],
+            "processes": [
+                {"name": p.name, "pid": p.pid, "address": p.address, "log": str(p.log_path)} for p in self.processes
+            ],
             "startup_seconds": round(took, 2),
         }
 

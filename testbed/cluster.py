@@ -280,7 +280,7 @@ class LocalControlPlane:
             "--log-level=warn",
         ]
         ready = lambda: _http_ok(f"{self.etcd_url}/health")  # noqa: E731
-        return ManagedProcess("etcd", argv, self.workdir / "etcd.log", ready).start()
+        return ManagedProcess("etcd", argv, self.workdir / "etcd.log", ready, address=self.etcd_url).start()
 
     def _start_apiserver(self) -> ManagedProcess:
         self.port = free_port()
@@ -315,7 +315,8 @@ class LocalControlPlane:
                 "--audit-log-batch-max-wait=1s",
             ]
         ready = lambda: self._api_get("/readyz")  # noqa: E731
-        return ManagedProcess("kube-apiserver", argv, self.workdir / "kube-apiserver.log", ready).start(timeout=120)
+        log = self.workdir / "kube-apiserver.log"
+        return ManagedProcess("kube-apiserver", argv, log, ready, address=self.server).start(timeout=120)
 
     def _start_controller_manager(self) -> ManagedProcess:
         pki = self.workdir / "pki"
@@ -345,6 +346,7 @@ class LocalControlPlane:
             self.workdir / "kube-controller-manager.log",
             self._controller_manager_ready,
             env={**os.environ, "GOMAXPROCS": "2"},
+            address=f"https://{LOOPBACK}:{self.controller_manager_port}",
         ).start(timeout=120)
 
     def _controller_manager_ready(self) -> bool:

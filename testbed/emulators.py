@@ -55,7 +55,13 @@ def start_emulator(
     port = free_port()
     argv = [part.format(port=port) for part in spec.argv]
     log_path = workdir / f"{spec.name}.log"
+    endpoint = f"http://{LOOPBACK}:{port}"
     process = ManagedProcess(
-        spec.name, argv, log_path, ready=lambda: port_open(port), env=dict(env) if env is not None else None
+        spec.name,
+        argv,
+        log_path,
+        ready=lambda: port_open(port),
+        env=dict(env) if env is not None else None,
+        address=endpoint,
     ).start(timeout=60)
-    return process, f"http://{LOOPBACK}:{port}"
+    return process, endpoint

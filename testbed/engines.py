@@ -128,7 +128,8 @@ def start_server(workdir: Path) -> tuple[ManagedProcess, ServerAddress]:
     ):
         argv += ["-c", setting]
     address = ServerAddress(LOOPBACK, port, password)
-    process = ManagedProcess("postgres", argv, workdir / "postgres.log", ready=lambda: _accepts(address))
+    log = workdir / "postgres.log"
+    process = ManagedProcess("postgres", argv, log, ready=lambda: _accepts(address), address=f"{LOOPBACK}:{port}")
     return process.start(timeout=60), address
 
 

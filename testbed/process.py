@@ -78,6 +78,7 @@ class ManagedProcess:
     log_path: Path
     ready: Callable[[], bool]
     env: dict[str, str] | None = None
+    address: str = ""  # where it serves, for `kumo dev status`
     pid: int = 0
 
     def start(self, timeout: float = 60.0) -> ManagedProcess:
