@@ -18,7 +18,6 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY kumo/ kumo/
 COPY controller/ controller/
 COPY providers/ providers/
-COPY testbed/ testbed/
 # Runtime dependencies only (no test extra); pip byte-compiles everything it installs, so the
 # read-only image never needs to write __pycache__. The import check fails the build when a
 # runtime dependency is missing (-I: the installed kumo, not the source tree in /src).

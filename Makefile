@@ -14,11 +14,13 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml constraints.txt examples/provider-plugin/pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt testbed/pyproject.toml examples/provider-plugin/pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned Python packages"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[test]'
+	@echo "==> installing the test bed (development tooling, its own distribution: never in kumo's wheel)"
+	@$(PY) -m pip install --progress-bar off --no-deps -e testbed
 	@echo "==> installing the example provider plugin (the e2e tests drive the controller through it)"
 	@$(PY) -m pip install --progress-bar off --no-deps -e examples/provider-plugin
 	@touch $@
@@ -52,11 +54,12 @@ chaos: $(CONTROLPLANE)  ## full-size chaos (200 objects, 20 SIGKILLs) and fault 
 	@KUMO_CHAOS_OBJECTS=200 KUMO_CHAOS_KILLS=20 $(PY) -m pytest -s tests/e2e/test_chaos.py $(PYTEST_ARGS)
 	@KUMO_FAULT_OBJECTS=100 $(PY) -m pytest -s tests/e2e/test_faults.py $(PYTEST_ARGS)
 
-lint: $(INSTALLED)  ## ruff + mypy
+lint: $(INSTALLED)  ## ruff + mypy + the layering contracts (import-linter)
 	@echo "==> lint"
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy kumo controller providers testbed bench
+	@$(PY) -m kumo.testbed.importlint
 	@$(PY) -m kumo.docsgen --check
 
 docs: $(INSTALLED)  ## regenerate docs/reference/crds.md from crds/
