@@ -32,8 +32,9 @@ from kumo.providers.base import Kind
 from kumo.api import GROUP, PLURALS, PROVIDER_CONFIG, VERSION, connection_secret_name
 
 from . import engines
-from .bed import DEFAULT_ENV_FILE, TestBed, install_crds
+from .bed import TestBed, install_crds
 from .controllerproc import ControllerProcess
+from .devbed import default_env_file
 from .probes import CLOUDS, CloudProbe, probe_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -91,7 +92,7 @@ def main() -> int:
 
 
 def _test_bed() -> tuple[TestBed, bool]:
-    env_file = Path(os.environ.get("KUMO_TESTBED_ENV") or DEFAULT_ENV_FILE)
+    env_file = Path(os.environ.get("KUMO_TESTBED_ENV") or default_env_file())  # `kumo dev up`'s
     if env_file.exists():
         bed = TestBed.from_env_file(env_file)
         if bed.status() and all(alive for _, _, alive in bed.status()):

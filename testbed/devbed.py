@@ -332,42 +332,45 @@ def _put_provider_config(objects: Any, namespace: str, document: dict[str, Any])
 
 
 def next_steps(kubeconfig: Path, cwd: Path | None = None) -> str:
-    """The three commands that lead from a running bed to a Ready example."""
-    example = _display_path(EXAMPLES / FIRST_EXAMPLE, cwd or Path.cwd())
+    """The three commands that lead from a running bed to a Ready example, as typed in `cwd`."""
+    here = cwd or Path.cwd()
+    kumo = kumo_command(here)
     lines = [
         "",
         "Next: point kubectl and kumo at the bed, run the controller (it stays in the foreground:",
-        "use a second terminal with the same export for the rest), and apply an example:",
+        "give it a terminal of its own, after the same export), and apply an example:",
         "",
-        f"  export KUBECONFIG={kubeconfig}",
-        f"  {kumo_command()} run",
-        f"  kubectl apply -f {example}",
+        f"  export KUBECONFIG={_display_path(kubeconfig)}",
+        f"  {kumo} run",
+        f"  kubectl apply -f {_display_path(EXAMPLES / FIRST_EXAMPLE, here)}",
         "",
-        f"then `{kumo_command()} status database/orders-db` says when it is Ready; `kumo dev down` stops the bed.",
+        f"Then `{kumo} status database/orders-db` says when it is Ready; `{kumo} dev down` stops the bed.",
     ]
     if shutil.which("kubectl") is None:
         lines.append(f"(kubectl is not on PATH: {KUBECTL_INSTALL_URL})")
     return "\n".join(lines)
 
 
-def kumo_command() -> str:
-    """How to run kumo from here: `kumo` when that is the one on PATH, else this install's
-    script (e.g. `.venv/bin/kumo`, as after `make demo`), else `python -m kumo.cli`."""
+def kumo_command(cwd: Path) -> str:
+    """How to run kumo from `cwd`: `kumo` when that is the one on PATH, else this install's
+    script (`.venv/bin/kumo` at the project root, as after `make demo`), else `python -m`."""
     script = Path(sys.executable).parent / "kumo"
     on_path = shutil.which("kumo")
     if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
         return "kumo"
     if script.exists():
-        return _display_path(script, Path.cwd())
+        return _display_path(script, cwd)
     return f"{sys.executable} -m kumo.cli"
 
 
-def _display_path(path: Path, cwd: Path) -> str:
-    """Relative when under `cwd` (what a user at the project root types), else absolute."""
-    try:
-        return str(path.relative_to(cwd))
-    except ValueError:
-        return str(path)
+def _display_path(path: Path, cwd: Path | None = None) -> str:
+    """Relative to `cwd` when under it (what a user at the project root types), else under `~`
+    when in the home directory (as the README shows it), else absolute."""
+    for base, prefix in ((cwd, ""), (Path.home(), "~/")):
+        if base is not None:
+            with contextlib.suppress(ValueError):
+                return prefix + str(path.relative_to(base))
+    return str(path)
 
 
 def status(paths: DevPaths) -> int:

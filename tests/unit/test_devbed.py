@@ -122,11 +122,14 @@ def test_an_unreadable_state_file_counts_as_lost(bed: tuple[DevPaths, Path], cap
     assert "ignoring the unreadable state file" in capsys.readouterr().err
 
 
-def test_the_next_steps_name_the_example_as_typed_from_where_the_user_is(tmp_path: Path) -> None:
+def test_the_next_steps_are_typed_as_from_where_the_user_is(tmp_path: Path, monkeypatch) -> None:
+    """At the project root, the README's commands; elsewhere, paths that work from there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    kubeconfig = devbed.DevPaths.at(devbed.default_env_file({"HOME": str(tmp_path)})).kubeconfig
     project_root = devbed.EXAMPLES.parent
-    at_root = devbed.next_steps(tmp_path / "kubeconfig", cwd=project_root)
-    elsewhere = devbed.next_steps(tmp_path / "kubeconfig", cwd=tmp_path)
-    assert f"  export KUBECONFIG={tmp_path / 'kubeconfig'}\n" in at_root
+    at_root = devbed.next_steps(kubeconfig, cwd=project_root)
+    elsewhere = devbed.next_steps(kubeconfig, cwd=tmp_path)
+    assert "  export KUBECONFIG=~/.local/state/kumo/dev/kubeconfig\n" in at_root
     assert "  kubectl apply -f examples/aws/database.yaml\n" in at_root
     assert f"  kubectl apply -f {project_root / 'examples' / 'aws' / 'database.yaml'}\n" in elsewhere
 
@@ -137,7 +140,8 @@ def test_the_printed_kumo_command_runs_this_install(monkeypatch, tmp_path: Path)
     if not script.exists():
         pytest.skip("kumo is not installed as a script next to this interpreter")
     monkeypatch.setenv("PATH", str(script.parent))
-    assert devbed.kumo_command() == "kumo"
+    assert devbed.kumo_command(tmp_path) == "kumo"
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    assert devbed.kumo_command() == str(script)
+    venv_parent = script.parent.parent.parent
+    assert devbed.kumo_command(venv_parent) == str(script.relative_to(venv_parent)), "as typed from the project root"
+    assert Path(devbed.kumo_command(tmp_path)).expanduser() == script
