@@ -1,43 +1,59 @@
 """`kumo plan`: what applying manifests would do in the cloud, field by field, before applying.
 
-Like `terraform plan`, and read-only the same way: no Kubernetes write, no cloud write. For each
-Database and Bucket in the files it resolves the provider config and builds the provider's view
-of the object exactly as the controller does (`Reconciler.connect` and `Reconciler.resource_for`,
-so the external name is the one `kumo run` would derive), asks the provider to validate it, and
-compares `desired()` with one `observe()` of the cloud:
+Like `terraform plan`, and read-only the same way: no Kubernetes write, no cloud write. Each
+Database and Bucket in the files (or in a directory's *.yaml, *.yml and *.json, as with
+`kubectl apply -f DIR`) first goes through a server-side dry run with strict field validation,
+so a manifest `kubectl apply` would reject (a misspelt field, `size: huge`) is **invalid** with
+the API server's own message, and what is judged is the object as it would be stored: the CRD's
+defaults, the generation the edit gives it, the live status. Then the provider config is resolved
+and the provider's view of the object built exactly as the controller does
+(`Reconciler.connect` and `Reconciler.resource_for`, so the external name is the one `kumo run`
+uses), the provider validates it, and one `observe()` of the cloud is judged by the controller's
+own decisions (controller/core/ownership.py, controller/core/driftverdict.py):
 
-- nothing there yet: **create**, listing every setting;
-- there and owned by this object (or adoption asked for): **update** with `current -> desired`
-  per drifted field, or **no-op**;
-- there and owned by another object, or not by kumo at all: **conflict**, as the controller
-  would refuse it;
-- values the provider rejects: **invalid**, naming the fields; anything that stops the look
-  (provider config unresolved, cloud unreachable): **error**.
+- nothing there yet: **create**, listing every setting (not under ObserveOnly, and not for a
+  resource deleted outside kumo under driftPolicy Report, which is only reported Missing);
+- there and this object's (tagged, recorded in its status, or under the name derived for it) or
+  adoption asked for: **update** with `current -> desired` for each field the controller would
+  send, or **no-op**; drifted fields it leaves alone are listed with why (report only under
+  Report or ObserveOnly; cannot be corrected, such as a grown disk); Ignore compares nothing,
+  and a paused object is not looked at;
+- there and owned by another object, or not by kumo at all: **conflict**, with the message the
+  controller's refusal shows;
+- values the API server or the provider rejects: **invalid**; anything that stops the look
+  (provider config unresolved, cloud unreachable, no permission for the dry run): **error**.
 
 Exit codes follow `terraform plan -detailed-exitcode`: 0 no changes, 2 changes to make, 1 when
 any manifest cannot be applied as written (invalid, conflict, error) or the plan itself failed.
-Used by `kumo.cli`; `judge` and the renderers are pure and unit-tested from plain values.
+Used by `kumo.cli`; `judge` and the renderers are pure and unit-tested from plain values, and
+tests/unit/test_plan_agrees.py runs `judge` and the reconciler side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.rest import ApiException
 
-from kumo.api import ANNOTATION_ADOPT, GROUP, MANAGED, VERSION
+from kumo.api import GROUP, MANAGED, VERSION
+from kumo.controller.core import driftverdict, ownership
+from kumo.controller.core.drift import DriftPolicy, why_uncorrectable
+from kumo.controller.core.driftverdict import Absent, Situation, situation_of
 from kumo.controller.core.providerconfig import ProviderConfigError
-from kumo.controller.core.reconciler import Reconciler
-from kumo.controller.runtime.kube import KubeClient
-from kumo.providers.base import Kind, Observation, ProviderError, Terminal
+from kumo.controller.core.reconciler import OBSERVE_ONLY_MESSAGE, PAUSED_MESSAGE, Reconciler
+from kumo.controller.runtime.kube import KubeClient, api_error_message
+from kumo.providers.base import FieldDrift, Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
 
 EXIT_NO_CHANGES = 0
@@ -52,10 +68,35 @@ SENSITIVE = "(sensitive)"
 # No provider renders a secret into desired(); should one ever do, its value still never prints.
 _SENSITIVE_FIELD = re.compile(r"password|secret|credential|token|private.?key", re.IGNORECASE)
 REQUEST_TIMEOUT = (5.0, 30.0)
+DRY_RUN_ATTEMPTS = 3
+# How a drifted field that applying leaves alone is marked (driftverdict decides which).
+REPORT_ONLY = "report only, not changed"
+CANNOT_CORRECT = "cannot be corrected"
+IGNORED_NOTE = "driftPolicy Ignore: settings are not compared"
 
 
 class PlanInputError(Exception):
     """A manifest file cannot be read or parsed: nothing was planned."""
+
+
+class ApiRefusal(Exception):
+    """The API server refused the server-side dry run of a manifest."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @classmethod
+    def of(cls, error: ApiException) -> ApiRefusal:
+        return cls(int(error.status or 0), api_error_message(error))
+
+    @property
+    def action(self) -> Action:
+        """400 (unknown or duplicate field under strict validation, malformed) and 422 (the CRD
+        schema: enum, pattern, CEL rules) mean `kubectl apply` would reject the manifest as written;
+        anything else (403, the CRD not installed, a webhook down) stops the look."""
+        return Action.INVALID if self.status in (400, 422) else Action.ERROR
 
 
 class Action(enum.StrEnum):
@@ -97,11 +138,13 @@ class Target:
 
 @dataclass(frozen=True)
 class FieldChange:
-    """One setting: `current` is None for a create."""
+    """One setting: `current` is None for a create. `note` is empty for a value applying writes;
+    otherwise it says why a drifted value stays as it is (report only, cannot be corrected)."""
 
     field: str
     current: Any
     desired: Any
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,40 +201,68 @@ def judge(
     desired: Mapping[str, Any],
     observation: Observation | None,
     *,
-    live_uid: str | None,
-    adopt: bool = False,
+    body: Mapping[str, Any],
+    cluster_id: str,
+    default_policy: DriftPolicy = DriftPolicy.CORRECT,
 ) -> Change:
     """What applying would do, given the settings the spec renders to and what the cloud holds.
 
-    `live_uid` is the uid of the object already in the cluster, None for a new one; ownership is
-    judged as the reconciler judges it, so a conflict here is a refusal there.
+    `body` is the object as the controller will see it once applied (the API server's dry-run
+    answer: defaults, generation, the live status and uid; a new object carries PLACEHOLDER_UID).
+    Every decision is the controller's own function: ownership (controller/core/ownership.py) and
+    what happens to each drifted field or to a missing resource (controller/core/driftverdict.py),
+    so a conflict here is a refusal there and an update here is an update call there.
     """
+    situation = situation_of(body, default_policy)
+    if situation.paused:
+        return Change(target, Action.NOOP, messages=(f"paused: no change ({PAUSED_MESSAGE})",))
     if observation is None:
-        fields = tuple(FieldChange(name, None, _shown(name, value)) for name, value in desired.items())
-        return Change(target, Action.CREATE, fields)
-    owner = observation.owner
-    if owner is not None and owner.uid != live_uid:
-        message = (
-            f"{observation.external_name} belongs to {owner.object_ref} (uid {owner.uid}, "
-            f"cluster {owner.cluster_id}); the controller would refuse to modify it"
-        )
-        return Change(target, Action.CONFLICT, messages=(message,))
+        return _judge_absent(target, desired, body, situation)
     messages: list[str] = []
-    if owner is None:
-        if not adopt:
-            message = (
-                f"{observation.external_name} already exists and is not managed by kumo; to adopt it "
-                f'set the annotation {ANNOTATION_ADOPT}: "true"'
-            )
-            return Change(target, Action.CONFLICT, messages=(message,))
-        messages.append(f"adopts the existing {observation.external_name} (writes kumo's ownership tags)")
-    if not observation.ready:
-        messages.append(f"not ready yet in the cloud (state {observation.state})")
-    fields = tuple(
-        FieldChange(drift.field, _shown(drift.field, drift.actual), _shown(drift.field, drift.desired))
-        for drift in observation.drift
+    if situation.observe_only:
+        # ObserveOnly reads whatever is there and never writes: ownership is not judged.
+        messages.append(OBSERVE_ONLY_MESSAGE)
+    else:
+        claim = ownership.judge_object(body, observation, cluster_id)
+        if claim.conflict:
+            return Change(target, Action.CONFLICT, messages=(claim.message,))
+        if claim.message:
+            messages.append(claim.message)
+        if not observation.ready:
+            messages.append(f"not ready yet in the cloud (state {observation.state}): changes wait until it is")
+    verdict = driftverdict.judge(observation.drift, situation)
+    fields = _field_changes(verdict.update, "")
+    if verdict.ignored:
+        messages.append(IGNORED_NOTE)  # drift is not compared, so none is shown
+    else:
+        fields += _field_changes(verdict.report_only, REPORT_ONLY) + _field_changes(verdict.uncorrectable, "")
+    return Change(target, Action.UPDATE if verdict.update else Action.NOOP, fields, tuple(messages))
+
+
+def _judge_absent(target: Target, desired: Mapping[str, Any], body: Mapping[str, Any], situation: Situation) -> Change:
+    existed = bool(((body.get("status") or {}).get("atProvider") or {}).get("externalName"))
+    absent = driftverdict.judge_absent(existed, situation)
+    if absent is Absent.OBSERVE_ONLY:
+        return Change(target, Action.NOOP, messages=(f"{OBSERVE_ONLY_MESSAGE}; it does not exist",))
+    if absent is Absent.REPORT_MISSING:
+        note = "deleted outside kumo; driftPolicy Report: reported Missing, not recreated"
+        return Change(target, Action.NOOP, messages=(note,))
+    fields = tuple(FieldChange(name, None, _shown(name, value)) for name, value in desired.items())
+    messages = ("recreates it: it was deleted outside kumo",) if absent is Absent.RECREATE else ()
+    return Change(target, Action.CREATE, fields, messages)
+
+
+def _field_changes(drift: tuple[FieldDrift, ...], note: str) -> tuple[FieldChange, ...]:
+    """Drifted fields as the plan shows them; each one the cloud cannot undo says why."""
+    return tuple(
+        FieldChange(
+            item.field,
+            _shown(item.field, item.actual),
+            _shown(item.field, item.desired),
+            note if item.correctable else f"{CANNOT_CORRECT}: {why_uncorrectable(item)}",
+        )
+        for item in drift
     )
-    return Change(target, Action.UPDATE if fields else Action.NOOP, fields, tuple(messages))
 
 
 def _shown(name: str, value: Any) -> Any:
@@ -221,7 +292,8 @@ def render_table(plan: Plan) -> str:
             if change.action is Action.CREATE:
                 lines.append(f"    {item.field}: {value_text(item.desired)}")
             else:
-                lines.append(f"    {item.field}: {value_text(item.current)} -> {value_text(item.desired)}")
+                note = f"  ({item.note})" if item.note else ""
+                lines.append(f"    {item.field}: {value_text(item.current)} -> {value_text(item.desired)}{note}")
         lines += [f"    {message}" for message in change.messages]
     lines += [f"- skipped {reason}" for reason in plan.skipped]
     if lines:
@@ -241,6 +313,11 @@ def summary_line(plan: Plan) -> str:
     return text + "."
 
 
+def _field_json(item: FieldChange) -> dict[str, Any]:
+    shown = {"field": item.field, "current": item.current, "desired": item.desired}
+    return {**shown, "note": item.note} if item.note else shown
+
+
 def value_text(value: Any) -> str:
     if value in (KNOWN_AFTER_APPLY, SENSITIVE):
         return str(value)
@@ -257,7 +334,7 @@ def render_json(plan: Plan) -> str:
                 "externalName": change.target.external_name,
                 "provider": change.target.provider,
                 "action": str(change.action),
-                "fields": [{"field": f.field, "current": f.current, "desired": f.desired} for f in change.fields],
+                "fields": [_field_json(f) for f in change.fields],
                 "messages": list(change.messages),
             }
             for change in plan.changes
@@ -277,10 +354,15 @@ class Document:
     body: Mapping[str, Any]
 
 
+# What kubectl reads from a directory given to -f (not recursively), in name order.
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def load_documents(paths: Sequence[str]) -> list[Document]:
-    """Every YAML document in the files ("-" is stdin); empty documents are dropped."""
+    """Every YAML document in the files ("-" is stdin; a directory stands for its *.yaml, *.yml
+    and *.json files, sorted, as with `kubectl apply -f DIR`); empty documents are dropped."""
     documents: list[Document] = []
-    for path in paths:
+    for path in _manifest_files(paths):
         try:
             text = sys.stdin.read() if path == "-" else Path(path).read_text()
             loaded = list(yaml.safe_load_all(text))
@@ -297,6 +379,19 @@ def load_documents(paths: Sequence[str]) -> list[Document]:
                 raise PlanInputError(f"{path}: document {index} is not a mapping")
             documents.append(Document(f"{path}#{index}", body))
     return documents
+
+
+def _manifest_files(paths: Sequence[str]) -> list[str]:
+    files: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            if not found:
+                raise PlanInputError(f"{path}: no {', '.join(MANIFEST_SUFFIXES)} files in this directory")
+            files += found
+        else:
+            files.append(path)
+    return files
 
 
 def managed_kind(body: Mapping[str, Any]) -> Kind | None:
@@ -320,6 +415,7 @@ class Planner:
     cluster_id: str
     controller_namespace: str
     default_namespace: str
+    default_drift_policy: DriftPolicy = DriftPolicy.CORRECT  # `kumo run --drift-policy`
     _reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -347,17 +443,16 @@ class Planner:
         target = Target(str(kind), namespace, str(meta.get("name") or ""))
         if not target.name:
             return Change(target, Action.INVALID, messages=("metadata.name: required",))
-        live = await self._live(kind, namespace, target.name)
-        live_uid = str(live["metadata"]["uid"]) if live else None
-        body = {
-            "metadata": {
-                "name": target.name,
-                "namespace": namespace,
-                "uid": live_uid or PLACEHOLDER_UID,
-                "annotations": dict(meta.get("annotations") or {}),
-            },
-            "spec": dict(manifest.get("spec") or {}),
-        }
+        for attempt in range(1, DRY_RUN_ATTEMPTS + 1):
+            live = await self._live(kind, namespace, target.name)
+            try:
+                body = await self._dry_run(kind, namespace, manifest, live)
+                break
+            except ApiRefusal as refusal:
+                # 409: the object changed between the read and the dry run (the controller
+                # writes its status): read it again.
+                if refusal.status != 409 or attempt == DRY_RUN_ATTEMPTS:
+                    return Change(target, refusal.action, messages=(refusal.message,))
         try:
             provider, client, settings = await self._reconciler.connect(kind, body)
         except Terminal as error:  # the provider does not manage this kind
@@ -375,16 +470,54 @@ class Planner:
         problems = provider.validate(resource)
         if problems:
             return Change(target, Action.INVALID, messages=tuple(problems))
+        judged = partial(judge, body=body, cluster_id=self.cluster_id, default_policy=self.default_drift_policy)
+        if situation_of(body, self.default_drift_policy).paused:
+            return judged(target, client.desired(resource), None)  # the controller makes no cloud call
         try:
             observation = await client.observe(resource)
         except ProviderError as error:
             return Change(target, Action.ERROR, messages=(_line(error),))
-        adopt = body["metadata"]["annotations"].get(ANNOTATION_ADOPT) == "true"
-        return judge(target, client.desired(resource), observation, live_uid=live_uid, adopt=adopt)
+        return judged(target, client.desired(resource), observation)
+
+    async def _dry_run(
+        self, kind: Kind, namespace: str, manifest: Mapping[str, Any], live: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """The object as the API server would store it, from a server-side dry run with strict
+        field validation (what `kubectl apply --dry-run=server` checks): CRD schema and defaults,
+        admission, and the generation it would get. A new object is created, an existing one
+        replaced by its live self with the manifest's spec (and every other top-level field)
+        and the manifest's annotations and labels over the live ones. A new object's uid is not
+        known until it is created: PLACEHOLDER_UID stands for it."""
+        plural = MANAGED[kind].plural
+        options = {"dry_run": "All", "field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT}
+        wanted = dry_run_body(manifest, live, namespace)
+        try:
+            if live is None:
+                stored = await asyncio.to_thread(
+                    self.kube.custom.create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    wanted,
+                    **options,
+                )
+            else:
+                name = str(live["metadata"]["name"])
+                stored = await asyncio.to_thread(
+                    self.kube.custom.replace_namespaced_custom_object,
+                    GROUP, VERSION, namespace, plural, name, wanted, **options,
+                )  # fmt: skip
+        except ApiException as error:
+            raise ApiRefusal.of(error) from None
+        body = copy.deepcopy(dict(stored))
+        if live is None:
+            body["metadata"]["uid"] = PLACEHOLDER_UID
+        else:
+            body["status"] = copy.deepcopy(live.get("status") or {})  # the controller reads it as it is
+        return body
 
     async def _live(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any] | None:
-        from kubernetes.client.rest import ApiException
-
         try:
             found: Mapping[str, Any] = await asyncio.to_thread(
                 self.kube.custom.get_namespaced_custom_object,
@@ -409,6 +542,7 @@ def plan_documents(
     default_namespace: str,
     cluster_id: str = "",
     controller_namespace: str = "kumo-system",
+    default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
 ) -> Plan:
     """The plan for `documents` against the cluster behind `api_client`; cluster id defaults,
     as in `kumo run`, to the kube-system namespace's UID."""
@@ -421,10 +555,30 @@ def plan_documents(
             cluster_id=cluster_id or await kube.namespace_uid("kube-system"),
             controller_namespace=controller_namespace,
             default_namespace=default_namespace,
+            default_drift_policy=default_drift_policy,
         )
         return await planner.plan(documents)
 
     return asyncio.run(planned())
+
+
+def dry_run_body(manifest: Mapping[str, Any], live: Mapping[str, Any] | None, namespace: str) -> dict[str, Any]:
+    """The body a dry run sends: the manifest (every top-level field, so a misspelt one is
+    refused too), for an existing object over its live metadata, with annotations and labels
+    merged as `kubectl apply` merges them (the manifest's win, others stay) and guarded by the
+    live resourceVersion."""
+    body = {key: copy.deepcopy(value) for key, value in manifest.items() if key != "status"}
+    meta = dict(copy.deepcopy(manifest.get("metadata") or {}))
+    if live is not None:
+        current = {key: value for key, value in live["metadata"].items() if key != "managedFields"}
+        for key in ("annotations", "labels"):
+            merged = {**(current.get(key) or {}), **(meta.get(key) or {})}
+            if merged:
+                meta[key] = merged
+        meta = {**copy.deepcopy(current), **meta, "resourceVersion": current["resourceVersion"]}
+    meta["namespace"] = namespace
+    body["metadata"] = meta
+    return body
 
 
 def _line(error: BaseException) -> str:

@@ -26,18 +26,22 @@ from kumo.driftreport import (
 from kumo.driftreport import render_json as drift_json
 from kumo.driftreport import render_table as drift_table
 from kumo.plan import (
+    CANNOT_CORRECT,
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_NO_CHANGES,
     KNOWN_AFTER_APPLY,
     PLACEHOLDER_UID,
+    REPORT_ONLY,
     SENSITIVE,
     Action,
+    ApiRefusal,
     Change,
     FieldChange,
     Plan,
     PlanInputError,
     Target,
+    dry_run_body,
     judge,
     load_documents,
     managed_kind,
@@ -173,6 +177,17 @@ def seen(owner: Ownership | None, *drift: FieldDrift, ready: bool = True) -> Obs
     return Observation(TARGET.external_name, "available" if ready else "creating", ready, owner, drift=drift)
 
 
+def applied(uid: str | None, adopt: bool = False) -> dict[str, Any]:
+    """The object as the dry run answers: live uid (a new one's placeholder), annotations."""
+    annotations = {"kumo.dev/adopt": "true"} if adopt else {}
+    meta = {"name": TARGET.name, "namespace": TARGET.namespace, "uid": uid or PLACEHOLDER_UID}
+    return {"metadata": {**meta, "generation": 1, "annotations": annotations}, "spec": {}}
+
+
+def planned(observation: Observation | None, live_uid: str | None, adopt: bool = False) -> Change:
+    return judge(TARGET, DESIRED, observation, body=applied(live_uid, adopt), cluster_id="c-1")
+
+
 JUDGE_CASES = [
     ("absent-is-create", None, None, False, Action.CREATE, 3, ""),
     ("own-resource-without-drift-is-no-op", seen(ME), LIVE_UID, False, Action.NOOP, 0, ""),
@@ -208,7 +223,7 @@ JUDGE_CASES = [
 )
 def test_judge_decides_like_the_reconciler(case, observation, live_uid, adopt, action, fields, message):
     """Absent -> create; ours -> update / no-op; someone else's or unmanaged -> conflict (unless adopting)."""
-    change = judge(TARGET, DESIRED, observation, live_uid=live_uid, adopt=adopt)
+    change = planned(observation, live_uid, adopt)
     assert change.action is action
     assert len(change.fields) == fields
     assert message in " ".join(change.messages)
@@ -216,7 +231,7 @@ def test_judge_decides_like_the_reconciler(case, observation, live_uid, adopt, a
 
 def test_create_lists_every_desired_field_with_the_uid_known_after_apply():
     """A create shows each setting's value; the not-yet-assigned uid is shown as known after apply."""
-    change = judge(TARGET, DESIRED, None, live_uid=None)
+    change = planned(None, None)
     assert [(f.field, f.current) for f in change.fields] == [
         ("instanceClass", None),
         ("storageGB", None),
@@ -228,13 +243,36 @@ def test_create_lists_every_desired_field_with_the_uid_known_after_apply():
 
 def test_update_carries_current_and_desired_per_drifted_field():
     """An update names each drifted field with the cloud's value and the spec's value."""
-    change = judge(TARGET, DESIRED, seen(ME, FieldDrift("storageGB", 50, 20)), live_uid=LIVE_UID)
+    change = planned(seen(ME, FieldDrift("storageGB", 50, 20)), LIVE_UID)
     assert change.fields == (FieldChange("storageGB", 20, 50),)
+
+
+def test_fields_applying_leaves_alone_say_why_in_table_and_json():
+    """Report-only and uncorrectable drift is shown with its note and does not count as a change;
+    a field applying writes carries no note (the JSON stays as it was for those)."""
+    change = Change(
+        TARGET,
+        Action.NOOP,
+        (
+            FieldChange("instanceClass", "db.t3.small", "db.t3.micro", REPORT_ONLY),
+            FieldChange("storageGB", 50, 20, CANNOT_CORRECT + ": raise the spec to match"),
+        ),
+    )
+    plan = Plan((change,))
+    lines = plan_table(plan).splitlines()
+    assert lines[1] == '    instanceClass: "db.t3.small" -> "db.t3.micro"  (report only, not changed)'
+    assert lines[2] == "    storageGB: 50 -> 20  (cannot be corrected: raise the spec to match)"
+    assert plan.exit_code == EXIT_NO_CHANGES
+    fields = json.loads(plan_json(plan))["changes"][0]["fields"]
+    assert fields[0]["note"] == REPORT_ONLY
+    updated = json.loads(plan_json(Plan((Change(TARGET, Action.UPDATE, (FieldChange("storageGB", 20, 50),)),))))
+    assert updated["changes"][0]["fields"] == [{"field": "storageGB", "current": 20, "desired": 50}]
 
 
 def test_a_secret_looking_field_is_never_shown():
     """Should a provider ever render a password into desired(), the plan shows (sensitive) instead."""
-    change = judge(TARGET, {"masterPassword": "hunter2hunter2", "storageGB": 20}, None, live_uid=None)
+    body = applied(None)
+    change = judge(TARGET, {"masterPassword": "hunter2hunter2", "storageGB": 20}, None, body=body, cluster_id="c-1")
     rendered = plan_table(Plan((change,))) + plan_json(Plan((change,)))
     assert "hunter2" not in rendered and SENSITIVE in rendered
 
@@ -373,6 +411,67 @@ def test_bad_manifest_files_are_one_clear_error(tmp_path, case, text, message):
     with pytest.raises(PlanInputError, match=message) as raised:
         load_documents([str(path)])
     assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_directory_is_read_like_kubectl(tmp_path):
+    """`-f DIR` reads its *.yaml, *.yml and *.json files in name order, nothing else, not
+    recursively; a directory with none of them is an error naming it."""
+    (tmp_path / "b.yaml").write_text("kind: Bucket\n")
+    (tmp_path / "a.json").write_text('{"kind": "Database"}')
+    (tmp_path / "c.yml").write_text("kind: Secret\n")
+    (tmp_path / "notes.txt").write_text("kind: ConfigMap\n")
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "d.yaml").write_text("kind: Namespace\n")
+    documents = load_documents([str(tmp_path)])
+    assert [d.body["kind"] for d in documents] == ["Database", "Bucket", "Secret"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PlanInputError, match=r"no \.yaml, \.yml, \.json files"):
+        load_documents([str(tmp_path / "empty")])
+
+
+def test_the_dry_run_merges_metadata_like_kubectl_apply():
+    """An existing object is sent as its live self with the manifest's fields: the manifest's
+    annotations and labels win, others stay, and the live resourceVersion guards it; every
+    top-level field of the manifest goes along, so a misspelt one reaches strict validation."""
+    manifest = {
+        "apiVersion": "kumo.dev/v1alpha1",
+        "kind": "Database",
+        "metadata": {"name": "orders", "annotations": {"kumo.dev/adopt": "true"}},
+        "spec": {"engine": "postgres"},
+        "sepc": {"size": "large"},
+    }
+    live = {
+        "metadata": {
+            "name": "orders",
+            "namespace": "team-a",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "annotations": {"kumo.dev/paused": "true"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"engine": "mysql"},
+        "status": {"observedGeneration": 3},
+    }
+    sent = dry_run_body(manifest, live, "team-a")
+    assert sent["spec"] == {"engine": "postgres"} and sent["sepc"] == {"size": "large"} and "status" not in sent
+    assert sent["metadata"]["annotations"] == {"kumo.dev/paused": "true", "kumo.dev/adopt": "true"}
+    assert (sent["metadata"]["resourceVersion"], sent["metadata"]["uid"]) == ("42", "u-1")
+    assert "managedFields" not in sent["metadata"]
+    assert dry_run_body(manifest, None, "team-b")["metadata"] == {
+        "name": "orders",
+        "namespace": "team-b",
+        "annotations": {"kumo.dev/adopt": "true"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "action"), [(400, Action.INVALID), (422, Action.INVALID), (403, Action.ERROR), (404, Action.ERROR)]
+)
+def test_what_the_api_server_refuses_is_invalid(status, action):
+    """Strict field validation (400) and the CRD schema (422) make the manifest invalid as
+    written; a refusal of the look itself (403 RBAC, 404 no CRD) is an error."""
+    assert ApiRefusal(status, "Kubernetes API ...").action is action
 
 
 def test_every_document_of_every_file_is_read(tmp_path):
