@@ -111,15 +111,18 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="the local test bed: control plane + emulated clouds")
     dev_commands = dev.add_subparsers(title="dev commands")
-    up = dev_commands.add_parser("up", help="start it in the background and write the env file")
-    up.add_argument("--env-file", type=Path, default=None)
+    state_help = "where the bed is remembered (default: $XDG_STATE_HOME/kumo/dev/env.json, ~/.local/state/...)"
+    up = dev_commands.add_parser(
+        "up", help="start it in the background with ProviderConfigs for the examples; print the next commands"
+    )
+    up.add_argument("--env-file", type=Path, default=None, help=state_help)
     up.add_argument("--audit-log", action="store_true", help="record every API write")
     up.set_defaults(handler=_dev_up)
-    down = dev_commands.add_parser("down", help="stop everything `dev up` started")
-    down.add_argument("--env-file", type=Path, default=None)
+    down = dev_commands.add_parser("down", help="stop everything `dev up` started (from any directory)")
+    down.add_argument("--env-file", type=Path, default=None, help=state_help)
     down.set_defaults(handler=_dev_down)
-    status = dev_commands.add_parser("status", help="say what runs")
-    status.add_argument("--env-file", type=Path, default=None)
+    status = dev_commands.add_parser("status", help="each server: pid, address, running or not")
+    status.add_argument("--env-file", type=Path, default=None, help=state_help)
     status.set_defaults(handler=_dev_status)
     return parser
 
@@ -280,55 +283,22 @@ def _one_line(error: Exception) -> str:
     return " ".join(text.split())
 
 
-def _env_file(args: argparse.Namespace) -> Path:
-    from kumo.testbed.bed import DEFAULT_ENV_FILE
-
-    return Path(args.env_file or DEFAULT_ENV_FILE)
-
-
 def _dev_up(args: argparse.Namespace) -> int:
-    from kumo.testbed.bed import TestBed
+    from kumo.testbed import devbed
 
-    path = _env_file(args)
-    if path.exists():
-        running = TestBed.from_env_file(path)
-        if running.status() and all(alive for _, _, alive in running.status()):
-            print(f"test bed already running: {path}")
-            return 0
-        running.stop()
-    bed = TestBed.start(progress=True, audit_log=args.audit_log)
-    bed.write_env_file(path)
-    print(f"test bed up in {bed.env['startup_seconds']}s; environment: {path.resolve()}")
-    print(f"  export KUBECONFIG={bed.env['kubeconfig']}")
-    return 0
+    return devbed.up(devbed.DevPaths.at(args.env_file), audit_log=args.audit_log)
 
 
 def _dev_down(args: argparse.Namespace) -> int:
-    from kumo.testbed.bed import TestBed
+    from kumo.testbed import devbed
 
-    path = _env_file(args)
-    if not path.exists():
-        print("no test bed running")
-        return 0
-    TestBed.from_env_file(path).stop()
-    path.unlink()
-    print("test bed stopped")
-    return 0
+    return devbed.down(devbed.DevPaths.at(args.env_file))
 
 
 def _dev_status(args: argparse.Namespace) -> int:
-    from kumo.testbed.bed import TestBed
+    from kumo.testbed import devbed
 
-    path = _env_file(args)
-    if not path.exists():
-        print("no test bed running")
-        return 1
-    bed = TestBed.from_env_file(path)
-    states = bed.status()
-    for name, pid, alive in states:
-        print(f"{name:16} pid {pid:<8} {'running' if alive else 'STOPPED'}")
-    print(json.dumps({k: bed.env[k] for k in ("kubeconfig", "aws", "gcp")}, indent=2))
-    return 0 if all(alive for _, _, alive in states) else 1
+    return devbed.status(devbed.DevPaths.at(args.env_file))
 
 
 if __name__ == "__main__":
