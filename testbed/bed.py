@@ -3,11 +3,11 @@ kube-controller-manager, so namespaces really terminate and ownerReferences are 
 collected), the three emulators, the PostgreSQL server behind their database instances
 (`engines.py`), and their env file.
 
-`kumo dev up` starts it in the background and writes `.kumo/dev/env.json`; `kumo dev down`
-stops every process listed there and removes the temporary work directory; the pytest fixtures
-and `make demo` use the same `TestBed` in-process. `TestBed.from_env_file` reattaches to a bed
-that is already running, so a developer can keep one up between test runs
-(`KUMO_TESTBED_ENV=.kumo/dev/env.json`).
+`kumo dev up` starts it in the background and writes its env file (`devbed.py` says where and
+how it is found again); `kumo dev down` stops it and removes the temporary work directory; the
+pytest fixtures and `make demo` use the same `TestBed` in-process. `TestBed.from_env_file`
+reattaches to a bed that is already running, so a developer can keep one up between test runs
+(`KUMO_TESTBED_ENV=~/.local/state/kumo/dev/env.json`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from . import emulators, engines
 from .cluster import UNPRIVILEGED_USERS, LocalControlPlane, ensure_binaries
 from .process import ManagedProcess, pid_alive, stop_process_group
 
-DEFAULT_ENV_FILE = Path(".kumo/dev/env.json")
 CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 
@@ -99,7 +98,7 @@ class TestBed:
         env = json.loads(path.read_text())
         return cls(Path(env["workdir"]), env)
 
-    def write_env_file(self, path: Path = DEFAULT_ENV_FILE) -> Path:
+    def write_env_file(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.env, indent=2) + "\n")
         return path
