@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -23,6 +22,12 @@ from typing import Any
 # changes found, 1 errors (so a usage error there is 1, not argparse's 2).
 DETAILED_EXIT_COMMANDS = ("drift", "plan", "status")
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's, for the other commands
+STATUS_READY = 0
+STATUS_NOT_READY = 3  # so scripts can wait on it
+TOP_LEVEL_EXIT_CODES = f"""exit codes:
+  `COMMAND --help` lists each command's. A usage error exits {EXIT_USAGE}, except for
+  {", ".join(DETAILED_EXIT_COMMANDS)}: they exit {EXIT_ERROR} (their other codes report what they found)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,42 +51,80 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kumo", description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help ends with its command's exit codes.
+
+    They are looked up only when help is shown: `plan` and `run` take their codes from modules
+    that load the controller, which every other command should not wait for.
+    """
+
+    def __init__(self, *args: Any, command: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)  # keep the table's lines
+        super().__init__(*args, **kwargs)
+        self.command = command
+
+    def format_help(self) -> str:
+        if self.command:
+            self.epilog = "exit codes:\n" + "\n".join(
+                f"  {code}  {meaning}" for code, meaning in exit_codes(self.command)
+            )
+        return super().format_help()
+
+
+def exit_codes(command: str) -> list[tuple[int, str]]:
+    """What each exit status of `command` means, from the constants its handler returns."""
+    if command == "run":
+        from kumo.controller.runtime.operator import EXIT_DEPOSED
+
+        codes = {
+            0: "stopped by SIGTERM or Ctrl-C",
+            EXIT_ERROR: "stopped on an error (the log says which)",
+            EXIT_USAGE: "a flag or a KUMO_* variable is not valid",
+            EXIT_DEPOSED: "a leader lost its Lease (its supervisor restarts it as a standby)",
+        }
+    elif command == "drift":
+        from kumo.driftreport import EXIT_DRIFTED, EXIT_IN_SYNC
+
+        codes = {EXIT_IN_SYNC: "every object in sync", EXIT_ERROR: "error or usage error", EXIT_DRIFTED: "drift found"}
+    elif command == "plan":
+        from kumo.plan import EXIT_CHANGES, EXIT_NO_CHANGES
+        from kumo.plan import EXIT_ERROR as PLAN_FAILED
+
+        codes = {EXIT_NO_CHANGES: "nothing to change", PLAN_FAILED: "error or usage error", EXIT_CHANGES: "changes"}
+    elif command == "status":
+        codes = {STATUS_READY: "Ready", EXIT_ERROR: "error or usage error", STATUS_NOT_READY: "not Ready"}
+    else:
+        raise ValueError(f"no exit codes declared for {command!r}")
+    return sorted(codes.items())
+
+
+def _prog(argv0: str) -> str:
+    """`kubectl kumo` when kubectl runs this as its plugin: kubectl starts the `kubectl-kumo`
+    executable with its path as argv[0] (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/)."""
+    return "kubectl kumo" if Path(argv0).name.startswith("kubectl-kumo") else "kumo"
+
+
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    from kumo.controller.runtime.config import add_flags
+    from kumo.version import kumo_version
+
+    parser = _Parser(prog=prog or _prog(sys.argv[0]), description=__doc__.splitlines()[0], epilog=TOP_LEVEL_EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {kumo_version()}")
     commands = parser.add_subparsers(title="commands")
 
-    run = commands.add_parser("run", help="run the controller (flags override KUMO_* variables)")
-    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)")
-    run.add_argument("--controller-namespace", help="where ClusterProviderConfig credentials live")
-    run.add_argument("--cluster-id", help="written into ownership tags (default: kube-system UID)")
-    run.add_argument("--workers", type=int, help="reconciles in flight at once")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
-    run.add_argument("--health-port", type=int, help="serve /healthz on this port")
-    run.add_argument("--health-host", help="address for /healthz (0.0.0.0 inside a Pod)")
-    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    run.add_argument("--sweep-interval", type=float, help="seconds between drift sweeps (default 60)")
-    run.add_argument("--sweep-concurrency", type=int, help="drift sweeps running at once (default 4)")
-    run.add_argument(
-        "--drift-policy", choices=["Correct", "Report", "Ignore"], help="default for objects without spec.driftPolicy"
+    run = commands.add_parser(
+        "run",
+        command="run",
+        help="run the controller (each flag also reads a KUMO_* variable)",
+        description="Run the controller. Each setting is a flag or a variable; a flag wins over its variable.",
     )
-    run.add_argument("--cloud-rate", type=float, help="cloud calls per second per account and region (0: no limit)")
-    run.add_argument("--cloud-burst", type=float, help="burst size of that token bucket")
-    run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
-    run.add_argument("--log-format", choices=["text", "json"], help="log line format")
-    run.add_argument(
-        "--leader-elect",
-        action="store_true",
-        default=None,
-        help="run as one of several replicas: only the holder of a Lease reconciles (KUMO_LEADER_ELECT)",
-    )
-    run.add_argument("--lease-name", help="the leader-election Lease in the controller namespace (kumo-controller)")
-    run.add_argument("--lease-duration", type=int, help="seconds before a standby takes an unrenewed Lease (15)")
-    run.add_argument("--renew-deadline", type=float, help="seconds a leader acts without renewing, then exits (10)")
-    run.add_argument("--retry-period", type=float, help="seconds between Lease renewals and tries (2)")
+    add_flags(run)
     run.set_defaults(handler=_run)
 
     drift = commands.add_parser(
-        "drift", help="report drifted Databases and Buckets from their status (no cloud calls, no writes)"
+        "drift",
+        command="drift",
+        help="report drifted Databases and Buckets from their status (no cloud calls, no writes)",
     )
     scope = drift.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", help="this namespace (default: the kubeconfig context's, else default)")
@@ -91,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     drift.set_defaults(handler=_drift)
 
     plan = commands.add_parser(
-        "plan", help="show what applying manifests would create or change in the cloud (reads only)"
+        "plan", command="plan", help="show what applying manifests would create or change in the cloud (reads only)"
     )
     plan.add_argument(
         "--filename", "-f", action="append", required=True, help="manifest file, '-' for stdin (repeatable)"
@@ -99,11 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--namespace", "-n", help="for documents without metadata.namespace")
     plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
     plan.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
-    plan.add_argument("--cluster-id", help="as given to `kumo run` (default: KUMO_CLUSTER_ID, else kube-system UID)")
-    plan.add_argument("--controller-namespace", help="where ClusterProviderConfig credentials live (kumo-system)")
+    add_flags(plan, "cluster_id", "controller_namespace")  # as `kumo run` has them
     plan.set_defaults(handler=_plan)
 
-    status = commands.add_parser("status", help="explain in plain words why an object is (not) Ready")
+    status = commands.add_parser("status", command="status", help="explain in plain words why an object is (not) Ready")
     status.add_argument("target", metavar="KIND/NAME", help="e.g. database/orders-db or bucket/assets")
     status.add_argument("--namespace", "-n", help="default: the kubeconfig context's namespace, else default")
     status.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
@@ -128,35 +170,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kumo.controller.runtime.config import ControllerConfig
+    from kumo.controller.runtime.config import ControllerConfig, OptionError
     from kumo.controller.runtime.logs import configure_logging
     from kumo.controller.runtime.memory import limit_arenas
     from kumo.controller.runtime.operator import run
 
-    config = ControllerConfig.from_env()
-    overrides = {
-        "namespaces": tuple(args.namespace) or None,
-        "controller_namespace": args.controller_namespace,
-        "cluster_id": args.cluster_id,
-        "workers": args.workers,
-        "kubeconfig": args.kubeconfig,
-        "health_port": args.health_port,
-        "health_host": args.health_host,
-        "metrics_port": args.metrics_port,
-        "sweep_interval": args.sweep_interval,
-        "sweep_concurrency": args.sweep_concurrency,
-        "drift_policy": args.drift_policy,
-        "cloud_rate": args.cloud_rate,
-        "cloud_burst": args.cloud_burst,
-        "log_level": args.log_level,
-        "log_format": args.log_format,
-        "leader_elect": args.leader_elect,
-        "lease_name": args.lease_name,
-        "lease_duration": args.lease_duration,
-        "renew_deadline": args.renew_deadline,
-        "retry_period": args.retry_period,
-    }
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = ControllerConfig.load(vars(args))
+    except OptionError as error:
+        print(f"kumo run: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(config.log_format, config.log_level)
     limit_arenas()  # before any thread exists
     asyncio.run(run(config))
@@ -226,7 +249,7 @@ def _status(args: argparse.Namespace) -> int:
         return _failed("status", error)
     explanation = explain(obj, events, secret_keys)
     print(render(explanation))
-    return 0 if explanation.ready else 3
+    return STATUS_READY if explanation.ready else STATUS_NOT_READY
 
 
 def _secret_keys(core: Any, namespace: str, name: str) -> list[str] | None:

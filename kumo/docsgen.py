@@ -1,15 +1,17 @@
-"""The CRD reference, docs/reference/crds.md, generated from the schemas in crds/*.yaml.
+"""The reference pages: docs/reference/crds.md from the schemas in crds/*.yaml, and
+docs/reference/cli.md from the controller's option declarations and the CLI's exit codes.
 
 The CRDs are the API's source of truth: every field's type, bounds, default and description, and
 the CEL rules the API server enforces, are written there once. This module renders them into one
 Markdown page so the reference can never disagree with what `kubectl apply` accepts.
 
-    python -m kumo.docsgen            # (re)write docs/reference/crds.md (`make docs`)
-    python -m kumo.docsgen --check    # exit 1 with a diff if the checked-in page is stale
+    python -m kumo.docsgen            # (re)write both pages (`make docs`)
+    python -m kumo.docsgen --check    # exit 1 with a diff if a checked-in page is stale
 
 Run it from the repository root. The output is deterministic: properties keep their schema order
 (the order a reader meets them in the YAML), CRDs are sorted by kind, and nothing depends on time
-or on the machine. tests/unit/test_crd_reference.py runs the same check in CI.
+or on the machine. tests/unit/test_crd_reference.py and tests/unit/test_options.py run the same
+checks in CI.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+if TYPE_CHECKING:
+    from kumo.controller.runtime.config import Option
+
 DEFAULT_CRDS = Path("crds")
 DEFAULT_OUTPUT = Path("docs/reference/crds.md")
+DEFAULT_CLI_OUTPUT = Path("docs/reference/cli.md")
+CLI_SOURCES = "controller/runtime/config.py and kumo/cli.py"
 DIFF_HEAD_LINES = 40
 # The top-level properties every object has; the API server defines them, not these CRDs.
 STANDARD_ROOT_FIELDS = ("apiVersion", "kind", "metadata")
@@ -363,30 +370,107 @@ def _message(rule: Rule) -> str:
     return "(the API server's default message)"
 
 
+# ---------------------------------------------------------------------------- the CLI page
+
+
+def render_cli() -> str:
+    """docs/reference/cli.md: `kumo run`'s options and every command's exit codes."""
+    from kumo.cli import DETAILED_EXIT_COMMANDS, exit_codes
+    from kumo.controller.runtime.config import options
+
+    lines = [
+        f"<!-- Generated from {CLI_SOURCES} by `python -m kumo.docsgen`. Do not edit: run `make docs`. -->",
+        "",
+        "# Command line reference",
+        "",
+        "## `kumo run` options",
+        "",
+        "Every setting of the controller is a flag of `kumo run` and an environment variable. A flag",
+        "wins over its variable, a variable over the default; an empty variable counts as unset.",
+        "`kumo run --help` shows the same list. Each option is declared once, in",
+        "`controller/runtime/config.py`; this table and the flags are generated from it.",
+        "",
+    ]
+    lines += _table(
+        ("Flag", "Variable", "Default", "Meaning"),
+        [
+            (
+                ", ".join(_code(flag) for flag in _flags(o)),
+                _code(o.env) + (f" ({o.env_form})" if o.env_form else ""),
+                _code(o.shown_default) if _literal_default(o) else _prose(o.shown_default),
+                _prose(o.help) + ("; one of " + ", ".join(map(_code, o.choices)) if o.choices else ""),
+            )
+            for o in options()
+        ],
+    )
+    lines += [
+        "",
+        "## Exit codes",
+        "",
+        "Each command's `--help` ends with the same list. For "
+        + ", ".join(f"`{c}`" for c in DETAILED_EXIT_COMMANDS)
+        + " a usage error exits 1; for the others it exits 2.",
+    ]
+    for command in ("run", *DETAILED_EXIT_COMMANDS):
+        lines += ["", f"### `kumo {command}`", ""]
+        lines += _table(("Code", "Meaning"), [(str(code), _prose(meaning)) for code, meaning in exit_codes(command)])
+    return "\n".join(lines) + "\n"
+
+
+def _flags(option: Option) -> list[str]:
+    """The spellings of an option's flag: a switch also has its `--no-` form."""
+    negated = [option.flag.replace("--", "--no-", 1)] if option.value_type is bool else []
+    return [option.flag, *negated, *([option.short] if option.short else [])]
+
+
+def _literal_default(option: Option) -> bool:
+    """Whether the default is a value one could type (`16`), not words (`off`, `every namespace`)."""
+    return not option.default_text and option.value_type is not bool
+
+
 # ---------------------------------------------------------------------------- command line
 
 
-def stale_diff(current: str, generated: str, name: str) -> list[str]:
+def stale_diff(current: str, generated: str, name: str, source: str = "crds/") -> list[str]:
     """The unified diff from the checked-in page to the generated one (empty when equal)."""
     return list(
         difflib.unified_diff(
             current.splitlines(keepends=True),
             generated.splitlines(keepends=True),
             fromfile=f"{name} (checked in)",
-            tofile=f"{name} (generated from crds/)",
+            tofile=f"{name} (generated from {source})",
         )
     )
+
+
+def _stale(page: Path, generated: str, source: str) -> bool:
+    """Print the diff and the fix when `page` is not what would be generated."""
+    current = page.read_text(encoding="utf-8") if page.exists() else ""
+    diff = stale_diff(current, generated, str(page), source)
+    if not diff:
+        return False
+    sys.stdout.writelines(diff[:DIFF_HEAD_LINES])
+    if len(diff) > DIFF_HEAD_LINES:
+        print(f"... ({len(diff) - DIFF_HEAD_LINES} more diff lines)")
+    print(f"{page} is out of date with {source}: run `make docs`")
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kumo.docsgen",
-        description="Generate the CRD reference (Markdown) from crds/*.yaml.",
+        description="Generate the reference pages (Markdown): CRDs from crds/*.yaml, the CLI from its declarations.",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if the output file is not up to date")
     parser.add_argument("--crds", type=Path, default=DEFAULT_CRDS, help=f"CRD folder (default: {DEFAULT_CRDS})")
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"page to write (default: {DEFAULT_OUTPUT})"
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"CRD page to write (default: {DEFAULT_OUTPUT})"
+    )
+    parser.add_argument(
+        "--cli-output",
+        type=Path,
+        default=DEFAULT_CLI_OUTPUT,
+        help=f"CLI page to write (default: {DEFAULT_CLI_OUTPUT})",
     )
     args = parser.parse_args(argv)
     try:
@@ -394,18 +478,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, KeyError, ValueError) as error:
         print(f"docsgen: cannot read the CRDs in {args.crds}: {error}", file=sys.stderr)
         return 1
+    pages = {args.output: (generated, f"{args.crds}/"), args.cli_output: (render_cli(), CLI_SOURCES)}
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        diff = stale_diff(current, generated, str(args.output))
-        if not diff:
-            return 0
-        sys.stdout.writelines(diff[:DIFF_HEAD_LINES])
-        if len(diff) > DIFF_HEAD_LINES:
-            print(f"... ({len(diff) - DIFF_HEAD_LINES} more diff lines)")
-        print(f"{args.output} is out of date with {args.crds}/: run `make docs`")
-        return 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(generated, encoding="utf-8")
+        stale = [page for page, (text, source) in pages.items() if _stale(page, text, source)]
+        return 1 if stale else 0
+    for page, (text, _) in pages.items():
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(text, encoding="utf-8")
     return 0
 
 

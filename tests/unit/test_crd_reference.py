@@ -70,7 +70,7 @@ def test_check_mode_fails_on_a_stale_page_and_passes_once_written(tmp_path, caps
     """--check exits 1 with a diff and the fix to run; writing the page makes --check exit 0."""
     page = tmp_path / "crds.md"
     page.write_text("# outdated\n", encoding="utf-8")
-    args = ["--crds", str(CRDS), "--output", str(page)]
+    args = ["--crds", str(CRDS), "--output", str(page), "--cli-output", str(tmp_path / "cli.md")]
 
     assert docsgen.main(["--check", *args]) == 1
     out = capsys.readouterr().out
@@ -84,7 +84,8 @@ def test_check_mode_fails_on_a_stale_page_and_passes_once_written(tmp_path, caps
 
 def test_check_mode_treats_a_missing_page_as_stale(tmp_path, capsys):
     """A page that was never generated is reported, not silently accepted."""
-    assert docsgen.main(["--check", "--crds", str(CRDS), "--output", str(tmp_path / "none.md")]) == 1
+    pages = ["--output", str(tmp_path / "none.md"), "--cli-output", str(tmp_path / "cli.md")]
+    assert docsgen.main(["--check", "--crds", str(CRDS), *pages]) == 1
     assert "run `make docs`" in capsys.readouterr().out
 
 
