@@ -10,6 +10,7 @@ Every SDK call is counted per kind: "rds", "s3", "cloudsql", "gcs".
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import threading
 import time
@@ -35,10 +36,20 @@ from kumo.providers.aws.session import CLIENT_CONFIG, tags_to_list
 from kumo.providers.base import Kind, ManagedResource, ProviderSettings
 from kumo.providers.gcp import cloudsql as gcp_sql
 from kumo.providers.gcp import gcs as gcp_gcs
+from kumo.testbed.bed import CRD_DIR
+
+from kumo.api import VERSION
+from kumo.schemadefaults import apply_defaults, crd_schemas
 
 # The four (cloud, kind) pairs, by the short names the results use.
 KINDS = {"rds": ("aws", "Database"), "s3": ("aws", "Bucket"), "cloudsql": ("gcp", "Database"), "gcs": ("gcp", "Bucket")}
 CALL_TIMEOUT = 30.0
+
+
+@functools.cache
+def _crd_schemas() -> dict[str, Any]:
+    """The CRDs' schemas by kind, for the defaults the API server would write into a manifest."""
+    return crd_schemas(CRD_DIR, VERSION)
 
 
 def kind_key(cloud: str, kind: str) -> str:
@@ -107,6 +118,7 @@ class Clouds:
     def resource(self, kind: str, manifest: dict[str, Any], namespace: str) -> ManagedResource:
         """kumo's view of a manifest, as if it had been applied (a made-up uid for the tags)."""
         body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace, "uid": str(uuid.uuid4())}}
+        body = apply_defaults(_crd_schemas()[KINDS[kind][1]], body)  # what the API server stores
         defaults = self.gcp_settings.provider_options.get("databases") if kind == "cloudsql" else None
         return managed_resource(Kind(KINDS[kind][1]), body, self.cluster_id, defaults)
 

@@ -14,10 +14,12 @@ Both keep the cloud's own message so the user sees what the cloud said.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -78,37 +80,98 @@ class Ownership:
         return f"{self.namespace}/{self.name}"
 
 
+# The portable vocabulary's closed sets, as the CRDs enumerate them (tests hold the two together):
+# the controller refuses any other value instead of guessing, and providers map every one.
+ENGINES = ("postgres", "mysql")
+SIZES = ("small", "medium", "large")
+
+# Keys of a spec field's metadata (see `spec_field`).
+SPEC_KEY = "kumo.spec.key"
+SPEC_PARSE = "kumo.spec.parse"
+SPEC_REQUIRED = "kumo.spec.required"
+NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})  # `absent` of a map field: an empty one
+
+
+def one_of(*allowed: str) -> Callable[[Any], str]:
+    """A parser that accepts only the listed words."""
+
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return str(value)
+
+    return parse
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a string")
+    return str(value)
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{value!r} is not a map")
+    return dict(value)
+
+
+def spec_field(key: str, parse: Callable[[Any], Any], *, absent: Any = dataclasses.MISSING) -> Any:
+    """A spec dataclass field read from the object's `spec.<key>` (a dotted path for nested keys)
+    and checked by `parse`, which raises ValueError for a value it does not know.
+
+    Without `absent` the key is required: the CRD requires or defaults it, and the API server
+    writes CRD defaults into every object it serves, so the controller never invents a value
+    (defaults live in the CRD only). `absent` is what an optional key's absence means (no
+    instanceClass, no databaseName); it is not a default, since the CRD has none for such keys."""
+    metadata = {SPEC_KEY: key, SPEC_PARSE: parse, SPEC_REQUIRED: absent is dataclasses.MISSING}
+    if isinstance(absent, Mapping):  # an empty map: each spec gets its own
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=absent, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class DatabaseSpec:
     """The portable Database vocabulary (see crds/database.yaml for the meaning of each)."""
 
-    engine: str  # postgres | mysql
-    version: str  # major version, e.g. "16" or "8.0"
-    size: str = "small"  # small | medium | large, mapped by the provider to a class / tier
-    instance_class: str = ""  # explicit per-provider override of `size`
-    storage_gb: int = 20
-    high_availability: bool = False
-    backup_retention_days: int = 7
-    deletion_protection: bool = False
-    publicly_accessible: bool = False
-    database_name: str = ""
-    master_username: str = "kumo"
-    skip_final_snapshot: bool = True
-    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    engine: str = spec_field("engine", one_of(*ENGINES))
+    version: str = spec_field("version", text)  # major version, e.g. "16" or "8.0"
+    size: str = spec_field("size", one_of(*SIZES))  # mapped by the provider to a class / tier
+    storage_gb: int = spec_field("storageGB", integer)
+    high_availability: bool = spec_field("highAvailability", boolean)
+    backup_retention_days: int = spec_field("backupRetentionDays", integer)
+    deletion_protection: bool = spec_field("deletionProtection", boolean)
+    publicly_accessible: bool = spec_field("publiclyAccessible", boolean)
+    master_username: str = spec_field("masterUsername", text)
+    skip_final_snapshot: bool = spec_field("snapshotOnDelete", lambda value: not boolean(value))
+    instance_class: str = spec_field("instanceClass", text, absent="")  # explicit override of `size`
+    database_name: str = spec_field("databaseName", text, absent="")
+    provider_options: Mapping[str, Any] = spec_field("providerOptions", mapping, absent=NO_OPTIONS)
 
 
 @dataclass(frozen=True)
 class BucketSpec:
     """The portable Bucket vocabulary (see crds/bucket.yaml)."""
 
-    location: str = ""  # empty: the provider config's region
-    versioning: bool = False
-    public_access: bool = False
-    encryption: bool = True
-    lifecycle_expire_days: int | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    force_destroy: bool = False
-    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    versioning: bool = spec_field("versioning", boolean)
+    public_access: bool = spec_field("publicAccess", boolean)
+    encryption: bool = spec_field("encryption", boolean)
+    force_destroy: bool = spec_field("forceDestroy", boolean)
+    location: str = spec_field("location", text, absent="")  # absent: the provider config's region
+    lifecycle_expire_days: int | None = spec_field("lifecycle.expireAfterDays", integer, absent=None)
+    labels: Mapping[str, str] = spec_field("labels", mapping, absent=NO_OPTIONS)
+    provider_options: Mapping[str, Any] = spec_field("providerOptions", mapping, absent=NO_OPTIONS)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,13 @@ from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
 from kumo.controller.core.drift import DriftPolicy, policy_of
 from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from kumo.controller.core.resources import ObjectKey, derived_external_name, managed_resource, owner_reference
+from kumo.controller.core.resources import (
+    InvalidSpec,
+    ObjectKey,
+    derived_external_name,
+    managed_resource,
+    owner_reference,
+)
 from kumo.controller.runtime.kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
 from kumo.controller.runtime.metrics import Metrics
 from kumo.providers.base import (
@@ -95,10 +101,6 @@ class SecretConflict(Terminal):
 class UnexpectedError(Retryable):
     """An error no step foresaw (a Kubernetes refusal such as an exhausted quota or a policy, or a
     bug): shown in Synced=False and an event like any other, and retried with backoff."""
-
-
-class InvalidSpec(Terminal):
-    """The provider found values in the spec it cannot accept; nothing was called."""
 
 
 @dataclass(frozen=True)

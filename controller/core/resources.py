@@ -8,13 +8,24 @@ account never collide. `spec.externalName` overrides it (and is how a user adopt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from kumo.providers.base import BucketSpec, DatabaseSpec, Kind, ManagedResource, Ownership
+from kumo.providers.base import (
+    SPEC_KEY,
+    SPEC_PARSE,
+    SPEC_REQUIRED,
+    BucketSpec,
+    DatabaseSpec,
+    Kind,
+    ManagedResource,
+    Ownership,
+    Terminal,
+)
 from kumo.providers.naming import GOOGLE_LIKE, RESERVED_PREFIXES
 
 from kumo.api import API_VERSION
@@ -93,47 +104,54 @@ def ownership(body: Mapping[str, Any], cluster_id: str) -> Ownership:
     return Ownership(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], cluster_id=cluster_id)
 
 
+class InvalidSpec(Terminal):
+    """The spec holds a value kumo does not know, or lacks one it needs; the message names the
+    field. Nothing was called: fixing the spec is the only way forward."""
+
+
 def managed_resource(
     kind: Kind, body: Mapping[str, Any], cluster_id: str, default_options: Mapping[str, Any] | None = None
 ) -> ManagedResource:
     """The provider's view of an object; `default_options` (the ProviderConfig's providerOptions)
-    sit under the object's own, which win key by key."""
-    spec = dict(body.get("spec", {}))
+    sit under the object's own, which win key by key. `InvalidSpec` names a field whose value kumo
+    does not know."""
+    spec = dict(body.get("spec") or {})
     spec["providerOptions"] = {**(default_options or {}), **(spec.get("providerOptions") or {})}
-    parsed: DatabaseSpec | BucketSpec = _database_spec(spec) if kind is Kind.DATABASE else _bucket_spec(spec)
+    parsed: DatabaseSpec | BucketSpec = parse_spec(DatabaseSpec if kind is Kind.DATABASE else BucketSpec, spec)
     return ManagedResource(kind, external_name(body, cluster_id), ownership(body, cluster_id), parsed)
 
 
-def _database_spec(spec: Mapping[str, Any]) -> DatabaseSpec:
-    return DatabaseSpec(
-        engine=spec["engine"],
-        version=str(spec["version"]),
-        size=spec.get("size", "small"),
-        instance_class=spec.get("instanceClass", ""),
-        storage_gb=int(spec.get("storageGB", 20)),
-        high_availability=bool(spec.get("highAvailability", False)),
-        backup_retention_days=int(spec.get("backupRetentionDays", 7)),
-        deletion_protection=bool(spec.get("deletionProtection", False)),
-        publicly_accessible=bool(spec.get("publiclyAccessible", False)),
-        database_name=spec.get("databaseName", ""),
-        master_username=spec.get("masterUsername", "kumo"),
-        skip_final_snapshot=not spec.get("snapshotOnDelete", False),
-        provider_options=dict(spec.get("providerOptions") or {}),
-    )
+SpecT = TypeVar("SpecT", DatabaseSpec, BucketSpec)
+_ABSENT = object()
 
 
-def _bucket_spec(spec: Mapping[str, Any]) -> BucketSpec:
-    lifecycle = spec.get("lifecycle") or {}
-    return BucketSpec(
-        location=spec.get("location", ""),
-        versioning=bool(spec.get("versioning", False)),
-        public_access=bool(spec.get("publicAccess", False)),
-        encryption=bool(spec.get("encryption", True)),
-        lifecycle_expire_days=lifecycle.get("expireAfterDays"),
-        labels=dict(spec.get("labels") or {}),
-        force_destroy=bool(spec.get("forceDestroy", False)),
-        provider_options=dict(spec.get("providerOptions") or {}),
-    )
+def parse_spec(spec_type: type[SpecT], spec: Mapping[str, Any]) -> SpecT:
+    """A spec dataclass from an object's spec, as each field's `spec_field` declares it. Nothing
+    is defaulted here: the API server wrote the CRD's defaults into the object, so a key the CRD
+    defaults is present, and a value the CRD would refuse is refused here too, naming the field."""
+    values: dict[str, Any] = {}
+    for spec_field in dataclasses.fields(spec_type):
+        key = spec_field.metadata[SPEC_KEY]
+        raw = _lookup(spec, key)
+        if raw is _ABSENT or raw is None:
+            if spec_field.metadata[SPEC_REQUIRED]:
+                raise InvalidSpec(f"spec.{key}: required")
+            continue
+        try:
+            values[spec_field.name] = spec_field.metadata[SPEC_PARSE](raw)
+        except ValueError as error:
+            raise InvalidSpec(f"spec.{key}: {error}") from None
+    return spec_type(**values)
+
+
+def _lookup(spec: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted key (lifecycle.expireAfterDays), `_ABSENT` when any part is missing."""
+    value: Any = spec
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
 
 
 def owner_reference(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:

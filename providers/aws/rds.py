@@ -52,7 +52,7 @@ from .session import (
 
 log = logging.getLogger(__name__)
 
-SIZE_CLASSES = {"small": "db.t3.micro", "medium": "db.t3.large", "large": "db.m6i.xlarge"}
+SIZE_CLASSES = {"small": "db.t3.micro", "medium": "db.t3.large", "large": "db.m6i.xlarge"}  # every one of SIZES
 INSTANCE_CLASS_PREFIX = "db."
 ENGINES = ("postgres", "mysql")
 # The database a client lands in when the spec names none: RDS PostgreSQL always has
@@ -159,7 +159,7 @@ IOPS_STORAGE_TYPES = ("io1", "io2", "gp3")
 
 def instance_class(spec: DatabaseSpec) -> str:
     """`spec.instanceClass` when set, else the class the portable size maps to."""
-    return spec.instance_class or SIZE_CLASSES.get(spec.size, SIZE_CLASSES["small"])
+    return spec.instance_class or SIZE_CLASSES[spec.size]
 
 
 def version_matches(desired: str, actual: str) -> bool:

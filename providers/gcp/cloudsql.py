@@ -220,7 +220,7 @@ def tier(spec: DatabaseSpec) -> str:
     sizes = (
         ENTERPRISE_PLUS_SIZE_TIERS if spec.provider_options.get("edition") == EDITION_ENTERPRISE_PLUS else SIZE_TIERS
     )
-    return sizes.get(spec.size, sizes["small"])
+    return sizes[spec.size]
 
 
 def edition(spec: DatabaseSpec) -> str:

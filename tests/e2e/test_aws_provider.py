@@ -21,11 +21,9 @@ import boto3
 import pytest
 from kumo.providers.aws import AWSProvider
 from kumo.providers.base import (
-    BucketSpec,
     CallHooks,
     CloudCall,
     DatabaseClient,
-    DatabaseSpec,
     Deletion,
     ExternalClient,
     Kind,
@@ -38,6 +36,8 @@ from kumo.providers.base import (
 )
 from kumo.testbed.emulators import EMULATORS, start_emulator
 from kumo.testbed.process import free_port
+
+from ..specs import bucket_spec, database_spec
 
 # Self-contained (starts its own moto server), but an end-to-end test like its neighbours.
 pytestmark = pytest.mark.e2e
@@ -152,12 +152,12 @@ def owner(name: str) -> Ownership:
 def database(**spec: Any) -> ManagedResource:
     name = f"db-{uuid.uuid4().hex[:10]}"
     fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
-    return ManagedResource(Kind.DATABASE, name, owner(name), DatabaseSpec(**fields))
+    return ManagedResource(Kind.DATABASE, name, owner(name), database_spec(**fields))
 
 
 def bucket(**spec: Any) -> ManagedResource:
     name = f"bkt-{uuid.uuid4().hex[:10]}"
-    return ManagedResource(Kind.BUCKET, name, owner(name), BucketSpec(**spec))
+    return ManagedResource(Kind.BUCKET, name, owner(name), bucket_spec(**spec))
 
 
 # ---------------------------------------------------------------------------- RDS
@@ -276,7 +276,7 @@ def test_database_storage_growth_is_drift_corrected(rds: DatabaseClient, moto: M
         resource.kind,
         resource.external_name,
         resource.owner,
-        DatabaseSpec(engine="postgres", version="16", storage_gb=40),
+        database_spec(engine="postgres", version="16", storage_gb=40),
     )
     drifted = run(rds.observe(bigger))
     assert drifted is not None and [(d.field, d.desired, d.actual) for d in drifted.drift] == [("storageGB", 40, 20)]
@@ -361,7 +361,7 @@ def test_database_delete_takes_a_deterministic_final_snapshot(rds: DatabaseClien
 
 def with_spec(resource: ManagedResource, **spec: Any) -> ManagedResource:
     fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
-    return ManagedResource(resource.kind, resource.external_name, resource.owner, DatabaseSpec(**fields))
+    return ManagedResource(resource.kind, resource.external_name, resource.owner, database_spec(**fields))
 
 
 def test_database_update_of_a_busy_instance_is_not_ready(rds: DatabaseClient, moto: Moto) -> None:
@@ -609,7 +609,7 @@ def test_identity_names_the_credentials(provider: AWSProvider, moto: Moto, calls
 
 def test_invalid_bucket_name_is_terminal_with_aws_message(s3: ExternalClient, calls: CallLog) -> None:
     """AWS's refusal of a bad value reaches the caller as Terminal, code and message intact."""
-    resource = ManagedResource(Kind.BUCKET, "ab", owner("ab"), BucketSpec())
+    resource = ManagedResource(Kind.BUCKET, "ab", owner("ab"), bucket_spec())
 
     with pytest.raises(Terminal) as refused:
         run(s3.create(resource, None))

@@ -23,11 +23,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sql
 from google.cloud import storage
 from kumo.providers.base import (
-    BucketSpec,
     CallHooks,
     CloudCall,
     DatabaseClient,
-    DatabaseSpec,
     Deletion,
     ExternalClient,
     FieldDrift,
@@ -42,6 +40,8 @@ from kumo.providers.gcp import GCPProvider
 from kumo.testbed.cloudsql_emulator import CloudSQLEmulator
 from kumo.testbed.emulators import EMULATORS, GCP_PROJECT, GCP_REGION, start_emulator
 from kumo.testbed.strictgcs.limits import Limits
+
+from ..specs import bucket_spec, database_spec
 
 # Self-contained (starts its own emulators), but an end-to-end test like its neighbours.
 pytestmark = pytest.mark.e2e
@@ -213,12 +213,12 @@ def database(**spec: Any) -> ManagedResource:
     options = {"privateNetwork": PRIVATE_NETWORK, **spec.pop("provider_options", {})}
     options = {key: value for key, value in options.items() if value is not None}  # None: leave it out
     fields: dict[str, Any] = {"engine": "postgres", "version": "16", "provider_options": options, **spec}
-    return ManagedResource(Kind.DATABASE, name, owner(name), DatabaseSpec(**fields))
+    return ManagedResource(Kind.DATABASE, name, owner(name), database_spec(**fields))
 
 
 def bucket(**spec: Any) -> ManagedResource:
     name = f"bkt-{uuid.uuid4().hex[:10]}"
-    return ManagedResource(Kind.BUCKET, name, owner(name), BucketSpec(**spec))
+    return ManagedResource(Kind.BUCKET, name, owner(name), bucket_spec(**spec))
 
 
 def wait_for_the_next_metadata_update() -> None:

@@ -21,11 +21,12 @@ from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from kumo.providers.base import BucketSpec, Kind, ManagedResource, Ownership, ProviderSettings, Retryable
+from kumo.providers.base import Kind, ManagedResource, Ownership, ProviderSettings, Retryable
 from kumo.providers.gcp import GCPProvider
 from kumo.testbed.emulators import GCP_REGION
 from kumo.testbed.strictgcs.limits import Limits
 
+from ..specs import bucket_spec
 from .conftest import condition, example, unique
 
 pytestmark = pytest.mark.e2e
@@ -182,7 +183,7 @@ def test_kumo_update_right_after_another_writer_is_retryable_and_changes_nothing
     gcs = GCPProvider().client(Kind.BUCKET, settings)
     name = fresh_name("kumo")
     resource = ManagedResource(
-        Kind.BUCKET, name, Ownership(str(uuid.uuid4()), "team-a", name, "c-test"), BucketSpec(versioning=True)
+        Kind.BUCKET, name, Ownership(str(uuid.uuid4()), "team-a", name, "c-test"), bucket_spec(versioning=True)
     )
     run(gcs.create(resource, None))
     time.sleep(INTERVAL)

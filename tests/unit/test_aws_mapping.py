@@ -33,10 +33,8 @@ from kumo.providers.aws.session import (
     translate,
 )
 from kumo.providers.base import (
-    BucketSpec,
     CallHooks,
     CloudCall,
-    DatabaseSpec,
     Deletion,
     FieldDrift,
     Kind,
@@ -47,6 +45,8 @@ from kumo.providers.base import (
     Retryable,
     Terminal,
 )
+
+from ..specs import bucket_spec, database_spec
 
 OWNER = Ownership(uid="u-1", namespace="team-a", name="orders", cluster_id="c-1")
 OWNER_TAGS = {
@@ -60,11 +60,11 @@ KMS_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-123456
 
 def database(**spec: Any) -> ManagedResource:
     fields: dict[str, Any] = {"engine": "postgres", "version": "16", **spec}
-    return ManagedResource(Kind.DATABASE, "team-a-orders-1a2b3c4d", OWNER, DatabaseSpec(**fields))
+    return ManagedResource(Kind.DATABASE, "team-a-orders-1a2b3c4d", OWNER, database_spec(**fields))
 
 
 def bucket(**spec: Any) -> ManagedResource:
-    return ManagedResource(Kind.BUCKET, "team-a-assets-1a2b3c4d", OWNER, BucketSpec(**spec))
+    return ManagedResource(Kind.BUCKET, "team-a-assets-1a2b3c4d", OWNER, bucket_spec(**spec))
 
 
 def client_error(code: str, status: int, message: str = "AWS says no") -> ClientError:

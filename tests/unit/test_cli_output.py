@@ -49,6 +49,8 @@ from kumo.plan import (
 from kumo.plan import render_json as plan_json
 from kumo.plan import render_table as plan_table
 
+from ..specs import defaulted_spec
+
 # ---------------------------------------------------------------------- drift: reading status
 
 
@@ -278,7 +280,7 @@ def test_a_secret_looking_field_is_never_shown():
 
 
 def _resource(kind: Kind, spec: dict[str, Any]):
-    body = {"metadata": {"namespace": "team-a", "name": "x", "uid": "u-1"}, "spec": spec}
+    body = {"metadata": {"namespace": "team-a", "name": "x", "uid": "u-1"}, "spec": defaulted_spec(kind, spec)}
     return managed_resource(kind, body, "c-1")
 
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 from kumo.providers.aws import rds, s3
-from kumo.providers.base import BucketSpec, DatabaseSpec, Kind, ManagedResource, Ownership
+from kumo.providers.base import Kind, ManagedResource, Ownership
 from kumo.providers.fields import UNMANAGED, FieldTable, Setting
 from kumo.providers.gcp import cloudsql, gcs
+
+from ..specs import bucket_spec, database_spec
 
 OWNER = Ownership(uid="u-1", namespace="team-a", name="orders", cluster_id="c-1")
 
@@ -24,7 +26,7 @@ TABLE = FieldTable(
     _row("version", "16", matches=lambda want, have: str(have).startswith(want)),
     _row("tags", {"owner": "u-1"}),
 )
-RESOURCE = ManagedResource(Kind.DATABASE, "orders", OWNER, DatabaseSpec(engine="postgres", version="16"))
+RESOURCE = ManagedResource(Kind.DATABASE, "orders", OWNER, database_spec())
 
 
 def test_a_setting_the_spec_leaves_to_the_cloud_is_neither_desired_nor_compared() -> None:
@@ -75,6 +77,6 @@ def test_database_tables_manage_the_same_portable_settings() -> None:
 
 
 def test_bucket_tables_render_every_setting_of_a_default_bucket() -> None:
-    resource = ManagedResource(Kind.BUCKET, "assets", OWNER, BucketSpec())
+    resource = ManagedResource(Kind.BUCKET, "assets", OWNER, bucket_spec())
     assert set(s3.desired_settings(resource)) == set(s3.SETTINGS.names)
     assert set(gcs.desired_settings(resource)) == set(gcs.SETTINGS.names)

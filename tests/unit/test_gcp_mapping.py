@@ -23,10 +23,8 @@ from google.api_core import page_iterator
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import sqladmin_v1beta4 as sql
 from kumo.providers.base import (
-    BucketSpec,
     CallHooks,
     CloudCall,
-    DatabaseSpec,
     Kind,
     ManagedResource,
     Ownership,
@@ -49,6 +47,8 @@ from kumo.providers.gcp.session import (
     translate,
 )
 
+from ..specs import bucket_spec, database_spec
+
 OWNER = Ownership(uid="0b6c3f2e-1d2a-4c5b-9e8f-7a6b5c4d3e2f", namespace="team-a", name="orders", cluster_id="c1")
 OWNER_LABELS = {
     "kumo-owner-uid": OWNER.uid,
@@ -68,11 +68,11 @@ def database(**spec: Any) -> ManagedResource:
     options = {"privateNetwork": PRIVATE_NETWORK, **spec.pop("provider_options", {})}
     options = {key: value for key, value in options.items() if value is not None}  # None: leave it out
     fields: dict[str, Any] = {"engine": "postgres", "version": "16", "provider_options": options, **spec}
-    return ManagedResource(Kind.DATABASE, "orders-db", OWNER, DatabaseSpec(**fields))
+    return ManagedResource(Kind.DATABASE, "orders-db", OWNER, database_spec(**fields))
 
 
 def bucket(**spec: Any) -> ManagedResource:
-    return ManagedResource(Kind.BUCKET, "orders-bucket", OWNER, BucketSpec(**spec))
+    return ManagedResource(Kind.BUCKET, "orders-bucket", OWNER, bucket_spec(**spec))
 
 
 # ---------------------------------------------------------------------------- Cloud SQL mapping
@@ -582,7 +582,7 @@ def test_bucket_listing_costs_one_hooked_call_per_page() -> None:
     sdk = FakeStorage([["a", "b"], ["c", "d"], ["e"]])
     log = CallLog()
     client = GCSClient(ServiceCaller(FakeClients(sdk), SETTINGS, "storage", log.hooks()), SETTINGS, page_size=2)
-    wanted = [ManagedResource(Kind.BUCKET, name, OWNER, BucketSpec()) for name in ("a", "e")]
+    wanted = [ManagedResource(Kind.BUCKET, name, OWNER, bucket_spec()) for name in ("a", "e")]
 
     observed = asyncio.run(client.observe_many(wanted))
 

@@ -25,6 +25,7 @@ from kumo.providers.registry import ProviderRegistry
 
 from kumo.api import FINALIZER, IN_USE_FINALIZER
 
+from ..specs import defaulted_spec
 from .fakes import FakeCloud, FakeKube
 
 NS = "team-a"
@@ -52,7 +53,7 @@ def _world() -> tuple[FakeKube, Reconciler]:
 
 def _bucket(name: str, **metadata: Any) -> dict[str, Any]:
     meta = {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1, **metadata}
-    return {"metadata": meta, "spec": {"providerConfigRef": REF}, "status": {}}
+    return {"metadata": meta, "spec": defaulted_spec(Kind.BUCKET, {"providerConfigRef": REF}), "status": {}}
 
 
 def _held(kube: FakeKube) -> tuple[bool, bool]:
@@ -156,7 +157,7 @@ def test_a_create_refused_in_a_terminating_namespace_is_no_error():
     kube, reconciler = _world()
     key = ObjectKey(Kind.DATABASE, NS, "db")
     body = _bucket("db")
-    body["spec"].update({"engine": "postgres", "version": "16", "storageGB": 20})
+    body["spec"] = defaulted_spec(Kind.DATABASE, {"providerConfigRef": REF, "engine": "postgres", "version": "16"})
     kube.terminating.add(NS)
     result = asyncio.run(reconciler.reconcile(key, body))
     assert result.error is None and result.requeue_after is None

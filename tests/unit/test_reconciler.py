@@ -21,6 +21,7 @@ from kumo.providers.registry import ProviderRegistry
 from kumo import api
 from kumo.api import FINALIZER
 
+from ..specs import defaulted_spec
 from .fakes import CloudRecord, FakeCloud, FakeCloudClient, FakeKube, to_v1_secret
 
 NS, NAME, UID, CLUSTER = "team-a", "orders", "uid-1", "cluster-1"
@@ -44,7 +45,8 @@ class World:
             controller_namespace="kumo-system",
         )
         self.kind = kind
-        spec = {"engine": "postgres", "version": "16", "storageGB": 20} if kind is Kind.DATABASE else {}
+        minimal = {"engine": "postgres", "version": "16"} if kind is Kind.DATABASE else {}
+        spec = defaulted_spec(kind, minimal)  # as the API server stores it
         self.body: dict[str, Any] = {
             "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1, "annotations": {}},
             "spec": spec,
