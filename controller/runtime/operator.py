@@ -408,11 +408,11 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     memo: dict[str, Controller] = {}
     election: dict[str, tuple[LeaderElector, asyncio.Task[None]]] = {}
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="start-controller")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # events are posted by the reconciler, deliberately
         settings.watching.server_timeout = 300
@@ -465,7 +465,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             else "",
         )
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(registry=registry, id="stop-controller")
     async def cleanup(**_: Any) -> None:
         if "elector" in election:
             election["elector"][1].cancel()  # no renewal may race the release below
@@ -477,7 +477,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     for kind, info in MANAGED.items():
         _watch(registry, memo, kind, info.plural)
 
-    @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
+    @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry, id="watch-secrets")
     def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_secret_event(event.get("type"), body)

@@ -1,0 +1,82 @@
+"""What `kumo run` writes at INFO: no kopf per-event chatter, no Python function names."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+from kumo.controller.runtime.config import ControllerConfig
+from kumo.controller.runtime.logs import KopfChatter, configure_logging
+from kumo.controller.runtime.operator import build_registry
+from kumo.providers.registry import ProviderRegistry
+
+
+def _record(name: str, level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, (), None)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Handler 'watch-databases' succeeded.",
+        "Handler 'watch-secrets' succeeded.",
+        "Activity 'start-controller' succeeded.",
+        "Timer 'refresh' succeeded.",
+    ],
+)
+def test_kopf_success_lines_are_debug(message: str) -> None:
+    record = _record("kopf.objects", logging.INFO, message)
+    assert KopfChatter(logging.INFO).filter(record) is False
+    record = _record("kopf.objects", logging.INFO, message)
+    assert KopfChatter(logging.DEBUG).filter(record) is True
+    assert (record.levelno, record.levelname) == (logging.DEBUG, "DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "message"),
+    [
+        ("kopf.objects", logging.ERROR, "Handler 'watch-databases' failed with an exception. Will ignore."),
+        ("kopf._core.reactor.running", logging.INFO, "Signal SIGTERM is received. Operator is stopping."),
+        ("kumo.controller.core.reconciler", logging.INFO, "Handler 'x' succeeded."),  # not kopf's: kept
+    ],
+)
+def test_other_lines_are_kept_as_they_are(name: str, level: int, message: str) -> None:
+    record = _record(name, level, message)
+    assert KopfChatter(logging.INFO).filter(record) is True
+    assert record.levelno == level
+
+
+@pytest.fixture
+def restored_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_configured_log_drops_kopf_success_at_info(restored_root: None) -> None:
+    configure_logging("text", "INFO")
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("kopf.objects").info("Handler 'watch-databases' succeeded.")
+    logging.getLogger("kumo.controller.core.reconciler").info("created Database ns/db: kumo-db-1")
+    written = stream.getvalue()
+    assert "succeeded" not in written
+    assert "created Database ns/db: kumo-db-1" in written
+
+
+def test_every_kopf_handler_has_an_explicit_id() -> None:
+    """Without one kopf names a handler by its qualified name (`build_registry.<locals>.startup`),
+    which it then writes into log lines."""
+    registry = build_registry(ControllerConfig(), ProviderRegistry())
+    handlers = [
+        handler
+        for part in (registry._activities, registry._watching, registry._spawning, registry._changing)
+        for handler in part.get_all_handlers()
+    ]
+    assert len(handlers) >= 6  # login, start-up, clean-up, Secrets, ProviderConfigs and each kind
+    for handler in handlers:
+        assert "<" not in handler.id and "." not in handler.id, handler.id
