@@ -420,7 +420,7 @@ class S3Client:
             if error.code != CODE_ALREADY_OWNED:
                 raise
             await self._refuse_foreign(s3, resource)  # ours from an earlier attempt: continue
-        await self._apply(s3, resource, SETTINGS.names, creating=True)
+        await self._apply(s3, resource, tuple(self.desired(resource)), creating=True)
         # Every managed setting was just written and S3 reads are consistent after writes: the
         # bucket is known without the six reads an observe would make (the next sweep reads it).
         written = self.desired(resource)

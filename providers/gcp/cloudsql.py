@@ -413,7 +413,7 @@ def instance_body(resource: ManagedResource, settings: ProviderSettings, root_pa
     """The instances.insert body: every managed setting plus the create-only options."""
     spec = resource.database
     options = checked_options(spec.provider_options, OPTIONS)
-    body = setting_fragments(resource, SETTINGS.names, None)
+    body = setting_fragments(resource, tuple(SETTINGS.desired(resource)), None)  # settings left to Cloud SQL: unsent
     backup = body["settings"]["backup_configuration"]
     if options.get("backupStartTime") and backup["enabled"]:
         backup["start_time"] = options["backupStartTime"]
