@@ -239,7 +239,7 @@ def up(paths: DevPaths, *, audit_log: bool = False) -> int:
     with _locked(paths):
         found = survey(paths)
         if found.running:
-            print(f"test bed already up (state: {paths.env_file})")
+            print(f"test bed already up (state: {_display_path(paths.env_file)})")
             print(next_steps(paths.kubeconfig))
             return 0
         if found.groups_to_stop:
@@ -248,11 +248,12 @@ def up(paths: DevPaths, *, audit_log: bool = False) -> int:
         started = time.monotonic()
         env = _start(paths, audit_log=audit_log)
         took = time.monotonic() - started
-    print(f"test bed up in {took:.1f}s (state: {paths.env_file})")
+    gcp = env["gcp"]
+    print(f"test bed up in {took:.1f}s (state: {_display_path(paths.env_file)})")
     print(
-        f"installed the CRDs, and ProviderConfigs `aws` and `gcp` in namespace {EXAMPLES_NAMESPACE} "
-        f"aimed at the emulators (AWS {env['aws']['endpoint']}, GCP {env['gcp']['storage_endpoint']}, "
-        f"{env['gcp']['sqladmin_endpoint']})"
+        f"installed the CRDs and, in namespace {EXAMPLES_NAMESPACE}, the ProviderConfigs the examples name: "
+        f"`aws` (moto at {env['aws']['endpoint']}) and `gcp` (GCS at {gcp['storage_endpoint']}, "
+        f"Cloud SQL at {gcp['sqladmin_endpoint']})"
     )
     print(next_steps(paths.kubeconfig))
     return 0
@@ -377,16 +378,16 @@ def status(paths: DevPaths) -> int:
     """Each server with its pid, address and whether it runs; exit 0 when all of them do."""
     found = survey(paths)
     if found.env is None and not found.marked:
-        print(f"no test bed (state: {paths.env_file}); `kumo dev up` starts one")
+        print(f"no test bed (state: {_display_path(paths.env_file)}); `kumo dev up` starts one")
         return 1
-    print(f"state: {paths.env_file}")
+    print(f"state: {_display_path(paths.env_file)}")
     for process in found.recorded:
         state = "running" if process.alive else "STOPPED"
         print(f"  {process.name:24} pid {process.pid:<8} {process.address or '-':30} {state}")
     if found.strays:
         print(f"  not in the state file, from an earlier bed: {_describe_leftovers(found)}; `kumo dev down` stops them")
     if found.running:
-        print(f"  export KUBECONFIG={paths.kubeconfig}")
+        print(f"  export KUBECONFIG={_display_path(paths.kubeconfig)}")
     return 0 if found.running else 1
 
 
@@ -428,5 +429,8 @@ def _kill_remaining(paths: DevPaths, timeout: float = 5.0) -> None:
 
 
 def _describe_leftovers(found: Survey) -> str:
-    named = {p.pid: p.name for p in found.recorded if p.alive} | {p.group: p.name for p in found.marked or []}
+    """Each group by its leader's name (a group whose leader has exited, by a member's)."""
+    named = {p.group: p.name for p in found.marked or []}
+    named |= {p.pid: p.name for p in found.marked or [] if p.pid == p.group}
+    named |= {p.pid: p.name for p in found.recorded if p.alive}
     return ", ".join(f"{named.get(group, '?')} (pid {group})" for group in found.groups_to_stop)

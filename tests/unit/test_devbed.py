@@ -145,3 +145,16 @@ def test_the_printed_kumo_command_runs_this_install(monkeypatch, tmp_path: Path)
     venv_parent = script.parent.parent.parent
     assert devbed.kumo_command(venv_parent) == str(script.relative_to(venv_parent)), "as typed from the project root"
     assert Path(devbed.kumo_command(tmp_path)).expanduser() == script
+
+
+def test_the_readme_quick_start_is_what_dev_up_prints(tmp_path: Path, monkeypatch) -> None:
+    """The README shows the commands a user at the project root gets after `make install`."""
+    project_root = devbed.EXAMPLES.parent
+    if Path(sys.executable).parent != project_root / ".venv" / "bin":
+        pytest.skip("not run from the project's own .venv")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no kumo on PATH, as after `make demo`
+    printed = devbed.next_steps(DevPaths.at(devbed.default_env_file({"HOME": str(tmp_path)})).kubeconfig, project_root)
+    commands = [line for line in printed.splitlines() if line.startswith("  ")]
+    readme = (project_root / "README.md").read_text()
+    assert "\n".join(commands) in readme
