@@ -200,6 +200,7 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from kumo.controller.core.drift import DriftPolicy
     from kumo.controller.runtime.config import ControllerConfig
     from kumo.plan import EXIT_ERROR as PLAN_FAILED
     from kumo.plan import load_documents, plan_documents, render_json, render_table
@@ -214,6 +215,8 @@ def _plan(args: argparse.Namespace) -> int:
             default_namespace=args.namespace or context_namespace,
             cluster_id=args.cluster_id or defaults.cluster_id,
             controller_namespace=args.controller_namespace or defaults.controller_namespace,
+            # What the controller does with drift depends on its default policy (KUMO_DRIFT_POLICY).
+            default_drift_policy=DriftPolicy(defaults.drift_policy),
         )
     except Exception as error:
         return _failed("plan", error)

@@ -185,6 +185,38 @@ def test_plan_refuses_conflicts_and_invalid_values(kumo, probe, provider_config,
     assert kumo.get("Database", copy) is None and probe.count_databases() == databases
 
 
+def test_plan_is_as_strict_as_kubectl_apply(kumo, probe, provider_config, cli, tmp_path):
+    """Each manifest first goes through the API server's dry run with strict field validation: a
+    value the CRD does not allow (`size: huge`) and a misspelt field are invalid with the API
+    server's own message (exit 1, one line on stderr), never a create with defaults; a directory
+    is read like `kubectl apply -f DIR`; nothing is created."""
+    huge = _manifest(probe.cloud, kumo.namespace, unique("huge"), size="huge")
+    typo = _manifest(probe.cloud, kumo.namespace, unique("typo"))
+    typo["spec"]["storgeGB"] = 30
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    _write(folder / "1-huge.yaml", huge)
+    _write(folder / "2-typo.yml", typo)
+    (folder / "README.md").write_text("not a manifest\n")
+    databases = probe.count_databases()
+
+    both = cli("plan", "-f", str(folder), "--cluster-id", CLUSTER_ID, "-o", "json")
+    assert both.returncode == 1, both.stderr
+    changes = _json(both)["changes"]
+    assert [(c["name"], c["action"]) for c in changes] == [
+        (huge["metadata"]["name"], "invalid"),
+        (typo["metadata"]["name"], "invalid"),
+    ]
+    assert 'spec.size: Unsupported value: "huge"' in changes[0]["messages"][0]
+    assert "storgeGB" in changes[1]["messages"][0]
+
+    table = cli("plan", "-f", str(folder / "1-huge.yaml"), "--cluster-id", CLUSTER_ID)
+    assert table.returncode == 1
+    assert table.stdout.startswith(f"x invalid Database {kumo.namespace}/{huge['metadata']['name']}")
+    assert table.stderr.count("\n") == 1 and 'Unsupported value: "huge"' in table.stderr
+    assert kumo.get("Database", huge["metadata"]["name"]) is None and probe.count_databases() == databases
+
+
 def test_plan_skips_other_kinds_and_rejects_a_bad_file(kumo, cli, tmp_path):
     """Documents of other kinds are skipped with a note (exit 0); an unreadable file is one error line."""
     config = {"apiVersion": "kumo.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "aws"}}
