@@ -25,8 +25,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2  # argparse's, for the other commands
 STATUS_READY = 0
 STATUS_NOT_READY = 3  # so scripts can wait on it
+EXIT_CODE_COMMANDS = ("run", *DETAILED_EXIT_COMMANDS)  # their --help ends with exit_codes(command)
 TOP_LEVEL_EXIT_CODES = f"""exit codes:
-  `COMMAND --help` lists each command's. A usage error exits {EXIT_USAGE}, except for
+  `COMMAND --help` lists them for {", ".join(EXIT_CODE_COMMANDS)}. A usage error exits {EXIT_USAGE}, except for
   {", ".join(DETAILED_EXIT_COMMANDS)}: they exit {EXIT_ERROR} (their other codes report what they found)."""
 
 

@@ -375,7 +375,7 @@ def _message(rule: Rule) -> str:
 
 def render_cli() -> str:
     """docs/reference/cli.md: `kumo run`'s options and every command's exit codes."""
-    from kumo.cli import DETAILED_EXIT_COMMANDS, exit_codes
+    from kumo.cli import DETAILED_EXIT_COMMANDS, EXIT_CODE_COMMANDS, EXIT_ERROR, EXIT_USAGE, exit_codes
     from kumo.controller.runtime.config import options
 
     lines = [
@@ -409,9 +409,9 @@ def render_cli() -> str:
         "",
         "Each command's `--help` ends with the same list. For "
         + ", ".join(f"`{c}`" for c in DETAILED_EXIT_COMMANDS)
-        + " a usage error exits 1; for the others it exits 2.",
+        + f" a usage error exits {EXIT_ERROR}; for the others it exits {EXIT_USAGE}.",
     ]
-    for command in ("run", *DETAILED_EXIT_COMMANDS):
+    for command in EXIT_CODE_COMMANDS:
         lines += ["", f"### `kumo {command}`", ""]
         lines += _table(("Code", "Meaning"), [(str(code), _prose(meaning)) for code, meaning in exit_codes(command)])
     return "\n".join(lines) + "\n"

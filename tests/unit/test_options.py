@@ -130,7 +130,7 @@ def test_version_comes_from_the_installed_package(capsys):
     assert capsys.readouterr().out.strip() == f"kumo {version('kumo')}"
 
 
-@pytest.mark.parametrize("command", ["run", "drift", "plan", "status"])
+@pytest.mark.parametrize("command", cli.EXIT_CODE_COMMANDS)
 def test_each_command_help_lists_its_exit_codes(capsys, command):
     text = help_of(capsys, command)
     assert "exit codes:" in text
