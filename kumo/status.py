@@ -3,34 +3,34 @@
 Reads the object's conditions, its recent events and its connection Secret (names of keys only,
 never values) and explains what is happening and what comes next. Read-only. The explanation is
 a pure function of that data, so it is tested without a cluster.
+
+Every name it matches on (kinds, plurals, short names, condition types and reasons, the paused
+annotation) comes from kumo/api.py, and every delay it promises from the controller's own
+settings (the reconciler's `Timing`, the work queue's `Backoff`, the sweep interval's default),
+so what it says cannot drift from what the controller does. It gives exactly one "Why" line:
+the cause that explains the others (a deletion the cloud refuses explains a Synced=False, a
+failed reconcile explains a Ready=False Creating), never two that contradict each other.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kumo.api import connection_secret_name
+from kumo import api
+from kumo.controller.core.reconciler import Timing
+from kumo.controller.runtime.config import ControllerConfig
+from kumo.controller.runtime.workqueue import Backoff
 from kumo.providers.base import Kind
 
-KINDS = {"database": ("Database", "databases"), "bucket": ("Bucket", "buckets")}
-ALIASES = {"databases": "database", "db": "database", "kdb": "database", "buckets": "bucket", "kbk": "bucket"}
-
-EXPLANATIONS = {
-    ("Ready", "Creating"): "the cloud is still creating it{state}; kumo looks again after a few seconds, "
-    "backing off to every 30 s, with no thread waiting",
-    ("Ready", "Deleting"): "it is being deleted{state}; the finalizer is released once the cloud resource is gone",
-    ("Ready", "Unavailable"): "the cloud resource exists but cannot be used{state}; see the cloud console or the "
-    "provider's events for why",
-    ("Synced", "ReconcileError"): "the last attempt failed with the cloud's message: {message}",
-    ("Synced", "InvalidSpec"): "the provider refused the spec before calling the cloud: {message}. Fix that field "
-    "and apply again; nothing was created",
-    ("Synced", "OwnedByAnotherResource"): "{message}. kumo never modifies or deletes what another object owns; "
-    "choose another spec.externalName, or adopt an unowned resource explicitly",
-    ("InSync", "Drifted"): "the cloud no longer matches the spec: {message}",
-    ("InSync", "Missing"): "{message}; under driftPolicy Report kumo does not recreate it",
-}
+# `db/NAME` was accepted before kumo/api.py named the short names (`kdb`); it still is.
+LEGACY_SHORT_NAMES = {"db": api.DATABASE}
+# Words a cloud uses when it refuses to delete a protected resource: RDS ("Cannot delete
+# protected DB Instance, please disable deletion protection and try again"), Cloud SQL ("The
+# instance is protected").
+DELETION_PROTECTION_WORDS = ("deletion protection", "protected")
 
 
 @dataclass
@@ -40,8 +40,40 @@ class Explanation:
     ready: bool = False
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _retries() -> dict[str, str]:
+    """The controller's retry pace, in words, from its own defaults."""
+    timing, backoff = Timing(), Backoff()
+    return {
+        "poll_max": _minutes(timing.poll_max),
+        "terminal": _minutes(timing.terminal_retry),
+        "backoff": f"{backoff.base:g} s doubling, at most {_minutes(backoff.cap)}",
+        "sweep": _minutes(float(ControllerConfig.sweep_interval)),
+    }
+
+
+EXPLANATIONS = {
+    (api.READY, api.CREATING): "the cloud is still creating it{state}; kumo looks again after a few seconds, "
+    "backing off to every {poll_max}, with no thread waiting",
+    (api.READY, api.DELETING): "it is being deleted{state}; the finalizer is released once the cloud resource is gone",
+    (api.READY, api.UNAVAILABLE): "the cloud resource exists but cannot be used{state}; see the cloud console or the "
+    "provider's events for why",
+    (api.SYNCED, api.RECONCILE_ERROR): "the last attempt failed with the cloud's message: {message}",
+    (api.SYNCED, api.INVALID_SPEC): "the provider refused the spec before calling the cloud: {message}. Fix that "
+    "field and apply again; nothing was created",
+    (api.SYNCED, api.OWNED_BY_ANOTHER): "{message}. kumo never modifies or deletes what another object owns; "
+    "choose another spec.externalName, or adopt an unowned resource explicitly",
+    (api.SYNCED, api.PAUSED): "{message}",
+    (api.IN_SYNC, api.DRIFTED): "the cloud no longer matches the spec: {message}",
+    (api.IN_SYNC, api.MISSING): "{message}; under driftPolicy Report kumo does not recreate it",
+}
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def explain(obj: dict[str, Any], events: list[dict[str, str]], secret_keys: list[str] | None) -> Explanation:
@@ -50,26 +82,27 @@ def explain(obj: dict[str, Any], events: list[dict[str, str]], secret_keys: list
     at = status.get("atProvider") or {}
     where = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
     conditions = _conditions(obj)
-    ready = conditions.get("Ready", {}).get("status") == "True"
+    ready = conditions.get(api.READY, {}).get("status") == "True"
+    deleting = bool(meta.get("deletionTimestamp"))
     facts = ", ".join(f"{k}: {at[k]}" for k in ("provider", "externalName", "state") if at.get(k))
-    result = Explanation(
-        f"{where} is {'Ready' if ready else 'not Ready'}" + (f" ({facts})" if facts else ""), ready=ready
-    )
-    if not conditions:
+    verdict = "being deleted" if deleting else ("Ready" if ready else "not Ready")
+    result = Explanation(f"{where} is {verdict}" + (f" ({facts})" if facts else ""), ready=ready and not deleting)
+    if not conditions and not deleting:
         result.lines.append(
             "Why: kumo has not reported on it yet. Is the controller running and watching this namespace? "
             "(kubectl -n kumo-system get deploy kumo-controller; its logs say what it watches)"
         )
-    for type_ in ("Ready", "Synced", "InSync"):
+    for type_ in api.CONDITION_ORDER:
         if type_ in conditions:
             result.lines.append(_condition_line(conditions[type_]))
-    result.lines += _why(conditions, at)
-    if meta.get("generation") != status.get("observedGeneration") and conditions:
+    result.lines += _deleting(obj, conditions) if deleting else _why(conditions, at)
+    if meta.get("generation") != status.get("observedGeneration") and conditions and not deleting:
         result.lines.append(
             f"Note: spec generation {meta.get('generation')} is not applied yet "
             f"(last applied: {status.get('observedGeneration', 'none')})."
         )
-    result.lines.append(_next_step(conditions, ready))
+    if not deleting:
+        result.lines.append(_next_step(conditions, ready))
     result.lines.append(_secret_line(obj, secret_keys))
     if events:
         result.lines.append("Recent events:")
@@ -77,44 +110,94 @@ def explain(obj: dict[str, Any], events: list[dict[str, str]], secret_keys: list
     return result
 
 
-def _condition_line(condition: dict[str, Any]) -> str:
+def _condition_line(condition: Mapping[str, Any]) -> str:
     since = _age(condition.get("lastTransitionTime", ""))
     message = f"  {condition['message']}" if condition.get("message") else ""
     return f"{condition['type']:7} {condition['status']:7} {condition.get('reason', ''):24} since {since}{message}"
 
 
-def _why(conditions: dict[str, dict[str, Any]], at: dict[str, Any]) -> list[str]:
+def _why(conditions: Mapping[str, Mapping[str, Any]], at: Mapping[str, Any]) -> list[str]:
+    """The one condition that explains the others, in words (none when all is well)."""
+    cause = _cause(conditions)
+    if cause is None:
+        return []
+    template = EXPLANATIONS.get((cause["type"], cause.get("reason", "")))
+    if template is None:
+        return [f"Why: {cause['type']} is {cause['status']} ({cause.get('reason', '')}): {cause.get('message', '')}"]
     state = f" (cloud state: {at['state']})" if at.get("state") else ""
-    lines = []
-    for type_ in ("Synced", "Ready", "InSync"):
-        condition = conditions.get(type_)
-        if not condition or condition.get("status") == "True":
-            continue
-        template = EXPLANATIONS.get((type_, condition.get("reason", "")))
-        if template:
-            lines.append("Why: " + template.format(state=state, message=condition.get("message", "")))
+    return ["Why: " + template.format(state=state, message=cause.get("message", ""), **_retries())]
+
+
+def _cause(conditions: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """A failed reconcile explains a Ready=False (the Creating it leaves behind is a consequence);
+    a resource missing in the cloud explains a Ready=False Unavailable; otherwise Ready's own
+    reason, then drift."""
+    synced, ready, in_sync = (conditions.get(t) or {} for t in (api.SYNCED, api.READY, api.IN_SYNC))
+    if synced.get("status") == "False":
+        return synced
+    if in_sync.get("status") == "False" and in_sync.get("reason") == api.MISSING:
+        return in_sync
+    if ready and ready.get("status") != "True":
+        return ready
+    if in_sync.get("status") == "False":
+        return in_sync
+    return None
+
+
+def _deleting(obj: Mapping[str, Any], conditions: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """An object with a deletionTimestamp: what the deletion waits for, and what unblocks it."""
+    synced = conditions.get(api.SYNCED) or {}
+    external = ((obj.get("status") or {}).get("atProvider") or {}).get("externalName") or "the cloud resource"
+    if synced.get("status") != "False":
+        return [
+            f"Why: it is being deleted; kumo deletes {external} (or keeps it, under deletionPolicy Retain), "
+            "then releases its finalizer and the object goes."
+        ]
+    message = synced.get("message", "")
+    lines = [f"Why: it is stuck deleting: the cloud refuses to delete {external}: {message}"]
+    plural, meta = api.MANAGED[Kind(obj["kind"])].plural, obj["metadata"]
+    retain = (
+        f"kubectl -n {meta['namespace']} patch {plural}.{api.GROUP} {meta['name']} --type merge "
+        """-p '{"spec":{"deletionPolicy":"Retain"}}'"""
+    )
+    if any(word in message.lower() for word in DELETION_PROTECTION_WORDS):
+        lines.append(
+            f"Fix: deletion protection is on in the cloud. Once an object is being deleted kumo applies no spec "
+            f"change, so turn it off in the cloud itself (AWS: aws rds modify-db-instance --db-instance-identifier "
+            f"{external} --no-deletion-protection --apply-immediately; GCP: gcloud sql instances patch {external} "
+            "--no-deletion-protection); kumo's next retry deletes it. To keep the resource and let the object go "
+            f"instead: {retain}"
+        )
+    else:
+        lines.append(
+            f"Fix: kumo retries the delete (every {_retries()['terminal']} for errors a retry will not fix); "
+            f"to keep the resource and let the object go instead: {retain}"
+        )
     return lines
 
 
-def _next_step(conditions: dict[str, dict[str, Any]], ready: bool) -> str:
-    synced = conditions.get("Synced", {})
+def _next_step(conditions: Mapping[str, Mapping[str, Any]], ready: bool) -> str:
+    synced, timings = conditions.get(api.SYNCED, {}), _retries()
     if synced.get("status") == "False":
-        if synced.get("reason") in ("InvalidSpec", "OwnedByAnotherResource"):
-            return "Next: kumo retries about every 5 minutes, and at once when the spec changes."
-        if synced.get("reason") == "Paused":
-            return "Next: nothing until the kumo.dev/paused annotation is removed."
+        if synced.get("reason") in (api.INVALID_SPEC, api.OWNED_BY_ANOTHER):
+            return f"Next: kumo retries about every {timings['terminal']}, and at once when the spec changes."
+        if synced.get("reason") == api.PAUSED:
+            return f"Next: nothing until the {api.ANNOTATION_PAUSED} annotation is removed."
         return (
             "Next: kumo retries at once on a spec change; otherwise transient cloud errors are retried with "
-            "exponential backoff (1 s doubling, at most 5 minutes) and configuration, permission or quota "
-            "errors about every 5 minutes."
+            f"exponential backoff ({timings['backoff']}) and configuration, permission or quota "
+            f"errors about every {timings['terminal']}."
         )
     if ready:
-        return "Next: drift sweeps compare it with the cloud (every 60 s by default, see kumo.dev/sweep-interval)."
+        return (
+            f"Next: drift sweeps compare it with the cloud (every {timings['sweep']} by default, "
+            f"see {api.ANNOTATION_SWEEP_INTERVAL})."
+        )
     return "Next: kumo keeps checking until it is ready."
 
 
-def _secret_line(obj: dict[str, Any], keys: list[str] | None) -> str:
-    name = connection_secret_name(Kind(obj["kind"]), obj)
+def _secret_line(obj: Mapping[str, Any], keys: list[str] | None) -> str:
+    name = api.connection_secret_name(Kind(obj["kind"]), obj)
     if keys is None:
         return f"Connection Secret {name}: not written yet"
     return f"Connection Secret {name}: keys {', '.join(sorted(keys))}"
@@ -133,12 +216,23 @@ def _age(stamp: str) -> str:
 
 
 def parse_target(target: str) -> tuple[str, str, str]:
-    """'database/orders-db' -> (kind, plural, name); raises ValueError with a usable message."""
-    kind, _, name = target.partition("/")
-    kind = ALIASES.get(kind.lower(), kind.lower())
-    if kind not in KINDS or not name:
-        raise ValueError(f"expected KIND/NAME with KIND database or bucket, got {target!r}")
-    return (*KINDS[kind], name)
+    """KIND/NAME in every form `kubectl get kumo` prints or kubectl accepts -> (kind, plural, name):
+    the kind, its plural or short name, each bare or qualified with the group
+    (`database.kumo.dev/orders-db`, `databases/orders-db`, `databases.kumo.dev/orders-db`,
+    `kdb/orders-db`, `Database/orders-db`). Raises ValueError with a usable message."""
+    text, _, name = target.strip().partition("/")
+    resource = api.resource_named(text) or LEGACY_SHORT_NAMES.get(text.strip().lower())
+    if resource is not None and resource not in api.MANAGED.values():
+        raise ValueError(
+            f"kumo status explains Databases and Buckets; for a {resource.kind}: "
+            f"kubectl describe {resource.plural}.{api.GROUP}/{name or 'NAME'}"
+        )
+    if resource is None or not name or "/" in name:
+        forms = ", ".join(f"{r.singular}/NAME" for r in api.MANAGED.values())
+        raise ValueError(
+            f"expected KIND/NAME as kubectl prints it ({forms}, or database.{api.GROUP}/NAME), got {target!r}"
+        )
+    return resource.kind, resource.plural, name
 
 
 def render(explanation: Explanation) -> str:

@@ -94,3 +94,127 @@ def test_bad_target_says_what_is_expected():
     """A malformed target is refused with the expected form."""
     with pytest.raises(ValueError, match="KIND/NAME"):
         parse_target("pods/x")
+
+
+TARGET_FORMS = [
+    ("kind", "database/orders-db", ("Database", "databases", "orders-db")),
+    ("as kubectl get kumo prints it", "database.kumo.dev/orders-db", ("Database", "databases", "orders-db")),
+    ("plural", "databases/orders-db", ("Database", "databases", "orders-db")),
+    ("qualified plural", "databases.kumo.dev/orders-db", ("Database", "databases", "orders-db")),
+    ("short name", "kdb/orders-db", ("Database", "databases", "orders-db")),
+    ("legacy short name", "db/orders-db", ("Database", "databases", "orders-db")),
+    ("Kind as written in a manifest", "Database/orders-db", ("Database", "databases", "orders-db")),
+    ("bucket as kubectl prints it", "bucket.kumo.dev/assets", ("Bucket", "buckets", "assets")),
+    ("qualified bucket short name", "kbk.kumo.dev/assets", ("Bucket", "buckets", "assets")),
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), [c[1:] for c in TARGET_FORMS], ids=[c[0] for c in TARGET_FORMS])
+def test_every_form_kubectl_prints_is_accepted(target, expected):
+    """What `kubectl get kumo` prints can be pasted into `kumo status` as it is."""
+    assert parse_target(target) == expected
+
+
+@pytest.mark.parametrize("target", ["database/", "orders-db", "database/a/b", "deployments.apps/orders-db"])
+def test_malformed_targets_say_the_forms_that_work(target):
+    """Anything else is refused with the forms kubectl prints."""
+    with pytest.raises(ValueError, match=r"database\.kumo\.dev/NAME"):
+        parse_target(target)
+
+
+def test_a_provider_config_target_points_at_kubectl():
+    """`kubectl get kumo` lists ProviderConfigs too; kumo status says where to look for those."""
+    with pytest.raises(ValueError, match=r"kubectl describe providerconfigs\.kumo\.dev/aws"):
+        parse_target("providerconfig.kumo.dev/aws")
+
+
+# conditions -> the one cause the Why line gives
+ONE_WHY = [
+    (
+        "a failed reconcile explains the Creating it leaves",
+        [
+            ("Ready", "False", "Creating", "waiting for a successful reconcile"),
+            ("Synced", "False", "ReconcileError", "AccessDenied"),
+        ],
+        "AccessDenied",
+    ),
+    (
+        "a refusal explains the Creating it leaves",
+        [
+            ("Ready", "False", "Creating", "waiting"),
+            ("Synced", "False", "OwnedByAnotherResource", "db-1 belongs to b/x"),
+        ],
+        "db-1 belongs to b/x",
+    ),
+    (
+        "a missing resource is not one that exists but cannot be used",
+        [
+            ("Ready", "False", "Unavailable", "db-1 no longer exists in the cloud"),
+            ("Synced", "True", "ReconcileSuccess", ""),
+            ("InSync", "False", "Missing", "db-1 no longer exists in the cloud"),
+        ],
+        "under driftPolicy Report kumo does not recreate it",
+    ),
+    (
+        "drift of a Ready object",
+        [
+            ("Ready", "True", "Available", ""),
+            ("Synced", "True", "ReconcileSuccess", ""),
+            ("InSync", "False", "Drifted", "drifted: storageGB"),
+        ],
+        "no longer matches the spec",
+    ),
+    (
+        "paused",
+        [("Ready", "True", "Available", ""), ("Synced", "False", "Paused", 'kumo.dev/paused is "true"')],
+        'kumo.dev/paused is "true"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("conditions", "cause"), [c[1:] for c in ONE_WHY], ids=[c[0] for c in ONE_WHY])
+def test_exactly_one_why_and_it_is_the_cause(conditions, cause):
+    """However many conditions are not True, one Why line names the one that explains the rest."""
+    whys = [line for line in explain(_obj(conditions), [], None).lines if line.startswith("Why:")]
+    assert len(whys) == 1 and cause in whys[0], whys
+
+
+def _deleting(message: str | None) -> dict:
+    conditions = [("Ready", "True", "Available", "")]
+    if message is not None:
+        conditions.append(("Synced", "False", "ReconcileError", message))
+    obj = _obj(conditions, {"externalName": "shop-orders-1a2b3c4d", "provider": "aws"})
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return obj
+
+
+def test_an_object_stuck_deleting_says_so_and_what_to_do():
+    """A deletion the cloud refuses (deletion protection) is named as stuck, with how to turn the
+    protection off in the cloud (kumo applies no spec change while deleting) or to keep the
+    resource and let the object go."""
+    refused = "cannot delete external resource: InvalidParameterCombination: Cannot delete protected DB Instance"
+    explanation = explain(_deleting(refused), [], None)
+    text = render(explanation)
+    assert explanation.headline.startswith("Database shop/orders is being deleted")
+    assert not explanation.ready
+    assert "Why: it is stuck deleting: the cloud refuses to delete shop-orders-1a2b3c4d" in text
+    assert "--no-deletion-protection" in text and '"deletionPolicy":"Retain"' in text
+    assert "kubectl -n shop patch databases.kumo.dev orders" in text
+    assert sum(line.startswith("Why:") for line in explanation.lines) == 1
+
+
+def test_a_deletion_under_way_says_what_it_waits_for():
+    """A deletion not refused says kumo deletes (or keeps) the resource, then the object goes."""
+    text = render(explain(_deleting(None), [], None))
+    assert "Why: it is being deleted; kumo deletes shop-orders-1a2b3c4d" in text and "stuck" not in text
+
+
+def test_promised_delays_are_the_controllers_own():
+    """The retry and sweep delays quoted are the controller's defaults, not restated numbers."""
+    from kumo.controller.core.reconciler import Timing
+    from kumo.controller.runtime.workqueue import Backoff
+
+    invalid = render(explain(_obj([("Synced", "False", "InvalidSpec", "spec.size")]), [], None))
+    assert f"about every {Timing().terminal_retry / 60:g} minutes" in invalid
+    failed = render(explain(_obj([("Synced", "False", "ReconcileError", "Throttling")]), [], None))
+    assert f"({Backoff().base:g} s doubling, at most {Backoff().cap / 60:g} minutes)" in failed
