@@ -24,8 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-from kumo.controller.runtime.kube import KubeClient, NotFound
+from kumo.controller.core.kubeapi import Conflict, Kube, NotFound
 from kumo.providers.base import ProviderSettings
 
 from kumo.api import IN_USE_FINALIZER
@@ -65,7 +64,7 @@ class RecentConfigs:
     _entries: dict[ConfigKey, tuple[float, ProviderSettings, bool]] = field(default_factory=dict)
 
     async def resolve(
-        self, kube: KubeClient, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
+        self, kube: Kube, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
     ) -> ProviderSettings:
         key = config_key(body)
         kept = self._entries.get(key)
@@ -81,7 +80,7 @@ class RecentConfigs:
 
 
 async def resolve(
-    kube: KubeClient, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
+    kube: Kube, body: Mapping[str, Any], controller_namespace: str, *, protect: bool = False
 ) -> ProviderSettings:
     """The settings of the object's config; with `protect`, a namespaced ProviderConfig and its
     credentials Secret get the in-use finalizer if they lack it (one write each, once)."""
@@ -114,7 +113,7 @@ async def resolve(
 
 
 async def _credentials(
-    kube: KubeClient, spec: Mapping[str, Any], namespace: str, kind: str, name: str, protect: bool = False
+    kube: Kube, spec: Mapping[str, Any], namespace: str, kind: str, name: str, protect: bool = False
 ) -> dict[str, str]:
     if spec.get("source", "Environment") != "Secret":
         return {}  # the environment's default chain: IRSA, Workload Identity, instance roles
@@ -123,9 +122,9 @@ async def _credentials(
     if secret is None:
         raise ProviderConfigError(f"{kind} {name!r}: credentials Secret {namespace}/{ref.get('name')} not found")
     if protect:
-        meta = {"finalizers": secret.metadata.finalizers, "deletionTimestamp": secret.metadata.deletion_timestamp}
-        await _hold(meta, lambda now, wanted: kube.set_secret_finalizers(namespace, secret.metadata.name, now, wanted))
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        meta = secret["metadata"]
+        await _hold(meta, lambda now, wanted: kube.set_secret_finalizers(namespace, meta["name"], now, wanted))
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     key = ref.get("key")
     if not key:
         return data
@@ -147,21 +146,21 @@ async def _hold(meta: Mapping[str, Any], set_finalizers: SetFinalizers) -> None:
         await set_finalizers(current, [*current, IN_USE_FINALIZER])
 
 
-async def release(kube: KubeClient, namespace: str, name: str, attempts: int = 3) -> None:
+async def release(kube: Kube, namespace: str, name: str, attempts: int = 3) -> None:
     """Remove the in-use finalizer from a namespaced ProviderConfig and its credentials Secret:
     no object uses them any more. The Secret goes first, so a crash in between leaves the config
     held, and the config's next watch event (its deletion) brings kumo back here. A finalizer
-    list someone else changed meanwhile (409, or 422 from the patch's test) is read again."""
+    list someone else changed meanwhile (`Conflict`) is read again."""
     for attempt in range(1, attempts + 1):
         try:
             await _release_once(kube, namespace, name)
             return
-        except ApiException as error:
-            if error.status not in (409, 422) or attempt == attempts:
+        except Conflict:
+            if attempt == attempts:
                 raise
 
 
-async def _release_once(kube: KubeClient, namespace: str, name: str) -> None:
+async def _release_once(kube: Kube, namespace: str, name: str) -> None:
     try:
         config = await kube.get_provider_config("ProviderConfig", namespace, name)
     except NotFound:
@@ -169,10 +168,10 @@ async def _release_once(kube: KubeClient, namespace: str, name: str) -> None:
     credentials = (config.get("spec") or {}).get("credentials") or {}
     if credentials.get("source") == "Secret":
         secret = await kube.read_secret(namespace, (credentials.get("secretRef") or {}).get("name", ""))
-        held = list((secret.metadata.finalizers if secret is not None else None) or [])
+        held = list(((secret or {}).get("metadata") or {}).get("finalizers") or [])
         if secret is not None and IN_USE_FINALIZER in held:
             wanted = [f for f in held if f != IN_USE_FINALIZER]
-            await kube.set_secret_finalizers(namespace, secret.metadata.name, held, wanted)
+            await kube.set_secret_finalizers(namespace, secret["metadata"]["name"], held, wanted)
     held = list(config["metadata"].get("finalizers") or [])
     if IN_USE_FINALIZER in held:
         wanted = [f for f in held if f != IN_USE_FINALIZER]

@@ -26,20 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from kubernetes.client.rest import ApiException
 from kumo.controller.core import conditions as cond
 from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
 from kumo.controller.core.drift import DriftPolicy, policy_of
+from kumo.controller.core.kubeapi import Conflict, Kube, KubeError, NamespaceTerminating, NotFound, owned_by
 from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from kumo.controller.core.resources import (
-    InvalidSpec,
-    ObjectKey,
-    derived_external_name,
-    managed_resource,
-    owner_reference,
-)
-from kumo.controller.runtime.kube import KubeClient, NamespaceTerminating, api_error_message, expected_conflict
+from kumo.controller.core.resources import ObjectKey, derived_external_name, managed_resource, owner_reference
 from kumo.controller.runtime.metrics import Metrics
 from kumo.providers.base import (
     CallHooks,
@@ -103,6 +96,10 @@ class UnexpectedError(Retryable):
     bug): shown in Synced=False and an event like any other, and retried with backoff."""
 
 
+class InvalidSpec(Terminal):
+    """The provider found values in the spec it cannot accept; nothing was called."""
+
+
 @dataclass(frozen=True)
 class Timing:
     """How soon to look again; all in seconds."""
@@ -136,7 +133,7 @@ class _Pass:
     resource: ManagedResource | None = None
     conditions: list[cond.Condition] = field(default_factory=list)
     at_provider: dict[str, Any] | None = None
-    secret: Any = None  # the V1Secret as read this pass
+    secret: dict[str, Any] | None = None  # the Secret as read this pass
     written_secret: dict[str, Any] | None = None  # the Secret body written this pass
     published: bool = False  # the connection Secret was checked or written this pass
     password: conn.StoredPassword | None = None
@@ -171,7 +168,7 @@ class _Pass:
 class Reconciler:
     def __init__(
         self,
-        kube: KubeClient,
+        kube: Kube,
         providers: ProviderRegistry,
         *,
         cluster_id: str,
@@ -216,24 +213,21 @@ class Reconciler:
             # object too; that deletion is the next event. Nothing to retry before it.
             log.info("%s: %s; waiting for the object's own deletion", key, refused)
             result = Result()
-        except ApiException as error:
-            if not expected_conflict(error):
-                result = await self._failed(work, UnexpectedError(api_error_message(error)))
-            else:
-                # Deleted or written by someone else while this pass ran: one line, and a retry
-                # reads the new state (the object's own deletion drops the key from the queue).
-                log.info("%s: %s; retrying", key, api_error_message(error))
-                return Result(error=error)
+        except (NotFound, Conflict) as error:
+            # Deleted or written by someone else while this pass ran: one line, and a retry
+            # reads the new state (the object's own deletion drops the key from the queue).
+            log.info("%s: %s; retrying", key, error)
+            return Result(error=error)
+        except KubeError as error:
+            result = await self._failed(work, UnexpectedError(str(error)))
         except Exception as error:  # a bug, or an answer nobody foresaw: still the user's to see
             log.exception("unexpected error reconciling %s", key)
             result = await self._failed(work, UnexpectedError(f"unexpected error: {type(error).__name__}: {error}"))
         if not work.done:
             try:
                 await self._finish(work)
-            except ApiException as error:
-                if not expected_conflict(error):
-                    raise
-                log.info("%s: status not written: %s", key, api_error_message(error))
+            except (NotFound, Conflict) as error:
+                log.info("%s: status not written: %s", key, error)
         return result
 
     async def _finish(self, work: _Pass) -> None:
@@ -543,7 +537,7 @@ class Reconciler:
     async def _read_secret(self, work: _Pass) -> Any:
         name = connection_secret_name(work.key.kind, work.body)
         secret = await self.kube.read_secret(work.key.namespace, name)
-        if secret is not None and not _owned_by(secret, work.uid):
+        if secret is not None and not owned_by(secret, work.uid):
             raise SecretConflict(
                 f"spec.writeConnectionSecretToRef: Secret {name!r} exists and is not owned by this "
                 f"{work.key.kind}; choose another name or delete that Secret"
@@ -575,8 +569,8 @@ class Reconciler:
         if secret is None:
             version = await self.kube.create_secret(work.key.namespace, body)
         else:
-            body["metadata"]["resourceVersion"] = secret.metadata.resource_version
-            version = await self.kube.replace_secret(work.key.namespace, secret.metadata.name, body)
+            body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
+            version = await self.kube.replace_secret(work.key.namespace, secret["metadata"]["name"], body)
         # The final write compares against what is there now, and is guarded by the version this
         # write made: keeping the one read before it made every rotation fail once with 409.
         body["metadata"]["resourceVersion"] = version
@@ -595,7 +589,7 @@ class Reconciler:
     async def _rewrite_password_state(self, work: _Pass, state: str) -> None:
         assert work.password is not None
         work.password = conn.StoredPassword(work.password.value, state, work.password.rotation)
-        data = _body_data(work.written_secret) if work.written_secret else _secret_data(work.secret)
+        data = _secret_data(work.written_secret or work.secret)
         body = self._secret_body(work, data, work.password)
         body["metadata"]["resourceVersion"] = await self.kube.replace_secret(
             work.key.namespace, body["metadata"]["name"], body
@@ -634,7 +628,7 @@ class Reconciler:
         else:
             data = {k: str(v) for k, v in observation.connection.items()}
         wanted = self._secret_body(work, data, work.password)
-        current = work.written_secret or _as_body(work.secret)
+        current = work.written_secret or work.secret
         work.published = True
         if current is None:
             await self.kube.create_secret(work.key.namespace, wanted)
@@ -686,7 +680,7 @@ class Reconciler:
         # quicker, the read finds nothing or the delete gets 404: both are fine.
         name = connection_secret_name(work.key.kind, work.body)
         secret = await self.kube.read_secret(work.key.namespace, name)
-        if secret is not None and _owned_by(secret, work.uid):
+        if secret is not None and owned_by(secret, work.uid):
             await self.kube.delete_secret(work.key.namespace, name)
 
     # ------------------------------------------------------------------ status, events, errors
@@ -777,50 +771,28 @@ def _correctable(observation: Observation) -> tuple[FieldDrift, ...]:
 # ---------------------------------------------------------------------- Secret helpers
 
 
-def _owned_by(secret: Any, uid: str) -> bool:
-    refs = secret.metadata.owner_references or []
-    return any(ref.uid == uid for ref in refs)
+def _secret_data(secret: Mapping[str, Any] | None) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in ((secret or {}).get("data") or {}).items()}
 
 
-def _secret_data(secret: Any) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-
-
-def _body_data(body: Mapping[str, Any]) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
-
-
-def _stored_password(secret: Any, uid: str) -> conn.StoredPassword | None:
+def _stored_password(secret: Mapping[str, Any] | None, uid: str) -> conn.StoredPassword | None:
     """The password being worked on: a staged rotation's (not yet published), else `password`."""
     if secret is None:
         return None
-    annotations = secret.metadata.annotations or {}
-    staged = (secret.data or {}).get(api.PENDING_PASSWORD_KEY)
+    annotations = secret["metadata"].get("annotations") or {}
+    data = secret.get("data") or {}
+    staged = data.get(api.PENDING_PASSWORD_KEY)
     if staged:
         state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
         rotation = annotations.get(api.ANNOTATION_ROTATION, "")
         return conn.StoredPassword(base64.b64decode(staged).decode(), state, rotation, staged=True)
-    if not (secret.data or {}).get("password"):
+    if not data.get("password"):
         return None
-    value = base64.b64decode(secret.data["password"]).decode()
+    value = base64.b64decode(data["password"]).decode()
     state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
     if conn.edited(annotations, uid, value):
         state = conn.PASSWORD_PENDING  # someone else wrote this value: not known on the instance
     return conn.StoredPassword(value=value, state=state, rotation=annotations.get(api.ANNOTATION_ROTATION, ""))
-
-
-def _as_body(secret: Any) -> dict[str, Any] | None:
-    if secret is None:
-        return None
-    return {
-        "metadata": {
-            "name": secret.metadata.name,
-            "labels": secret.metadata.labels or {},
-            "annotations": secret.metadata.annotations or {},
-            "resourceVersion": secret.metadata.resource_version,
-        },
-        "data": dict(secret.data or {}),
-    }
 
 
 def _same_secret(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

@@ -1,22 +1,29 @@
-"""The subset of the Kubernetes API the reconciler uses, as one narrow async interface.
+"""The Kubernetes API as the controller calls it: `KubeClient` implements the core's `Kube`.
 
 Everything the controller writes goes through here, so the writes are easy to count and easy to
 fake in unit tests. The official client is blocking; each call runs in a worker thread so the
 event loop never waits on the network. Finalizers are changed with JSON patches that `test` the
-list first, so a concurrent change by someone else fails with 409 instead of being overwritten.
+list first, so a concurrent change by someone else fails instead of being overwritten.
+
+Objects go in and come out as plain dicts in the API's JSON shape, and every refusal is translated
+into the core's own errors (controller/core/kubeapi.py): 404 `NotFound`, 409 (and a failed patch
+`test`) `Conflict`, a create in a terminating namespace `NamespaceTerminating`, anything else
+`KubeError` with the server's one-line message. No `ApiException` leaves this module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kumo.controller.core.conditions import now_rfc3339
+from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminating, NotFound
 from kumo.controller.core.resources import ObjectKey
 from kumo.providers.base import Kind
 
@@ -25,15 +32,7 @@ from kumo.api import API_VERSION, GROUP, MANAGED, PLURALS, PROVIDER_CONFIG, VERS
 log = logging.getLogger(__name__)
 PAGE = 500  # objects per list request: bounded memory however many there are
 
-
-class NotFound(Exception):
-    """The object asked for does not exist."""
-
-
-def expected_conflict(error: ApiException) -> bool:
-    """404 (the object or its Secret was deleted while a reconcile ran) or 409 (someone wrote
-    it meanwhile): ordinary in a shared cluster; a retry reads the new state."""
-    return error.status in (404, 409)
+__all__ = ["Conflict", "KubeClient", "KubeError", "NamespaceTerminating", "NotFound"]
 
 
 def api_error_message(error: ApiException) -> str:
@@ -43,14 +42,6 @@ def api_error_message(error: ApiException) -> str:
     except (TypeError, ValueError):
         message = None
     return f"Kubernetes API {error.status} {error.reason}: {message or error.body or ''}".rstrip(": ")
-
-
-class NamespaceTerminating(Exception):
-    """The namespace is being deleted: the API server refuses to create anything in it."""
-
-
-def _not_found(error: ApiException) -> bool:
-    return error.status == 404
 
 
 def namespace_terminating(error: ApiException) -> bool:
@@ -66,8 +57,30 @@ def namespace_terminating(error: ApiException) -> bool:
     return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
 
 
+def translated(error: ApiException, *, guarded_patch: bool = False) -> KubeError:
+    """The core's error for an API refusal. `guarded_patch`: the request was a JSON patch whose
+    `test` operation guards against concurrent changes; the API server answers a failed `test`
+    with 422, which means the same as a 409."""
+    message = api_error_message(error)
+    if namespace_terminating(error):
+        return NamespaceTerminating(message)
+    if error.status == 404:
+        return NotFound(message)
+    if error.status == 409 or (guarded_patch and error.status == 422):
+        return Conflict(message)
+    return KubeError(message)
+
+
+async def _call(call: Callable[..., Any], *args: Any, guarded_patch: bool = False, **options: Any) -> Any:
+    """Run one blocking client call in a worker thread, with its refusal translated."""
+    try:
+        return await asyncio.to_thread(call, *args, **options)
+    except ApiException as error:
+        raise translated(error, guarded_patch=guarded_patch) from None
+
+
 def finalizers_patch(current: list[str], wanted: list[str]) -> list[dict[str, Any]]:
-    """A JSON patch from `current` to `wanted` finalizers that fails (409/422) if someone else
+    """A JSON patch from `current` to `wanted` finalizers that fails (`Conflict`) if someone else
     changed the list meanwhile, instead of overwriting their change."""
     if not current:
         return [{"op": "add", "path": "/metadata/finalizers", "value": wanted}]
@@ -78,6 +91,8 @@ def finalizers_patch(current: list[str], wanted: list[str]) -> list[dict[str, An
 
 
 class KubeClient:
+    """The core's `Kube` over the official client, plus the listings the runtime needs."""
+
     def __init__(self, api_client: client.ApiClient, component: str = "kumo") -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
@@ -88,12 +103,12 @@ class KubeClient:
     async def patch_status(
         self, key: ObjectKey, status: Mapping[str, Any], resource_version: str | None = None
     ) -> None:
-        """Merge-patch status; with `resource_version` the write is refused (409) if the object
-        changed since that version was read."""
+        """Merge-patch status; with `resource_version` the write is refused (`Conflict`) if the
+        object changed since that version was read."""
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        await asyncio.to_thread(
+        await _call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -121,14 +136,11 @@ class KubeClient:
             {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
             {"op": "remove", "path": f"/metadata/finalizers/{index}"},
         ]
-        try:
+        with contextlib.suppress(NotFound):  # already gone: nothing left to hold
             await self._json_patch(key, patch)
-        except ApiException as error:
-            if not _not_found(error):
-                raise
 
     async def _json_patch(self, key: ObjectKey, patch: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(
+        await _call(
             self.custom.patch_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -136,12 +148,13 @@ class KubeClient:
             MANAGED[key.kind].plural,
             key.name,
             patch,
+            guarded_patch=True,
             _content_type="application/json-patch+json",
         )
 
     async def get_object(self, key: ObjectKey) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(
+            found: dict[str, Any] = await _call(
                 self.custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -149,10 +162,9 @@ class KubeClient:
                 MANAGED[key.kind].plural,
                 key.name,
             )
-        except ApiException as error:
-            if _not_found(error):
-                return None
-            raise
+        except NotFound:
+            return None
+        return found
 
     async def list_objects(self, kind: Kind, namespace: str | None) -> AsyncIterator[dict[str, Any]]:
         """Every object of a kind, in one namespace or all (None), a page at a time."""
@@ -160,11 +172,11 @@ class KubeClient:
         token = None
         while True:
             if namespace is None:
-                page = await asyncio.to_thread(
+                page = await _call(
                     self.custom.list_cluster_custom_object, GROUP, VERSION, plural, limit=PAGE, _continue=token
                 )
             else:
-                page = await asyncio.to_thread(
+                page = await _call(
                     self.custom.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -185,13 +197,9 @@ class KubeClient:
         while True:
             options: dict[str, Any] = {"label_selector": label_selector, "limit": PAGE, "_continue": token}
             if namespace is None:
-                response = await asyncio.to_thread(
-                    self.core.list_secret_for_all_namespaces, _preload_content=False, **options
-                )
+                response = await _call(self.core.list_secret_for_all_namespaces, _preload_content=False, **options)
             else:
-                response = await asyncio.to_thread(
-                    self.core.list_namespaced_secret, namespace, _preload_content=False, **options
-                )
+                response = await _call(self.core.list_namespaced_secret, namespace, _preload_content=False, **options)
             page = json.loads(response.data)
             for item in page.get("items") or []:
                 yield item["metadata"]
@@ -205,21 +213,19 @@ class KubeClient:
         plural = PLURALS[kind]
         try:
             if kind == "ClusterProviderConfig":
-                return await asyncio.to_thread(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
-            return await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
-        except ApiException as error:
-            if _not_found(error):
-                raise NotFound(f"{kind} {name!r} not found") from None
-            raise
+                found: dict[str, Any] = await _call(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
+            else:
+                found = await _call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        except NotFound:
+            raise NotFound(f"{kind} {name!r} not found") from None
+        return found
 
     async def set_provider_config_finalizers(
         self, namespace: str, name: str, current: list[str], wanted: list[str]
     ) -> None:
         """A namespaced ProviderConfig's finalizers (the in-use protection); gone is fine."""
-        try:
-            await asyncio.to_thread(
+        with contextlib.suppress(NotFound):
+            await _call(
                 self.custom.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -227,59 +233,48 @@ class KubeClient:
                 PROVIDER_CONFIG.plural,
                 name,
                 finalizers_patch(current, wanted),
+                guarded_patch=True,
                 _content_type="application/json-patch+json",
             )
-        except ApiException as error:
-            if not _not_found(error):
-                raise
 
     # ------------------------------------------------------------------ secrets
 
-    async def read_secret(self, namespace: str, name: str) -> client.V1Secret | None:
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as the API returns it (read raw: no client model is built for it)."""
         try:
-            return await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as error:
-            if _not_found(error):
-                return None
-            raise
+            response = await _call(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+        except NotFound:
+            return None
+        secret: dict[str, Any] = json.loads(response.data)
+        return secret
 
     async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> str:
         """Create a Secret; returns its resourceVersion, so a later replace in the same pass is
         guarded by the version this write made, not a stale one."""
-        try:
-            created = await asyncio.to_thread(self.core.create_namespaced_secret, namespace, secret)
-        except ApiException as error:
-            if namespace_terminating(error):
-                raise NamespaceTerminating(f"namespace {namespace} is being terminated") from None
-            raise
+        created = await _call(self.core.create_namespaced_secret, namespace, secret)
         return str(created.metadata.resource_version)
 
     async def set_secret_finalizers(self, namespace: str, name: str, current: list[str], wanted: list[str]) -> None:
         """A credentials Secret's finalizers (the in-use protection); gone is fine."""
-        try:
-            await asyncio.to_thread(
+        with contextlib.suppress(NotFound):
+            await _call(
                 self.core.patch_namespaced_secret,
                 name,
                 namespace,
                 finalizers_patch(current, wanted),
+                guarded_patch=True,
                 _content_type="application/json-patch+json",
             )
-        except ApiException as error:
-            if not _not_found(error):
-                raise
 
     async def replace_secret(self, namespace: str, name: str, secret: Mapping[str, Any]) -> str:
-        """Replace a Secret (refused with 409 if it carries a resourceVersion that is no longer
+        """Replace a Secret (`Conflict` if it carries a resourceVersion that is no longer
         current); returns the new resourceVersion."""
-        replaced = await asyncio.to_thread(self.core.replace_namespaced_secret, name, namespace, secret)
+        replaced = await _call(self.core.replace_namespaced_secret, name, namespace, secret)
         return str(replaced.metadata.resource_version)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        try:
-            await asyncio.to_thread(self.core.delete_namespaced_secret, name, namespace)
-        except ApiException as error:
-            if not _not_found(error):
-                raise
+        with contextlib.suppress(NotFound):
+            await _call(self.core.delete_namespaced_secret, name, namespace)
 
     # ------------------------------------------------------------------ events and cluster facts
 
@@ -306,13 +301,12 @@ class KubeClient:
             "reportingComponent": self.component,
         }
         try:
-            await asyncio.to_thread(self.core.create_namespaced_event, key.namespace, event)
-        except ApiException as error:
-            if namespace_terminating(error):  # expected while a namespace's objects are finalized
-                log.info("event %s on %s not posted: namespace %s is being terminated", reason, key, key.namespace)
-                return
-            log.warning("could not post event %s on %s: %s", reason, key, error.reason)
+            await _call(self.core.create_namespaced_event, key.namespace, event)
+        except NamespaceTerminating:  # expected while a namespace's objects are finalized
+            log.info("event %s on %s not posted: namespace %s is being terminated", reason, key, key.namespace)
+        except KubeError as error:
+            log.warning("could not post event %s on %s: %s", reason, key, error)
 
     async def namespace_uid(self, name: str) -> str:
-        namespace = await asyncio.to_thread(self.core.read_namespace, name)
+        namespace = await _call(self.core.read_namespace, name)
         return str(namespace.metadata.uid)

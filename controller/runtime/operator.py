@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.references import NamespaceName, match_namespace  # what kopf's watches use
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kumo.controller.core import conditions as cond
@@ -43,6 +42,7 @@ from kumo.controller.runtime.config import ControllerConfig
 from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from kumo.controller.runtime.metrics import Metrics
+from kumo.controller.runtime.namespaces import watched
 from kumo.controller.runtime.ratelimit import RateLimiters
 from kumo.controller.runtime.sweeps import Sweeper
 from kumo.controller.runtime.workqueue import WorkQueue
@@ -223,13 +223,13 @@ class Controller:
         self._loop = None
         for namespace in _list_namespaces(namespaces):
             async for meta in kube.list_secret_metadata(namespace, f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
-                if _watched(meta["namespace"], namespaces):
+                if watched(meta["namespace"], namespaces):
                     where = (meta["namespace"], meta["name"])
                     self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
                     self._unconfirmed_secrets[where] = _secret_owner(meta)
             for kind in MANAGED:
                 async for body in kube.list_objects(kind, namespace):
-                    if _watched(body["metadata"]["namespace"], namespaces):
+                    if watched(body["metadata"]["namespace"], namespaces):
                         self.on_object_event(kind, None, body)
                         self._unconfirmed.add(ObjectKey(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
         self.primed.set()
@@ -379,15 +379,10 @@ def _secret_owner(meta: Mapping[str, Any]) -> ObjectKey | None:
 
 def _list_namespaces(patterns: Sequence[str]) -> list[str | None]:
     """Where prime() lists: each namespace kopf watches by name, or everywhere (None) when kopf
-    serves the whole cluster or namespace globs (then _watched() filters)."""
+    serves the whole cluster or namespace globs (then namespaces.watched() filters)."""
     if patterns and not any(set("!*?,") & set(pattern) for pattern in patterns):
         return list(patterns)
     return [None]
-
-
-def _watched(namespace: str, patterns: Sequence[str]) -> bool:
-    """kopf's own namespace matching, so prime() sees exactly what the watches will."""
-    return not patterns or any(match_namespace(NamespaceName(namespace), pattern) for pattern in patterns)
 
 
 def api_client(config: ControllerConfig) -> k8s.ApiClient:

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from kumo.controller.core import conditions as cond
+from kumo.controller.core.kubeapi import Conflict
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
@@ -173,9 +173,7 @@ class Sweeper:
             observation = observations.get(name)
             try:
                 needs_reconcile = await self.reconciler.assess_sweep(key, body, observation)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
+            except Conflict:
                 continue  # a reconcile wrote newer status meanwhile; the next sweep looks again
             if observation is not None and observation.drift:
                 stats.drifted += 1

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client import V1ObjectMeta, V1OwnerReference, V1Secret
+from kumo.controller.core.kubeapi import Conflict, NamespaceTerminating, NotFound
 from kumo.providers.base import (
     Creation,
     Deletion,
@@ -31,8 +31,10 @@ _versions = itertools.count(1)
 
 @dataclass
 class FakeKube:
+    """The core's `Kube` over dicts; Secrets are kept in the API's JSON shape."""
+
     journal: list[tuple[str, ...]]
-    secrets: dict[tuple[str, str], V1Secret] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     provider_configs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     finalizers: dict[str, list[str]] = field(default_factory=dict)
@@ -56,8 +58,6 @@ class FakeKube:
         self.finalizers[key.name] = [f for f in current if f != finalizer]
 
     async def get_provider_config(self, kind, namespace, name):
-        from kumo.controller.runtime.kube import NotFound
-
         found = self.provider_configs.get((kind, "" if kind == "ClusterProviderConfig" else namespace, name))
         if found is None:
             raise NotFound(f"{kind} {name!r} not found")
@@ -74,32 +74,30 @@ class FakeKube:
         self.journal.append(("kube:secret-finalizers", name))
         found = self.secrets.get((namespace, name))
         if found is not None:
-            assert list(found.metadata.finalizers or []) == current, "finalizers changed meanwhile"
-            found.metadata.finalizers = list(wanted)
+            assert list(found["metadata"].get("finalizers") or []) == current, "finalizers changed meanwhile"
+            found["metadata"]["finalizers"] = list(wanted)
 
     async def read_secret(self, namespace, name):
         return copy.deepcopy(self.secrets.get((namespace, name)))
 
     async def create_secret(self, namespace, body):
         if namespace in self.terminating:
-            from kumo.controller.runtime.kube import NamespaceTerminating
-
             raise NamespaceTerminating(f"namespace {namespace} is being terminated")
         self.journal.append(("kube:create-secret", body["metadata"]["name"]))
-        created = self.secrets[(namespace, body["metadata"]["name"])] = to_v1_secret(body)
-        return created.metadata.resource_version
+        created = self.secrets[(namespace, body["metadata"]["name"])] = secret_body(body)
+        return created["metadata"]["resourceVersion"]
 
     async def replace_secret(self, namespace, name, body):
         current = self.secrets.get((namespace, name))
         guard = body["metadata"].get("resourceVersion")
-        if current is None or (guard and guard != current.metadata.resource_version):
+        if current is None:
+            raise NotFound(f"Kubernetes API 404 Not Found: secrets {name!r} not found")
+        if guard and guard != current["metadata"]["resourceVersion"]:
             # What the API server answers a replace guarded by a version that is no longer current.
-            from kubernetes.client.rest import ApiException
-
-            raise ApiException(status=404 if current is None else 409, reason="Conflict")
+            raise Conflict(f"Kubernetes API 409 Conflict: the object {name!r} has been modified")
         self.journal.append(("kube:replace-secret", name))
-        replaced = self.secrets[(namespace, name)] = to_v1_secret(body)
-        return replaced.metadata.resource_version
+        replaced = self.secrets[(namespace, name)] = secret_body(body)
+        return replaced["metadata"]["resourceVersion"]
 
     async def delete_secret(self, namespace, name):
         self.journal.append(("kube:delete-secret", name))
@@ -110,26 +108,26 @@ class FakeKube:
         self.events.append((event_type, reason, message))
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        return base64.b64decode(self.secrets[(namespace, name)].data[key]).decode()
+        return base64.b64decode(self.secrets[(namespace, name)]["data"][key]).decode()
 
 
-def to_v1_secret(body: dict[str, Any]) -> V1Secret:
+def secret_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Secret as the API server stores it: a copy of what was written, with a new resourceVersion."""
     meta = body["metadata"]
-    refs = [
-        V1OwnerReference(api_version=r["apiVersion"], kind=r["kind"], name=r["name"], uid=r["uid"])
-        for r in meta.get("ownerReferences", [])
-    ]
-    return V1Secret(
-        metadata=V1ObjectMeta(
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            owner_references=refs,
-            resource_version=str(next(_versions)),
-        ),
-        data=dict(body.get("data") or {}),
-    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+            "ownerReferences": copy.deepcopy(list(meta.get("ownerReferences") or [])),
+            "finalizers": list(meta.get("finalizers") or []),
+            "resourceVersion": str(next(_versions)),
+        },
+        "data": dict(body.get("data") or {}),
+    }
 
 
 @dataclass

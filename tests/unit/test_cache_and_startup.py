@@ -202,7 +202,7 @@ class ConfigKube:
         self.missing = False
 
     async def get_provider_config(self, kind, namespace, name):
-        from kumo.controller.runtime.kube import NotFound
+        from kumo.controller.core.kubeapi import NotFound
 
         self.reads.append((kind, namespace, name))
         if self.missing:

@@ -12,9 +12,9 @@ import copy
 import json
 from typing import Any
 
-from kubernetes.client import V1ObjectMeta, V1Secret
 from kubernetes.client.rest import ApiException
 from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.kubeapi import Conflict
 from kumo.controller.core.providerconfig import release
 from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
@@ -26,7 +26,7 @@ from kumo.providers.registry import ProviderRegistry
 from kumo.api import FINALIZER, IN_USE_FINALIZER
 
 from ..specs import defaulted_spec
-from .fakes import FakeCloud, FakeKube
+from .fakes import FakeCloud, FakeKube, secret_body
 
 NS = "team-a"
 REF = {"kind": "ProviderConfig", "name": "aws"}
@@ -39,8 +39,8 @@ def _world() -> tuple[FakeKube, Reconciler]:
         "metadata": {"name": "aws", "namespace": NS},
         "spec": {"provider": "fake", "credentials": {"source": "Secret", "secretRef": {"name": "creds"}}},
     }
-    kube.secrets[(NS, "creds")] = V1Secret(
-        metadata=V1ObjectMeta(name="creds", namespace=NS), data={"key": base64.b64encode(b"k").decode()}
+    kube.secrets[(NS, "creds")] = secret_body(
+        {"metadata": {"name": "creds", "namespace": NS}, "data": {"key": base64.b64encode(b"k").decode()}}
     )
     reconciler = Reconciler(
         kube,  # type: ignore[arg-type]
@@ -58,7 +58,7 @@ def _bucket(name: str, **metadata: Any) -> dict[str, Any]:
 
 def _held(kube: FakeKube) -> tuple[bool, bool]:
     config = kube.provider_configs[("ProviderConfig", NS, "aws")]["metadata"].get("finalizers") or []
-    secret = kube.secrets[(NS, "creds")].metadata.finalizers or []
+    secret = kube.secrets[(NS, "creds")]["metadata"].get("finalizers") or []
     return IN_USE_FINALIZER in config, IN_USE_FINALIZER in secret
 
 
@@ -96,7 +96,7 @@ def test_release_lets_go_of_the_secret_then_the_config():
 
 def test_release_reads_again_when_someone_else_changed_the_finalizers():
     """Another writer (a user, a cleanup script) removed the finalizer between kumo's read and its
-    patch: the patch's test fails with 422, and kumo reads again and finds nothing left to do."""
+    patch: the patch's test fails (a Conflict), and kumo reads again and finds nothing left to do."""
     kube, reconciler = _world()
     asyncio.run(reconciler.reconcile(ObjectKey(Kind.BUCKET, NS, "a"), _bucket("a")))
     patch_secret = kube.set_secret_finalizers
@@ -104,7 +104,7 @@ def test_release_reads_again_when_someone_else_changed_the_finalizers():
     async def someone_else_was_quicker(namespace, name, current, wanted):
         await patch_secret(namespace, name, current, wanted)  # the other writer
         kube.set_secret_finalizers = patch_secret  # type: ignore[method-assign]
-        raise ApiException(status=422, reason="Unprocessable Entity")
+        raise Conflict("Kubernetes API 422 Unprocessable Entity: the server rejected our request")
 
     kube.set_secret_finalizers = someone_else_was_quicker  # type: ignore[method-assign]
     asyncio.run(release(kube, NS, "aws"))  # type: ignore[arg-type]

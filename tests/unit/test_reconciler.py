@@ -11,8 +11,8 @@ import copy
 from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 from kumo.controller.core import conditions as cond
+from kumo.controller.core.kubeapi import KubeError, NotFound
 from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey, derived_external_name
 from kumo.providers.base import Kind, NotReady, Ownership, Retryable, Terminal
@@ -22,7 +22,7 @@ from kumo import api
 from kumo.api import FINALIZER
 
 from ..specs import defaulted_spec
-from .fakes import CloudRecord, FakeCloud, FakeCloudClient, FakeKube, to_v1_secret
+from .fakes import CloudRecord, FakeCloud, FakeCloudClient, FakeKube, secret_body
 
 NS, NAME, UID, CLUSTER = "team-a", "orders", "uid-1", "cluster-1"
 EXTERNAL = derived_external_name(NS, NAME, CLUSTER)
@@ -109,7 +109,7 @@ def test_connection_secret_has_every_key_and_a_driver_ready_uri():
     assert value("host") == f"{EXTERNAL}.db.example" and value("port") == "5432"
     assert value("username") == "kumo" and value("engine") == "postgres" and value("database") == "app"
     assert value("uri") == f"postgresql://kumo:{value('password')}@{EXTERNAL}.db.example:5432/app"
-    annotations = world.kube.secrets[(NS, SECRET)].metadata.annotations
+    annotations = world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]
     assert annotations["kumo.dev/password-state"] == "applied"
 
 
@@ -159,7 +159,7 @@ def test_crash_after_create_before_secret_update_resets_nothing_twice():
     world.cloud.records[EXTERNAL] = world.ours(password=world.kube.secret_value(NS, SECRET, "password"))
     world.reconcile()
     assert len(entries(world.journal, "cloud:set-password")) == 1
-    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    assert world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/password-state"] == "applied"
     world.reconcile()
     assert len(entries(world.journal, "cloud:set-password")) == 1
 
@@ -181,7 +181,7 @@ def test_a_password_the_create_set_is_not_sent_again_once_the_instance_is_ready(
     that created it records the password as applied, so no later pass resets it."""
     world = World(initial_state="creating")
     world.reconcile()
-    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    assert world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/password-state"] == "applied"
     world.cloud.records[EXTERNAL].state = "available"
     world.reconcile()
     assert world.condition("Ready")["status"] == "True"
@@ -498,7 +498,7 @@ def test_foreign_secret_with_the_same_name_blocks_creation():
     """A Secret of that name not owned by this object is never overwritten, and nothing is
     created in the cloud."""
     world = World()
-    world.kube.secrets[(NS, SECRET)] = to_v1_secret({"metadata": {"name": SECRET}, "data": {"password": "c2VjcmV0"}})
+    world.kube.secrets[(NS, SECRET)] = secret_body({"metadata": {"name": SECRET}, "data": {"password": "c2VjcmV0"}})
     world.reconcile()
     assert entries(world.journal, "cloud:create") == []
     assert "writeConnectionSecretToRef" in world.condition("Synced")["message"]
@@ -566,7 +566,7 @@ def test_rotation_waits_for_the_cloud_then_publishes_password_and_uri_together()
     assert world.reconcile().error is None
     _assert_one_working_credential(world)
     assert _published(world)[0] == staged
-    assert PENDING_KEY not in world.kube.secrets[(NS, SECRET)].data
+    assert PENDING_KEY not in world.kube.secrets[(NS, SECRET)]["data"]
     assert len(world.kube.writes) - writes == 3  # the Secret, once; status; the PasswordSet event
     assert world.condition("Synced")["reason"] == api.RECONCILE_SUCCESS and "PasswordSet" in reasons(world)
 
@@ -658,7 +658,7 @@ def test_a_rotation_asked_for_during_another_starts_after_it():
     world.reconcile()
     _assert_one_working_credential(world)
     assert _published(world)[0] == second != first
-    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/rotation"] == "r2"
+    assert world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/rotation"] == "r2"
 
 
 def test_a_deleted_secret_waits_for_the_cloud_before_it_gets_a_uri():
@@ -668,7 +668,7 @@ def test_a_deleted_secret_waits_for_the_cloud_before_it_gets_a_uri():
     world.reconcile()
     world.kube.secrets.clear()
     world.reconcile()
-    assert "uri" not in world.kube.secrets[(NS, SECRET)].data
+    assert "uri" not in world.kube.secrets[(NS, SECRET)]["data"]
     world.cloud.finish_password_reset(EXTERNAL)
     world.reconcile()
     _assert_one_working_credential(world)
@@ -676,7 +676,7 @@ def test_a_deleted_secret_waits_for_the_cloud_before_it_gets_a_uri():
 
 def _edit_password(world: World, value: str) -> None:
     secret = world.kube.secrets[(NS, SECRET)]
-    secret.data["password"] = base64.b64encode(value.encode()).decode()
+    secret["data"]["password"] = base64.b64encode(value.encode()).decode()
 
 
 def test_password_edited_in_the_secret_is_set_on_the_instance_and_in_the_uri():
@@ -688,7 +688,7 @@ def test_password_edited_in_the_secret_is_set_on_the_instance_and_in_the_uri():
     world.reconcile()
     assert world.cloud.records[EXTERNAL].password == "Edited-by-a-user-1"
     assert "Edited-by-a-user-1" in world.kube.secret_value(NS, SECRET, "uri")
-    assert world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-state"] == "applied"
+    assert world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/password-state"] == "applied"
     world.reconcile()
     assert len(entries(world.journal, "cloud:set-password")) == 1  # once, not on every pass
 
@@ -697,7 +697,7 @@ def test_secret_written_before_digests_is_not_mistaken_for_an_edit():
     """A Secret an older kumo wrote has no digest: its password is kumo's, nothing is reset."""
     world = World()
     world.reconcile()
-    del world.kube.secrets[(NS, SECRET)].metadata.annotations["kumo.dev/password-digest"]
+    del world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/password-digest"]
     world.reconcile()
     assert entries(world.journal, "cloud:set-password") == []
 
@@ -707,7 +707,7 @@ def test_bucket_with_a_taken_secret_name_creates_nothing():
     a cloud bucket behind that it can never publish."""
     world = World(Kind.BUCKET)
     taken = f"{NAME}-bucket"
-    world.kube.secrets[(NS, taken)] = to_v1_secret({"metadata": {"name": taken}, "data": {}})
+    world.kube.secrets[(NS, taken)] = secret_body({"metadata": {"name": taken}, "data": {}})
     world.reconcile()
     assert entries(world.journal, "cloud:create") == []
     assert "not owned" in world.condition("Synced")["message"]
@@ -727,7 +727,7 @@ def test_bucket_that_published_under_the_old_default_keeps_its_secret():
     world = World(Kind.BUCKET)
     world.reconcile()
     old = world.kube.secrets.pop((NS, f"{NAME}-bucket"))
-    old.metadata.name = SECRET
+    old["metadata"]["name"] = SECRET
     world.kube.secrets[(NS, SECRET)] = old
     del world.kube.statuses[NAME]["connectionSecret"]
     world.reconcile()
@@ -741,7 +741,7 @@ def test_kubernetes_refusal_nobody_foresaw_shows_in_synced_and_an_event():
     world = World()
 
     async def refused(namespace, body):
-        raise ApiException(status=403, reason="Forbidden")
+        raise KubeError("Kubernetes API 403 Forbidden: secrets is forbidden: exceeded quota")
 
     world.kube.create_secret = refused  # type: ignore[method-assign]
     result = world.reconcile()
@@ -765,7 +765,7 @@ def test_object_deleted_mid_reconcile_is_a_retry_not_a_failure():
     world = World()
 
     async def gone(key, status, resource_version=None):
-        raise ApiException(status=404, reason="Not Found")
+        raise NotFound("Kubernetes API 404 Not Found: databases 'orders' not found")
 
     world.kube.patch_status = gone  # type: ignore[method-assign]
     result = world.reconcile()
