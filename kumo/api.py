@@ -72,6 +72,7 @@ def resource_named(text: str) -> Resource | None:
 FINALIZER = f"{GROUP}/cleanup"
 # On a namespaced ProviderConfig and its credentials Secret while objects in the namespace use
 # them: deleting the namespace must not take kumo's credentials before the cloud is cleaned up.
+# On a ClusterProviderConfig in use too (not its Secret, which lives in the controller's namespace).
 IN_USE_FINALIZER = f"{GROUP}/in-use"
 
 
@@ -127,6 +128,16 @@ DRIFTED = "Drifted"
 MISSING = "Missing"
 IGNORED = "Ignored"
 
+# Ready reasons of a ProviderConfig or ClusterProviderConfig (controller/core/configstatus.py):
+# True when its credentials resolve, its provider plugin is installed and one cheap identity call
+# (AWS STS GetCallerIdentity, GCP buckets.list) succeeds; a plugin without an identity check is
+# Ready once the credentials resolve, and says so.
+IDENTITY_VERIFIED = "IdentityVerified"
+CREDENTIALS_RESOLVED = "CredentialsResolved"
+CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
+PROVIDER_NOT_INSTALLED = "ProviderNotInstalled"
+IDENTITY_CHECK_FAILED = "IdentityCheckFailed"
+
 
 # ---------------------------------------------------------------------- events
 
@@ -143,6 +154,8 @@ EVENT_DRIFT_CORRECTED = "DriftCorrected"
 EVENT_MISSING = "ExternalResourceMissing"
 EVENT_OWNED_BY_ANOTHER = "OwnedByAnotherResource"
 EVENT_PASSWORD_SET = "PasswordSet"
+# On a provider config being deleted while objects still use it: which ones hold it.
+EVENT_CONFIG_IN_USE = "ProviderConfigInUse"
 
 
 # ---------------------------------------------------------------------- connection Secrets

@@ -405,6 +405,31 @@ class Provider(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a provider config's credentials act as, from one cheap identity call: `account` is the
+    cloud's name for the principal (an AWS ARN, a GCP service account or project), `message` what
+    the call showed, for the config's Ready condition."""
+
+    account: str
+    message: str
+
+
+@runtime_checkable
+class IdentityCheck(Protocol):
+    """An optional capability of a `Provider`: proving that a provider config works.
+
+    The controller calls it when a ProviderConfig or ClusterProviderConfig appears or changes and
+    every few minutes after, and shows the outcome in the config's Ready condition. It must make
+    at most one or two cheap read calls through `hooks` (paced and counted like every other call),
+    must not modify anything, and raises `ProviderError` with the cloud's own message when the
+    cloud refuses. A provider without it is Ready once its credentials resolve."""
+
+    async def check(self, settings: ProviderSettings, hooks: CallHooks | None = None) -> Identity:
+        """The identity the settings' credentials act as."""
+        ...
+
+
 # ---------------------------------------------------------------------------- helpers
 
 

@@ -89,8 +89,7 @@ async def resolve(
     try:
         config = await kube.get_provider_config(kind, namespace, name)
     except NotFound:
-        where = f" in namespace {namespace}" if kind == "ProviderConfig" else ""
-        raise ProviderConfigError(f"spec.providerConfigRef: {kind} {name!r} not found{where}") from None
+        raise ProviderConfigError(await _not_found(kube, kind, namespace, name)) from None
     spec = config.get("spec", {})
     # A cluster config outlives any namespace. A config already being deleted cannot take a new
     # finalizer, and holding its Secret alone could strand the Secret: release() finds the Secret
@@ -110,6 +109,24 @@ async def resolve(
         endpoints=dict(spec.get("endpoints") or {}),
         provider_options=dict(spec.get("providerOptions") or {}),
     )
+
+
+async def _not_found(kube: Kube, kind: str, namespace: str, name: str) -> str:
+    """Why the reference does not resolve, and, when a config of the other kind has that name
+    (the usual mix-up: `providerConfigRef: {name: aws}` means the ClusterProviderConfig aws, as the
+    kind defaults to ClusterProviderConfig), which kind to set instead."""
+    other = "ClusterProviderConfig" if kind == "ProviderConfig" else "ProviderConfig"
+    if kind == "ProviderConfig":
+        missing = f"spec.providerConfigRef: ProviderConfig {name!r} not found in namespace {namespace}"
+        there = f"a ClusterProviderConfig {name!r} exists"
+    else:
+        missing = f"spec.providerConfigRef: ClusterProviderConfig {name!r} not found"
+        there = f"a ProviderConfig {name!r} exists in namespace {namespace} (kind defaults to ClusterProviderConfig)"
+    try:
+        await kube.get_provider_config(other, namespace, name)
+    except NotFound:
+        return missing
+    return f"{missing}; {there}: set kind: {other}"
 
 
 async def _credentials(

@@ -108,6 +108,13 @@ class ObjectCache:
         """How many cached objects use this provider config."""
         return self._users.get(config, 0)
 
+    def users_of(self, config: ConfigKey) -> list[ObjectKey]:
+        """The cached objects using this provider config, sorted (a scan of every object: for
+        the rare change of a config, never per event)."""
+        if not self._users.get(config):
+            return []
+        return sorted((key for key, used in list(self._config_of.items()) if used == config), key=str)
+
     def _unfile(self, key: ObjectKey) -> None:
         config = self._config_of.pop(key, None)
         if config is not None:

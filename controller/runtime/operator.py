@@ -43,6 +43,7 @@ from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.namespaces import watched
+from kumo.controller.runtime.providerconfigs import ProviderConfigs
 from kumo.controller.runtime.ratelimit import RateLimiters
 from kumo.controller.runtime.sweeps import Sweeper
 from kumo.controller.runtime.workqueue import WorkQueue
@@ -55,6 +56,7 @@ from kumo.api import (
     ANNOTATION_PAUSED,
     ANNOTATION_ROTATE_PASSWORD,
     ANNOTATION_ROTATION,
+    CLUSTER_PROVIDER_CONFIG,
     FINALIZER,
     GROUP,
     IN_USE_FINALIZER,
@@ -401,6 +403,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     """All of kumo's kopf handlers, on a registry of their own (no module-level state)."""
     registry = kopf.OperatorRegistry()
     memo: dict[str, Controller] = {}
+    configs: dict[str, ProviderConfigs] = {}  # the provider configs' status, usage and requeues
     election: dict[str, tuple[LeaderElector, asyncio.Task[None]]] = {}
 
     @kopf.on.login(registry=registry, id="login")
@@ -441,6 +444,10 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         # kopf starts the watches only after this handler returns: prime() lists first.
         await controller.prime(kube, config.namespaces)
         controller.watch(controller.confirm_primed(kube), "kumo-confirm-start-up-listing")
+        configs["watcher"] = watcher = ProviderConfigs(
+            kube, reconciler, controller.cache, controller.queue, may_act=lambda: controller.may_act()
+        )
+        controller.watch(watcher.run(), "kumo-provider-configs")
         if config.leader_elect:
             elector = _elector(config, api, controller)
             controller.may_act = elector.holds_fresh_lease
@@ -478,9 +485,24 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             memo["controller"].on_secret_event(event.get("type"), body)
 
     @kopf.on.event(GROUP, VERSION, PROVIDER_CONFIG.plural, registry=registry, id="watch-providerconfigs")
-    def provider_config_event(body: Mapping[str, Any], **_: Any) -> None:
+    async def provider_config_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_provider_config_event(body)
+        if "watcher" in configs:
+            configs["watcher"].on_config_event(PROVIDER_CONFIG.kind, event.get("type"), body)
+
+    @kopf.on.event(GROUP, VERSION, CLUSTER_PROVIDER_CONFIG.plural, registry=registry, id="watch-clusterproviderconfigs")
+    async def cluster_provider_config_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        if "watcher" in configs:
+            configs["watcher"].on_config_event(CLUSTER_PROVIDER_CONFIG.kind, event.get("type"), body)
+
+    # Credentials Secrets carry no kumo label, so this handler sees every Secret of the watch kopf
+    # already keeps for kumo's own (kopf filters labels in handlers, not in the watch request);
+    # ProviderConfigs ignores all but those a config names.
+    @kopf.on.event("v1", "secrets", registry=registry, id="watch-credentials-secrets")
+    async def credentials_secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        if "watcher" in configs:
+            configs["watcher"].on_secret_event(event.get("type"), body)
 
     return registry
 

@@ -24,6 +24,7 @@ from kumo.providers.base import (
     CallHooks,
     DatabaseSpec,
     ExternalClient,
+    Identity,
     Kind,
     ManagedResource,
     ProviderSettings,
@@ -73,8 +74,15 @@ class AWSProvider:
         return [f"kind: aws does not manage {resource.kind}"]
 
     async def identity(self, settings: ProviderSettings, hooks: CallHooks | None = None) -> str:
-        """The ARN the provider config's credentials act as (STS GetCallerIdentity): a cheap
-        check that a ProviderConfig works, for status reporting."""
+        """The ARN the provider config's credentials act as (STS GetCallerIdentity)."""
+        return (await self.check(settings, hooks)).account
+
+    async def check(self, settings: ProviderSettings, hooks: CallHooks | None = None) -> Identity:
+        """One STS GetCallerIdentity: it needs no permission at all, so it succeeds exactly when
+        the credentials are valid and STS is reachable
+        (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html). A
+        client that cannot be built (a malformed credentials Secret) raises `Terminal`."""
         caller = ServiceCaller(self._clients.client(settings, SERVICE_STS), SERVICE_STS, hooks or CallHooks())
         response = await caller.call("GetCallerIdentity")
-        return str(response.get("Arn", ""))
+        arn = str(response.get("Arn", ""))
+        return Identity(arn, f"STS GetCallerIdentity: credentials act as {arn} (account {response.get('Account', '')})")

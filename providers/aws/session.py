@@ -156,6 +156,17 @@ TRANSIENT_SDK_ERRORS: tuple[type[Exception], ...] = (
 )
 CODE_PARAMETER_VALIDATION = "ParamValidation"
 CODE_NO_CREDENTIALS = "NoCredentials"
+# botocore's "Unable to locate credentials" only ever comes from the default chain: a provider
+# config with a credentials Secret hands boto3 its keys. Where that chain looks:
+# https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html#configuring-credentials
+NO_CREDENTIALS_HINT = (
+    "The provider config's credentials.source is Environment, so the AWS SDK searched the kumo "
+    "controller's own environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE of the "
+    "controller process, IRSA or EKS Pod Identity on its service account, the node's instance role) "
+    "and found none. Set spec.credentials {source: Secret, secretRef: {name: <a Secret with "
+    "aws_access_key_id and aws_secret_access_key>}} on the provider config, or give the controller "
+    "an IAM role"
+)
 
 
 def error_code(error: Exception) -> str:
@@ -184,7 +195,9 @@ def translate(error: Exception, operation: str) -> ProviderError:
             f"{operation}: the request parameters failed botocore's validation",
             code=CODE_PARAMETER_VALIDATION,
         )
-    if isinstance(error, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
+    if isinstance(error, boto_errors.NoCredentialsError):
+        return Terminal(f"{operation}: {error}. {NO_CREDENTIALS_HINT}", code=CODE_NO_CREDENTIALS)
+    if isinstance(error, boto_errors.PartialCredentialsError):
         return Terminal(f"{operation}: {error}", code=CODE_NO_CREDENTIALS)
     return Terminal(f"{operation}: {error}", code=type(error).__name__)
 

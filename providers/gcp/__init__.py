@@ -26,6 +26,7 @@ from kumo.providers.base import (
     CallHooks,
     DatabaseSpec,
     ExternalClient,
+    Identity,
     Kind,
     ManagedResource,
     ProviderSettings,
@@ -33,6 +34,7 @@ from kumo.providers.base import (
 
 from .cloudsql import INSTANCES_PAGE_SIZE, OPERATION_POLL_DELAYS, CloudSQLClient, validate_database
 from .gcs import BUCKETS_PAGE_SIZE, GCSClient, UpdatePacer, bucket_name_problems, validate_bucket
+from .identity import check_identity
 from .session import PROVIDER_NAME, SERVICE_SQLADMIN, SERVICE_STORAGE, ServiceCaller, client_cache
 
 __all__ = ["CloudSQLClient", "GCPProvider", "GCSClient"]
@@ -68,6 +70,10 @@ class GCPProvider:
         if kind is Kind.DATABASE:
             return CloudSQLClient(caller, settings, page_size=self._instances_page_size, poll_delays=self._poll_delays)
         return GCSClient(caller, settings, page_size=self._buckets_page_size, pacer=self._bucket_writes)
+
+    async def check(self, settings: ProviderSettings, hooks: CallHooks | None = None) -> Identity:
+        """A read the credentials must be allowed to make: see `identity.check_identity`."""
+        return await check_identity(self._clients, settings, hooks)
 
     def validate(self, resource: ManagedResource) -> list[str]:
         """Problems only GCP can judge (tiers, versions, providerOptions), each naming its field."""

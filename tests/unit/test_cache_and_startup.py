@@ -240,8 +240,11 @@ def test_provider_configs_are_reused_for_a_few_seconds_and_failures_never():
         ("ProviderConfig", "a", "team"),
         ("ProviderConfig", "b", "team"),
         ("ClusterProviderConfig", "a", "default"),
+        # each failure also looks for a config of the other kind, to say which kind to set
         ("ProviderConfig", "c", "new"),
+        ("ClusterProviderConfig", "c", "new"),
         ("ProviderConfig", "c", "new"),
+        ("ClusterProviderConfig", "c", "new"),
     ]
 
 

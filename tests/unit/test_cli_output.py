@@ -71,7 +71,7 @@ def in_sync(status: str, reason: str, message: str = "") -> dict[str, str]:
     }
 
 
-STORAGE_DRIFT = {"field": "storageGB", "desired": 20, "actual": 30, "since": "2025-01-02T03:04:05Z"}
+STORAGE_DRIFT = {"field": "storageGB", "desired": "20", "actual": "30", "since": "2025-01-02T03:04:05Z"}
 READY = {"type": "Ready", "status": "True", "reason": "Available"}
 
 STATUS_CASES = [
@@ -99,8 +99,8 @@ def _row(name: str, state: str, reason: str = "", *entries: DriftEntry, kind: st
     return ObjectDrift(kind, "team-a", name, f"ext-{name}", state, reason, since="2025-01-02T03:04:05Z", drift=entries)
 
 
-ENTRY = DriftEntry("storageGB", 20, 30, "2025-01-02T03:04:05Z")
-TIER = DriftEntry("instanceClass", "db.t3.micro", "db.m5.large", "2025-01-02T03:04:06Z")
+ENTRY = DriftEntry("storageGB", "20", "30", "2025-01-02T03:04:05Z")
+TIER = DriftEntry("instanceClass", '"db.t3.micro"', '"db.m5.large"', "2025-01-02T03:04:06Z")
 
 DRIFT_EXIT_CASES = [
     ("nothing-listed", [], EXIT_IN_SYNC, "0 of 0 objects drifted"),

@@ -56,14 +56,19 @@ CLUSTER_RULES = {
     ("kumo.dev", "buckets/status"): ({"patch"}, "KubeClient.patch_status"),
     ("kumo.dev", "providerconfigs"): (
         {"get", "list", "watch", "patch"},
-        "KubeClient.get_provider_config, set_provider_config_finalizers, kopf watch (in-use release)",
+        "KubeClient.get_provider_config, set_provider_config_finalizers, kopf watch (status, requeue, release)",
     ),
-    ("kumo.dev", "clusterproviderconfigs"): ({"get"}, "KubeClient.get_provider_config"),
+    ("kumo.dev", "clusterproviderconfigs"): (
+        {"get", "list", "watch", "patch"},
+        "KubeClient.get_provider_config; kopf watch (status, requeue); in-use finalizer (ProviderConfigs._protect)",
+    ),
+    ("kumo.dev", "providerconfigs/status"): ({"patch"}, "ProviderConfigs._write_status"),
+    ("kumo.dev", "clusterproviderconfigs/status"): ({"patch"}, "ProviderConfigs._write_status"),
     ("", "secrets"): (
         {"get", "list", "watch", "create", "update", "patch", "delete"},
         "connection Secrets (read/create/replace/delete), credentials Secrets (read, in-use finalizer), kopf watch",
     ),
-    ("", "events"): ({"create"}, "KubeClient.emit_event"),
+    ("", "events"): ({"create"}, "KubeClient.emit_event, ProviderConfigs._post_event"),
     ("", "namespaces"): ({"get", "list", "watch"}, "kube-system UID as cluster id; kopf namespace matching"),
     ("apiextensions.k8s.io", "customresourcedefinitions"): ({"list", "watch"}, "kopf resource scanning"),
 }

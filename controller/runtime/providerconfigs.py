@@ -1,0 +1,344 @@
+"""ProviderConfigs and ClusterProviderConfigs as reconciled objects: status, requeues, usage.
+
+The watches on both kinds and on Secrets feed `ProviderConfigs`; it keeps a small index of every
+config (generation, deletion mark, finalizers, status, the credentials Secret it names) and:
+
+- **requeues the users at once** when a config appears, its spec changes, it goes, or its
+  credentials Secret appears, changes or goes: the reconciler's resolved-config entry is dropped
+  (controller/core/providerconfig.py `RecentConfigs`) and every cached object using the config is
+  queued with its failure count reset. An object whose config was missing converges as soon as
+  the user applies it, and a changed endpoint or credential applies at the next reconcile, not
+  at the next sweep;
+- **checks each config** (controller/core/configstatus.py: credentials resolve, plugin installed,
+  identity call) when it appears or changes and every `recheck_every` seconds after, and writes
+  status (Ready condition, account, user count) only when it changed;
+- **tracks usage of ClusterProviderConfigs**: the in-use finalizer is added while objects use one
+  and removed when the last is gone (namespaced ProviderConfigs get theirs from the reconcile,
+  which must hold them before any cloud call; a ClusterProviderConfig only has to outlive its
+  users, and the cache knows those within a tick); a config deleted while in use gets one
+  Warning event naming the objects that hold it.
+
+Writes happen on the leader only (`may_act`), from one loop that wakes on every change and at
+least every `tick` seconds; the handlers themselves only update the index and the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+from kumo.controller.core import configstatus
+from kumo.controller.core.configstatus import ConfigCheck
+from kumo.controller.core.kubeapi import Conflict, KubeError, NotFound
+from kumo.controller.core.providerconfig import ConfigKey
+from kumo.controller.core.reconciler import Reconciler
+from kumo.controller.core.resources import ObjectKey
+from kumo.controller.runtime.cache import ObjectCache
+from kumo.controller.runtime.kube import KubeClient, finalizers_patch, translated
+from kumo.controller.runtime.workqueue import WorkQueue
+
+from kumo import api
+from kumo.api import API_VERSION, CLUSTER_PROVIDER_CONFIG, GROUP, IN_USE_FINALIZER, PLURALS, PROVIDER_CONFIG, VERSION
+
+log = logging.getLogger(__name__)
+
+RECHECK_EVERY = 300.0  # seconds between identity checks of an unchanged config
+TICK = 2.0  # seconds between passes over user counts and finalizers when nothing wakes the loop
+CHECK_TIMEOUT = 60.0  # an identity check that has not answered by then counts as failed
+CHECK_CONCURRENCY = 4
+CLUSTER_EVENTS_NAMESPACE = "default"  # where kubectl looks for events of cluster-scoped objects
+USERS_NAMED = 5  # objects named in an in-use event; the rest are counted
+
+SecretRef = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class _Config:
+    """What the loop needs of one config, from its latest watch event."""
+
+    uid: str
+    generation: int
+    deleting: bool
+    finalizers: list[str]
+    status: dict[str, Any]
+    secret: SecretRef | None
+
+
+def _indexed(kind: str, body: Mapping[str, Any], controller_namespace: str) -> _Config:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    credentials = spec.get("credentials") or {}
+    secret = None
+    if credentials.get("source") == "Secret" and (credentials.get("secretRef") or {}).get("name"):
+        # The same rule as the resolver's: a ClusterProviderConfig's Secret is in the controller's namespace.
+        namespace = meta["namespace"] if kind == PROVIDER_CONFIG.kind else controller_namespace
+        secret = (namespace, credentials["secretRef"]["name"])
+    return _Config(
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=list(meta.get("finalizers") or []),
+        status=dict(body.get("status") or {}),
+        secret=secret,
+    )
+
+
+def config_key_of(kind: str, body: Mapping[str, Any]) -> ConfigKey:
+    meta = body["metadata"]
+    return kind, meta.get("namespace") or "", meta["name"]
+
+
+def _data_digest(body: Mapping[str, Any]) -> str:
+    """Identifies a Secret's content without keeping it (finalizer and label edits leave it)."""
+    data = sorted((body.get("data") or {}).items())
+    return hashlib.sha256(repr(data).encode()).hexdigest()
+
+
+def _describe(key: ConfigKey) -> str:
+    kind, namespace, name = key
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+@dataclass
+class ProviderConfigs:
+    """The configs' index, the requeue of their users, and the loop that checks and writes."""
+
+    kube: KubeClient
+    reconciler: Reconciler
+    cache: ObjectCache
+    queue: WorkQueue[ObjectKey]
+    may_act: Callable[[], bool] = lambda: True
+    recheck_every: float = RECHECK_EVERY
+    tick: float = TICK
+    # How a config is checked; None: configstatus.check through the reconciler (tests pass their own).
+    checker: Callable[[ConfigKey], Awaitable[ConfigCheck]] | None = None
+    _configs: dict[ConfigKey, _Config] = field(default_factory=dict)
+    _secret_users: dict[SecretRef, set[ConfigKey]] = field(default_factory=dict)
+    _secret_digests: dict[SecretRef, str] = field(default_factory=dict)
+    _due: set[ConfigKey] = field(default_factory=set)  # to check at the next pass
+    _checked_at: dict[ConfigKey, float] = field(default_factory=dict)
+    _outcomes: dict[ConfigKey, tuple[int, ConfigCheck]] = field(default_factory=dict)  # generation checked
+    _written: dict[ConfigKey, dict[str, Any]] = field(default_factory=dict)  # since the last watch event
+    _warned: set[ConfigKey] = field(default_factory=set)  # in-use event posted for this deletion
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ------------------------------------------------------------------ watch events (event loop)
+
+    def on_config_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A config was listed (`event_type` None: the watch's initial listing), added, changed
+        or deleted."""
+        key = config_key_of(kind, body)
+        if event_type == "DELETED":
+            self._drop(key)
+            self._changed(key, "was deleted")
+            return
+        config = _indexed(kind, body, self.reconciler.controller_namespace)
+        previous = self._configs.get(key)
+        self._index_secret(key, previous.secret if previous else None, config.secret)
+        self._configs[key] = config
+        self._written.pop(key, None)  # the event shows the status as it is now
+        if previous is None or previous.generation != config.generation:
+            self._due.add(key)
+            if event_type is not None:  # listed at start-up: its users are reconciled anyway
+                self._changed(key, "was created" if previous is None else "changed")
+        self._wake.set()
+
+    def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Any Secret; only those a config names matter."""
+        meta = body["metadata"]
+        where = (meta.get("namespace") or "", meta["name"])
+        configs = self._secret_users.get(where)
+        if not configs:
+            return
+        digest = "" if event_type == "DELETED" else _data_digest(body)
+        previous = self._secret_digests.get(where)
+        self._secret_digests[where] = digest
+        if previous == digest or (previous is None and event_type is None):
+            return
+        for key in sorted(configs):
+            self._due.add(key)
+            self._changed(key, f"credentials Secret {where[0]}/{where[1]} {'was deleted' if not digest else 'changed'}")
+        self._wake.set()
+
+    def _changed(self, key: ConfigKey, what: str) -> None:
+        """Apply a change at once: resolve afresh, reconcile every user now."""
+        self.reconciler.configs.forget(key)
+        users = self.cache.users_of(key)
+        for user in users:
+            self.queue.forget(user)
+            self.queue.add(user)
+        if users:
+            log.info("%s %s: %d object(s) using it requeued", _describe(key), what, len(users))
+
+    def _drop(self, key: ConfigKey) -> None:
+        gone = self._configs.pop(key, None)
+        self._index_secret(key, gone.secret if gone else None, None)
+        self._checked_at.pop(key, None)
+        self._outcomes.pop(key, None)
+        self._written.pop(key, None)
+        self._due.discard(key)
+        self._warned.discard(key)
+
+    def _index_secret(self, key: ConfigKey, before: SecretRef | None, after: SecretRef | None) -> None:
+        if before == after:
+            return
+        if before is not None and before in self._secret_users:
+            self._secret_users[before].discard(key)
+            if not self._secret_users[before]:
+                del self._secret_users[before]
+                self._secret_digests.pop(before, None)
+        if after is not None:
+            self._secret_users.setdefault(after, set()).add(key)
+
+    # ------------------------------------------------------------------ the loop (leader only)
+
+    async def run(self) -> None:
+        """Check, protect and write status, on every change and every `tick` seconds."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()
+            if not self.may_act():
+                continue  # a standby keeps the index current; the leader writes
+            try:
+                await self.run_pass()
+            except Exception:  # one bad pass must not end the loop
+                log.exception("provider config pass failed")
+
+    async def run_pass(self) -> None:
+        now = time.monotonic()
+        due = [
+            key
+            for key in list(self._configs)
+            if key in self._due or now - self._checked_at.get(key, -math.inf) >= self.recheck_every
+        ]
+        self._due.difference_update(due)
+        limit = asyncio.Semaphore(CHECK_CONCURRENCY)
+        await asyncio.gather(*(self._check(key, limit) for key in due))
+        for key, config in list(self._configs.items()):
+            users = self.cache.users(key)
+            try:
+                await self._protect(key, config, users)
+                await self._warn_in_use(key, config, users)
+                await self._write_status(key, config, users)
+            except NotFound:
+                continue  # deleted meanwhile: its DELETED event drops it
+            except KubeError as error:
+                log.warning("%s: %s", _describe(key), error)
+
+    async def _check(self, key: ConfigKey, limit: asyncio.Semaphore) -> None:
+        config = self._configs.get(key)
+        if config is None:
+            return
+        async with limit:
+            try:
+                outcome = await asyncio.wait_for((self.checker or self._check_through_reconciler)(key), CHECK_TIMEOUT)
+            except TimeoutError:
+                outcome = ConfigCheck(False, api.IDENTITY_CHECK_FAILED, f"no answer within {CHECK_TIMEOUT:.0f}s")
+            except Exception as error:  # a Kubernetes refusal reading the Secret, or a bug
+                log.warning("checking %s failed", _describe(key), exc_info=not isinstance(error, KubeError))
+                outcome = ConfigCheck(False, api.IDENTITY_CHECK_FAILED, f"{type(error).__name__}: {error}")
+        self._checked_at[key] = time.monotonic()
+        self._outcomes[key] = (config.generation, outcome)
+        log.debug("%s checked: %s %s", _describe(key), outcome.reason, outcome.message)
+
+    async def _check_through_reconciler(self, key: ConfigKey) -> ConfigCheck:
+        """The check with the reconciler's Kubernetes access, plugins and call hooks."""
+        reconciler = self.reconciler
+        return await configstatus.check(
+            reconciler.kube, reconciler.providers, key, reconciler.controller_namespace, reconciler.hooks_for
+        )
+
+    async def _write_status(self, key: ConfigKey, config: _Config, users: int) -> None:
+        current = {**config.status, **self._written.get(key, {})}
+        generation, outcome = self._outcomes.get(key, (config.generation, None))
+        wanted = configstatus.config_status(current, outcome, generation, users)
+        if not configstatus.needs_write(current, wanted):
+            return
+        kind, namespace, name = key
+        body = {"status": wanted}
+        if namespace:
+            call: Any = self.kube.custom.patch_namespaced_custom_object_status
+            args: tuple[Any, ...] = (GROUP, VERSION, namespace, PLURALS[kind], name, body)
+        else:
+            call = self.kube.custom.patch_cluster_custom_object_status
+            args = (GROUP, VERSION, PLURALS[kind], name, body)
+        await _call(call, *args, _content_type="application/merge-patch+json")
+        self._written[key] = wanted
+
+    async def _protect(self, key: ConfigKey, config: _Config, users: int) -> None:
+        """A ClusterProviderConfig holds the in-use finalizer exactly while objects use it."""
+        if key[0] != CLUSTER_PROVIDER_CONFIG.kind:
+            return
+        held = IN_USE_FINALIZER in config.finalizers
+        if users and not held and not config.deleting:
+            wanted = [*config.finalizers, IN_USE_FINALIZER]
+        elif not users and held:
+            wanted = [f for f in config.finalizers if f != IN_USE_FINALIZER]
+            log.info("%s: no object uses it any more, in-use protection released", _describe(key))
+        else:
+            return
+        patch = finalizers_patch(config.finalizers, wanted)
+        try:
+            await _call(
+                self.kube.custom.patch_cluster_custom_object,
+                GROUP,
+                VERSION,
+                CLUSTER_PROVIDER_CONFIG.plural,
+                key[2],
+                patch,
+                guarded=True,
+                _content_type="application/json-patch+json",
+            )
+        except Conflict:
+            return  # changed meanwhile: its event brings the new list, the next pass decides again
+        config.finalizers = wanted  # until the event confirms it: no second patch meanwhile
+
+    async def _warn_in_use(self, key: ConfigKey, config: _Config, users: int) -> None:
+        """One Warning event per deletion of a config in use, naming what holds it."""
+        if not config.deleting or not users or key in self._warned:
+            return
+        self._warned.add(key)
+        holders = [f"{user.kind} {user.namespace}/{user.name}" for user in self.cache.users_of(key)]
+        message = configstatus.users_message(key[0], key[2], holders, users, USERS_NAMED)
+        await self._post_event(key, config.uid, api.EVENT_CONFIG_IN_USE, message)
+        log.info("%s", message)
+
+    async def _post_event(self, key: ConfigKey, uid: str, reason: str, message: str) -> None:
+        kind, namespace, name = key
+        where = namespace or CLUSTER_EVENTS_NAMESPACE
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        involved = {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid}
+        if namespace:
+            involved["namespace"] = namespace
+        event = {
+            "metadata": {"generateName": f"{name}.", "namespace": where},
+            "involvedObject": involved,
+            "type": api.WARNING,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.kube.component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": self.kube.component,
+        }
+        try:
+            await _call(self.kube.core.create_namespaced_event, where, event)
+        except KubeError as error:  # an event is never worth failing the pass for
+            log.warning("could not post event %s on %s: %s", reason, _describe(key), error)
+
+
+async def _call(call: Callable[..., Any], *args: Any, guarded: bool = False, **options: Any) -> Any:
+    """One blocking client call in a worker thread, its refusal translated as kube.py does."""
+    try:
+        return await asyncio.to_thread(call, *args, **options)
+    except ApiException as error:
+        raise translated(error, guarded_patch=guarded) from None
