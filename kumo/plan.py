@@ -406,6 +406,22 @@ def managed_kind(body: Mapping[str, Any]) -> Kind | None:
 # ---------------------------------------------------------------------- planning (reads only)
 
 
+class PlanKube(KubeClient):
+    """The controller's Kubernetes client with the only writes on the plan's path turned off.
+    Resolving a provider config as the controller does puts the in-use finalizer on a namespaced
+    ProviderConfig and its credentials Secret (controller/core/providerconfig.py); that is the
+    controller's to do when an object really uses them, and nothing would release it after a plan.
+    """
+
+    async def set_provider_config_finalizers(
+        self, namespace: str, name: str, current: list[str], wanted: list[str]
+    ) -> None:
+        return None
+
+    async def set_secret_finalizers(self, namespace: str, name: str, current: list[str], wanted: list[str]) -> None:
+        return None
+
+
 @dataclass
 class Planner:
     """Plans documents against one cluster and its clouds; reads only."""
@@ -548,7 +564,7 @@ def plan_documents(
     as in `kumo run`, to the kube-system namespace's UID."""
 
     async def planned() -> Plan:
-        kube = KubeClient(api_client, component="kumo-plan")
+        kube = PlanKube(api_client, component="kumo-plan")
         planner = Planner(
             kube,
             ProviderRegistry.discover(),

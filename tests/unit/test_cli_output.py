@@ -4,11 +4,14 @@ actions, fields), how the table and the JSON read, and which exit code each outc
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiClient, Configuration
 from kumo.controller.core.resources import managed_resource
+from kumo.controller.runtime.kube import KubeClient
 from kumo.providers.aws import rds, s3
 from kumo.providers.base import FieldDrift, Kind, Observation, Ownership
 from kumo.providers.gcp import cloudsql, gcs
@@ -40,6 +43,7 @@ from kumo.plan import (
     FieldChange,
     Plan,
     PlanInputError,
+    PlanKube,
     Target,
     dry_run_body,
     judge,
@@ -71,7 +75,7 @@ def in_sync(status: str, reason: str, message: str = "") -> dict[str, str]:
     }
 
 
-STORAGE_DRIFT = {"field": "storageGB", "desired": "20", "actual": "30", "since": "2025-01-02T03:04:05Z"}
+STORAGE_DRIFT = {"field": "storageGB", "desired": 20, "actual": 30, "since": "2025-01-02T03:04:05Z"}
 READY = {"type": "Ready", "status": "True", "reason": "Available"}
 
 STATUS_CASES = [
@@ -99,8 +103,8 @@ def _row(name: str, state: str, reason: str = "", *entries: DriftEntry, kind: st
     return ObjectDrift(kind, "team-a", name, f"ext-{name}", state, reason, since="2025-01-02T03:04:05Z", drift=entries)
 
 
-ENTRY = DriftEntry("storageGB", "20", "30", "2025-01-02T03:04:05Z")
-TIER = DriftEntry("instanceClass", '"db.t3.micro"', '"db.m5.large"', "2025-01-02T03:04:06Z")
+ENTRY = DriftEntry("storageGB", 20, 30, "2025-01-02T03:04:05Z")
+TIER = DriftEntry("instanceClass", "db.t3.micro", "db.m5.large", "2025-01-02T03:04:06Z")
 
 DRIFT_EXIT_CASES = [
     ("nothing-listed", [], EXIT_IN_SYNC, "0 of 0 objects drifted"),
@@ -510,3 +514,13 @@ def test_a_reader_that_leaves_early_is_not_an_error(monkeypatch):
     parser.set_defaults(handler=handler)
     monkeypatch.setattr(cli, "_parser", lambda: parser)
     assert cli.main([]) == 0
+
+
+def test_plan_takes_no_in_use_finalizer():
+    """Resolving a provider config as the controller does would put the in-use finalizer on a
+    namespaced ProviderConfig and its Secret; the plan's client makes neither write (no request
+    at all: the API client points nowhere)."""
+    kube = PlanKube(ApiClient(Configuration(host="http://127.0.0.1:9")))
+    for write in ("set_provider_config_finalizers", "set_secret_finalizers"):
+        assert write in vars(KubeClient), f"KubeClient.{write} was renamed: PlanKube no longer overrides it"
+        assert asyncio.run(getattr(kube, write)("team-a", "aws", [], ["kumo.dev/in-use"])) is None
