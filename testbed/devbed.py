@@ -239,6 +239,8 @@ def up(paths: DevPaths, *, audit_log: bool = False) -> int:
     with _locked(paths):
         found = survey(paths)
         if found.running:
+            if not paths.kubeconfig.exists() and found.env:  # removed by hand: the export must still work
+                _publish_kubeconfig(Path(found.env["kubeconfig"]), paths)
             print(f"test bed already up (state: {_display_path(paths.env_file)})")
             print(next_steps(paths.kubeconfig))
             return 0
@@ -267,14 +269,19 @@ def _start(paths: DevPaths, *, audit_log: bool) -> dict[str, Any]:
         bed = TestBed.start(progress=True, audit_log=audit_log, workdir=workdir)
     try:
         install_for_examples(bed.env)
-        paths.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(bed.env["kubeconfig"], paths.kubeconfig)
-        paths.kubeconfig.chmod(0o600)  # it holds the admin token
+        _publish_kubeconfig(Path(bed.env["kubeconfig"]), paths)
         bed.write_env_file(paths.env_file)
     except BaseException:
         bed.stop()
         raise
     return bed.env
+
+
+def _publish_kubeconfig(source: Path, paths: DevPaths) -> None:
+    """A copy at a fixed place, so the printed export is the same for every bed."""
+    paths.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, paths.kubeconfig)
+    paths.kubeconfig.chmod(0o600)  # it holds the admin token
 
 
 def install_for_examples(env: dict[str, Any]) -> None:
@@ -388,6 +395,8 @@ def status(paths: DevPaths) -> int:
         print(f"  not in the state file, from an earlier bed: {_describe_leftovers(found)}; `kumo dev down` stops them")
     if found.running:
         print(f"  export KUBECONFIG={_display_path(paths.kubeconfig)}")
+    elif found.recorded:
+        print("  not every server runs: `kumo dev up` stops what is left and starts a new bed")
     return 0 if found.running else 1
 
 
