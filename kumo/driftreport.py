@@ -19,6 +19,7 @@ from typing import Any
 
 from kumo.api import GROUP, IN_SYNC, MANAGED, VERSION
 from kumo.controller.core import conditions as cond
+from kumo.controller.core.drift import value_text
 
 EXIT_IN_SYNC = 0
 EXIT_DRIFTED = 2
@@ -30,11 +31,12 @@ NOT_COMPARED = ""  # no InSync condition yet: the object was never swept or reco
 
 @dataclass(frozen=True)
 class DriftEntry:
-    """One `status.drift` entry; values are the JSON text the controller stored."""
+    """One `status.drift` entry; values are the JSON values the controller stored (the JSON text
+    that releases before them stored stays text until the controller's next look rewrites it)."""
 
     field: str
-    desired: str
-    actual: str
+    desired: Any
+    actual: Any
     since: str
 
 
@@ -88,8 +90,8 @@ def object_drift(kind: str, body: Mapping[str, Any]) -> ObjectDrift:
     entries = tuple(
         DriftEntry(
             field=str(entry.get("field", "")),
-            desired=str(entry.get("desired", "")),
-            actual=str(entry.get("actual", "")),
+            desired=entry.get("desired"),
+            actual=entry.get("actual"),
             since=str(entry.get("since", "")),
         )
         for entry in status.get("drift") or []
@@ -158,7 +160,7 @@ def render_table(report: DriftReport) -> str:
             continue
         for index, entry in enumerate(obj.drift):
             lead = (obj.kind, obj.object_ref, obj.reason) if index == 0 else ("", "", "")
-            rows.append((*lead, entry.field, entry.desired, entry.actual, entry.since))
+            rows.append((*lead, entry.field, value_text(entry.desired), value_text(entry.actual), entry.since))
     lines = aligned([TABLE_HEADER, *rows]) if rows else []
     return "\n".join([*lines, summary_line(report)]) + "\n"
 

@@ -139,7 +139,7 @@ class _Pass:
     password: conn.StoredPassword | None = None
     password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
-    drift: list[dict[str, str]] | None = None  # new status.drift, when it changed
+    drift: list[dict[str, Any]] | None = None  # new status.drift, when it changed
     # False while the cloud cannot have taken the spec yet (still provisioning): observedGeneration
     # must not move then, or an edit made meanwhile would look like drift instead of intent.
     spec_applied: bool = True

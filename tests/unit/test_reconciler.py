@@ -358,10 +358,29 @@ def test_report_policy_reports_drift_once_and_never_touches_the_cloud():
     in_sync = world.condition("InSync")
     assert in_sync["status"] == "False" and in_sync["reason"] == "Drifted" and "storageGB" in in_sync["message"]
     assert world.kube.statuses[NAME]["drift"] == [
-        {"field": "storageGB", "desired": "20", "actual": "50", "since": world.kube.statuses[NAME]["drift"][0]["since"]}
+        {"field": "storageGB", "desired": 20, "actual": 50, "since": world.kube.statuses[NAME]["drift"][0]["since"]}
     ]
     assert reasons(world).count("DriftDetected") == 1
     assert world.condition("Ready")["status"] == "True"
+
+
+def test_drift_recorded_as_json_text_by_an_earlier_release_is_rewritten_once_quietly():
+    """status.drift values used to be JSON-encoded strings: the same drift found in that form keeps
+    its `since`, posts no event, and is rewritten as JSON values once; then nothing is written."""
+    world = World()
+    world.body["spec"]["driftPolicy"] = "Report"
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    world.reconcile()
+    since = "2025-01-02T03:04:05Z"
+    world.kube.statuses[NAME]["drift"] = [{"field": "storageGB", "desired": "20", "actual": "50", "since": since}]
+    world.reconciler.forget(world.key)  # a new controller: no memory of the events already posted
+    events, writes = len(world.kube.events), len(entries(world.journal, "kube:status"))
+    world.reconcile()
+    assert world.kube.statuses[NAME]["drift"] == [{"field": "storageGB", "desired": 20, "actual": 50, "since": since}]
+    assert len(entries(world.journal, "kube:status")) == writes + 1 and len(world.kube.events) == events
+    world.reconcile()
+    assert len(entries(world.journal, "kube:status")) == writes + 1 and len(world.kube.events) == events
 
 
 def test_spec_waiting_for_provisioning_is_applied_under_report():
