@@ -127,6 +127,30 @@ def mapping(value: Any) -> Mapping[str, Any]:
     return dict(value)
 
 
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """The weekly hour (UTC) in which the cloud may restart the server for maintenance."""
+
+    day: str  # one of DAYS
+    hour: int  # 0-23, the window's first hour
+
+    @property
+    def weekday(self) -> int:
+        """Monday = 0 ... Sunday = 6."""
+        return DAYS.index(self.day)
+
+
+def maintenance_window(value: Any) -> MaintenanceWindow:
+    window = mapping(value)
+    hour = integer(window.get("hour"))
+    if not 0 <= hour <= 23:
+        raise ValueError(f"hour {hour} is not from 0 to 23")
+    return MaintenanceWindow(one_of(*DAYS)(window.get("day")), hour)
+
+
 def spec_field(key: str, parse: Callable[[Any], Any], *, absent: Any = dataclasses.MISSING) -> Any:
     """A spec dataclass field read from the object's `spec.<key>` (a dotted path for nested keys)
     and checked by `parse`, which raises ValueError for a value it does not know.
@@ -158,6 +182,10 @@ class DatabaseSpec:
     instance_class: str = spec_field("instanceClass", text, absent="")  # explicit override of `size`
     database_name: str = spec_field("databaseName", text, absent="")
     provider_options: Mapping[str, Any] = spec_field("providerOptions", mapping, absent=NO_OPTIONS)
+    # Absent: the cloud picks the window, and kumo neither sets nor compares it.
+    maintenance_window: MaintenanceWindow | None = spec_field(  # noqa: RUF009 - a dataclasses.field
+        "maintenanceWindow", maintenance_window, absent=None
+    )
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from kumo.providers.base import (
     DatabaseSpec,
     Deletion,
     FieldDrift,
+    MaintenanceWindow,
     ManagedResource,
     NotReady,
     Observation,
@@ -35,7 +36,7 @@ from kumo.providers.base import (
     Terminal,
     Update,
 )
-from kumo.providers.fields import FieldTable, Setting
+from kumo.providers.fields import UNMANAGED, FieldTable, Setting
 from kumo.providers.options import ProviderOption, integer_between, list_of, one_of, text_matching
 
 from .session import (
@@ -107,8 +108,9 @@ FIELD_STORAGE = "storageGB"
 FIELD_TAGS = "tags"
 FIELD_VERSION = "version"
 
+RDS_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Monday first, as DAYS
 _HOUR_MINUTE = r"([01]\d|2[0-3]):[0-5]\d"
-_DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
+_DAY = f"({'|'.join(RDS_DAYS)})"
 _GROUP_NAME = r"[A-Za-z][\w.-]{0,254}"
 # The documented `spec.providerOptions` for Databases on AWS, and the API parameters they become.
 OPTIONS = (
@@ -173,6 +175,25 @@ def major_version(engine: str, version: str) -> str:
     return ".".join(version.split(".")[: MAJOR_COMPONENTS.get(engine, 1)])
 
 
+def preferred_maintenance_window(window: MaintenanceWindow | None) -> Any:
+    """PreferredMaintenanceWindow for the spec's window: the hour it names, "tue:03:00-tue:04:00"
+    (UTC, `ddd:hh24:mi-ddd:hh24:mi`, at least 30 minutes: ModifyDBInstance API reference,
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ModifyDBInstance.html). One hour,
+    as Cloud SQL's window is; Sunday 23:00 ends on Monday ("sun:23:00-mon:00:00"). UNMANAGED
+    without a window: RDS keeps the one it chose. AWS applies a new window at once, outside
+    PendingModifiedValues (same page: "the change is asynchronously applied as soon as possible")."""
+    if window is None:
+        return UNMANAGED
+    start = window.weekday * 24 + window.hour
+    end = (start + 1) % (7 * 24)
+    return f"{_rds_hour(start)}-{_rds_hour(end)}"
+
+
+def _rds_hour(hour_of_week: int) -> str:
+    day, hour = divmod(hour_of_week, 24)
+    return f"{RDS_DAYS[day]}:{hour:02d}:00"
+
+
 @dataclass(frozen=True)
 class Described:
     """One DescribeDBInstances entry (or a CreateDBInstance / ModifyDBInstance answer, which
@@ -207,6 +228,13 @@ SETTINGS: FieldTable[Described, str | None] = FieldTable(
         "EngineVersion",
         lambda spec: spec.version,
         matches=lambda want, have: isinstance(have, str) and version_matches(str(want), have),
+    ),
+    _parameter(
+        "maintenanceWindow",
+        "PreferredMaintenanceWindow",
+        lambda spec: preferred_maintenance_window(spec.maintenance_window),
+        # Days compare without case: AWS takes "Tue" as well as "tue" (someone else's change may use either).
+        matches=lambda want, have: isinstance(have, str) and have.lower() == want,
     ),
     Setting(FIELD_TAGS, lambda resource: ownership_tags(resource.owner), lambda d: dict(d.tags), None),
 )
@@ -309,6 +337,8 @@ def validate_database(spec: DatabaseSpec) -> list[str]:
         problems.append(f"spec.storageGB: RDS allows {MIN_STORAGE_GB} to {MAX_STORAGE_GB}")
     if not 0 <= spec.backup_retention_days <= MAX_BACKUP_RETENTION_DAYS:
         problems.append(f"spec.backupRetentionDays: RDS allows 0 to {MAX_BACKUP_RETENTION_DAYS}")
+    if spec.maintenance_window and "preferredMaintenanceWindow" in spec.provider_options:
+        problems.append("spec.providerOptions.preferredMaintenanceWindow: spec.maintenanceWindow sets it; use one")
     storage_type = spec.provider_options.get("storageType", "gp2")
     if "iops" in spec.provider_options and storage_type not in IOPS_STORAGE_TYPES:
         problems.append(

@@ -41,6 +41,7 @@ from kumo.providers.base import (
     DatabaseSpec,
     Deletion,
     FieldDrift,
+    MaintenanceWindow,
     ManagedResource,
     NotReady,
     Observation,
@@ -50,7 +51,7 @@ from kumo.providers.base import (
     Terminal,
     Update,
 )
-from kumo.providers.fields import FieldTable, Setting
+from kumo.providers.fields import UNMANAGED, FieldTable, Setting
 from kumo.providers.options import ProviderOption, integer_between, is_boolean, one_of, text_matching
 
 from .session import (
@@ -159,6 +160,7 @@ FIELD_DELETION_PROTECTION = "deletionProtection"
 FIELD_PUBLIC = "publiclyAccessible"
 FIELD_VERSION = "version"
 FIELD_LABELS = "labels"
+FIELD_MAINTENANCE_WINDOW = "maintenanceWindow"
 FIELD_DATABASE_NAME = "databaseName"  # compared only by observe(), which reads the databases
 
 # ---------------------------------------------------------------------------- provider options
@@ -238,6 +240,22 @@ def edition(spec: DatabaseSpec) -> str:
 def enum_name(value: Any) -> str:
     """An enum field's name; proto-plus hands back a bare int for values newer than the SDK."""
     return str(getattr(value, "name", value))
+
+
+def maintenance_window(window: MaintenanceWindow | None) -> Any:
+    """settings.maintenanceWindow for the spec's window: day 1-7 (Monday = 1) and hour 0-23, UTC;
+    Cloud SQL's window is that one hour (Cloud SQL Admin API v1beta4, MaintenanceWindow:
+    https://cloud.google.com/sql/docs/postgres/admin-api/rest/v1beta4/instances#maintenancewindow).
+    UNMANAGED without a window: Cloud SQL keeps the one it has (or none, "any window")."""
+    return UNMANAGED if window is None else {"day": window.weekday + 1, "hour": window.hour}
+
+
+def window_of(window: Any) -> dict[str, int] | None:
+    """An instance's maintenance window as `maintenance_window` renders one; None when it has none
+    (day unset or 0: Cloud SQL picks any time)."""
+    if not window.day:
+        return None
+    return {"day": int(window.day), "hour": int(window.hour or 0)}
 
 
 def _labels_of(instance: Any) -> dict[str, str]:
@@ -382,6 +400,12 @@ SETTINGS: FieldTable[Any, Fragment] = FieldTable(
         lambda resource, _: {"database_version": database_version(resource.database.engine, resource.database.version)},
     ),
     Setting(FIELD_LABELS, lambda resource: ownership_labels(resource.owner), _labels_of, _user_labels),
+    Setting(
+        FIELD_MAINTENANCE_WINDOW,
+        lambda resource: maintenance_window(resource.database.maintenance_window),
+        lambda instance: window_of(instance.settings.maintenance_window),
+        lambda resource, _: _settings(maintenance_window=maintenance_window(resource.database.maintenance_window)),
+    ),
 )
 
 
@@ -568,6 +592,8 @@ def validate_database(spec: DatabaseSpec) -> list[str]:
         problems.append("spec.backupRetentionDays: Cloud SQL high availability needs automated backups (at least 1)")
     if (problem := _edition_problem(spec)) is not None:
         problems.append(problem)
+    if spec.maintenance_window and "maintenanceWindowDay" in spec.provider_options:
+        problems.append("spec.providerOptions.maintenanceWindowDay: spec.maintenanceWindow sets it; use one")
     if "maintenanceWindowHour" in spec.provider_options and "maintenanceWindowDay" not in spec.provider_options:
         problems.append("spec.providerOptions.maintenanceWindowHour: needs spec.providerOptions.maintenanceWindowDay")
     if not spec.publicly_accessible and not spec.provider_options.get("privateNetwork"):

@@ -46,10 +46,15 @@ What is modelled, each with the public source it is taken from (also in docs/tes
   snapshot: moto already refuses it with AWS's message (cloud-custodian/cloud-custodian#309,
   terraform-aws-modules/terraform-aws-rds#445); this layer keeps that answer and gives it before
   the busy-state one (either refusal leaves the instance and the snapshots untouched).
+- A PreferredMaintenanceWindow that wraps the week ("sun:23:30-mon:00:30") is accepted like any
+  other of 30 minutes to 24 hours; moto measures it as negative and refuses it as longer than 24
+  hours. AWS: ModifyDBInstance API reference, PreferredMaintenanceWindow (the format
+  `ddd:hh24:mi-ddd:hh24:mi`, at least 30 minutes; the AWS CLI's own example is Sun:23:45-Mon:00:15).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +63,8 @@ from typing import Any
 
 from .timings import Timings
 
+WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS = "|".join(WEEK)
 AVAILABLE = "available"
 CREATING = "creating"
 BACKING_UP = "backing-up"
@@ -266,6 +273,22 @@ def install(timings: Timings) -> None:
     backend._kumo_strict = strict  # type: ignore[attr-defined]
     _patch_instance(instance_class, strict)
     _patch_backend(backend, strict)
+    models.valid_preferred_maintenance_window = _week_wrapping(models.valid_preferred_maintenance_window)  # type: ignore[assignment]
+
+
+def _week_wrapping(moto_check: Callable[[Any, Any], str | None]) -> Callable[[Any, Any], str | None]:
+    """moto's window check, given a week-wrapping window one day earlier (sun-mon becomes
+    sat-sun): the same length and times of day, so its length and backup-overlap checks hold."""
+
+    def check(maintenance_window: Any, backup_window: Any) -> str | None:
+        window = str(maintenance_window or "").lower()
+        days = re.fullmatch(rf"({_DAYS}):(\d\d:\d\d)-({_DAYS}):(\d\d:\d\d)", window)
+        if days and WEEK.index(days[3]) < WEEK.index(days[1]):
+            earlier = [WEEK[WEEK.index(days[1]) - 1], days[2], WEEK[WEEK.index(days[3]) - 1], days[4]]
+            maintenance_window = "{}:{}-{}:{}".format(*earlier)
+        return moto_check(maintenance_window, backup_window)
+
+    return check
 
 
 def _patch_instance(cls: Any, strict: StrictRDS) -> None:

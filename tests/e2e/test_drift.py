@@ -217,6 +217,54 @@ def test_correct_policy_puts_every_change_back(kumo, probe, provider_config, clo
     assert condition(obj, "Synced")["status"] == "True"
 
 
+# The spec's maintenance window, and how each cloud holds it: as kumo sets it, and as someone
+# else moves it in the console.
+WINDOW = {"day": "Tuesday", "hour": 3}
+CLOUD_WINDOWS = {
+    "aws": ("tue:03:00-tue:04:00", "fri:07:00-fri:07:30"),
+    "gcp": ({"day": 2, "hour": 3}, {"day": 5, "hour": 7}),
+}
+
+
+def _maintenance_window(probe, name: str) -> Any:
+    if probe.cloud == "aws":
+        (found,) = probe.rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"]
+        return found["PreferredMaintenanceWindow"]
+    window = probe.instances.get(request={"project": probe.project, "instance": name}).settings.maintenance_window
+    return {"day": window.day, "hour": window.hour}
+
+
+def _move_maintenance_window(probe, name: str, window: Any) -> None:
+    if probe.cloud == "aws":
+        probe.wait_database_available(name)  # RDS refuses changes while the instance is busy
+        probe.rds.modify_db_instance(
+            DBInstanceIdentifier=name, PreferredMaintenanceWindow=window, ApplyImmediately=True
+        )
+        return
+    body = {"settings": {"maintenance_window": window}}
+    probe.instances.patch(request={"project": probe.project, "instance": name, "body": body})
+
+
+def test_maintenance_window_is_created_and_moving_it_behind_kumos_back_is_drift_put_back(
+    kumo, probe, provider_config, cloud
+):
+    """spec.maintenanceWindow reaches the cloud with the instance; a window moved in the cloud is
+    reported as maintenanceWindow drift (DriftDetected) and put back (DriftCorrected, InSync True)."""
+    ours, theirs = CLOUD_WINDOWS[cloud]
+    name, external = _ready_with_fast_sweeps(kumo, cloud, "Database", "Correct", {"maintenanceWindow": WINDOW})
+    assert _maintenance_window(probe, external) == ours
+    _move_maintenance_window(probe, external, theirs)
+
+    def detected() -> list:
+        events = kumo.events(name)
+        return [e for e in events if e.reason == "DriftDetected" and "maintenanceWindow" in (e.message or "")]
+
+    kumo.wait_for("maintenanceWindow drift detected", detected)
+    kumo.wait_for("window put back", lambda: _maintenance_window(probe, external) == ours, timeout=45)
+    kumo.wait_for("DriftCorrected event", lambda: any(e.reason == "DriftCorrected" for e in kumo.events(name)))
+    kumo.wait_condition("Database", name, "InSync", "True", timeout=30)
+
+
 def test_resource_deleted_out_of_band_is_recreated_under_correct(kumo, probe, provider_config, cloud):
     """A bucket deleted in the cloud comes back under the same name on the next sweep."""
     name, external = _ready_with_fast_sweeps(kumo, cloud, "Bucket", "Correct")

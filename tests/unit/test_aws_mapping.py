@@ -38,6 +38,7 @@ from kumo.providers.base import (
     Deletion,
     FieldDrift,
     Kind,
+    MaintenanceWindow,
     ManagedResource,
     Ownership,
     ProviderError,
@@ -191,6 +192,44 @@ def test_database_drift(described: dict[str, Any], tags: dict[str, str], drifted
     """Drift ignores newer minors, foreign tags and already-pending desired values."""
     desired = rds.desired_settings(database())
     assert [d.field for d in rds.instance_drift(desired, described, tags)] == drifted
+
+
+@pytest.mark.parametrize(
+    ("day", "hour", "window"),
+    [
+        pytest.param("Tuesday", 3, "tue:03:00-tue:04:00", id="an-hour"),
+        pytest.param("Monday", 0, "mon:00:00-mon:01:00", id="midnight"),
+        pytest.param("Wednesday", 23, "wed:23:00-thu:00:00", id="ends-next-day"),
+        pytest.param("Sunday", 23, "sun:23:00-mon:00:00", id="sunday-night-wraps-to-monday"),
+    ],
+)
+def test_maintenance_window_is_the_hour_it_names(day: str, hour: int, window: str) -> None:
+    """spec.maintenanceWindow renders as a one-hour PreferredMaintenanceWindow, sent at create."""
+    resource = database(maintenance_window=MaintenanceWindow(day, hour))
+    assert rds.desired_settings(resource)["maintenanceWindow"] == window
+    assert rds.setting_parameters(rds.desired_settings(resource))["PreferredMaintenanceWindow"] == window
+
+
+@pytest.mark.parametrize(
+    ("cloud", "drifted"),
+    [
+        pytest.param("tue:03:00-tue:04:00", [], id="same"),
+        pytest.param("Tue:03:00-Tue:04:00", [], id="days-compare-without-case"),
+        pytest.param("fri:07:00-fri:07:30", ["maintenanceWindow"], id="changed-out-of-band"),
+    ],
+)
+def test_maintenance_window_read_back_and_drift(cloud: str, drifted: list[str]) -> None:
+    resource = database(maintenance_window=MaintenanceWindow("Tuesday", 3))
+    described = instance(PreferredMaintenanceWindow=cloud)
+    assert rds.actual_settings(described, OWNER_TAGS)["maintenanceWindow"] == cloud
+    assert [d.field for d in rds.instance_drift(rds.desired_settings(resource), described, OWNER_TAGS)] == drifted
+
+
+def test_without_a_maintenance_window_rds_keeps_its_own() -> None:
+    """Absent from the spec, the window is neither sent nor compared (RDS picked one)."""
+    desired = rds.desired_settings(database())
+    assert "maintenanceWindow" not in desired and "PreferredMaintenanceWindow" not in rds.setting_parameters(desired)
+    assert rds.instance_drift(desired, instance(PreferredMaintenanceWindow="wed:06:38-wed:07:08"), OWNER_TAGS) == ()
 
 
 @pytest.mark.parametrize(
@@ -496,6 +535,14 @@ def test_bucket_region_prefers_location_then_provider_config() -> None:
             database(provider_options={"vpcSecurityGroupIds": "sg-1"}),
             ["spec.providerOptions.vpcSecurityGroupIds: must be a non-empty list"],
             id="security-groups-not-a-list",
+        ),
+        pytest.param(
+            database(
+                maintenance_window=MaintenanceWindow("Sunday", 3),
+                provider_options={"preferredMaintenanceWindow": "sun:03:00-sun:04:00"},
+            ),
+            ["spec.providerOptions.preferredMaintenanceWindow: spec.maintenanceWindow sets it; use one"],
+            id="maintenance-window-twice",
         ),
         pytest.param(
             database(provider_options={"preferredMaintenanceWindow": "sunday 3am"}),

@@ -26,6 +26,7 @@ from kumo.providers.base import (
     CallHooks,
     CloudCall,
     Kind,
+    MaintenanceWindow,
     ManagedResource,
     Ownership,
     ProviderError,
@@ -33,7 +34,7 @@ from kumo.providers.base import (
     Retryable,
     Terminal,
 )
-from kumo.providers.gcp import CloudSQLClient, GCPProvider, GCSClient
+from kumo.providers.gcp import CloudSQLClient, GCPProvider, GCSClient, cloudsql
 from kumo.providers.gcp.cloudsql import database_version, instance_drift, patch_body, tier
 from kumo.providers.gcp.gcs import actual_settings as bucket_settings
 from kumo.providers.gcp.gcs import bucket_changes
@@ -179,6 +180,44 @@ def test_patch_body_upgrades_the_major_version_in_place() -> None:
     assert patch_body(database(version="17"), ["version"], instance()) == {"database_version": "POSTGRES_17"}
 
 
+@pytest.mark.parametrize(
+    ("day", "hour", "window"),
+    [
+        pytest.param("Monday", 0, {"day": 1, "hour": 0}, id="monday-is-1"),
+        pytest.param("Sunday", 23, {"day": 7, "hour": 23}, id="sunday-is-7"),
+    ],
+)
+def test_maintenance_window_maps_to_day_1_to_7_and_is_created_and_patched(day: str, hour: int, window: dict) -> None:
+    resource = database(maintenance_window=MaintenanceWindow(day, hour))
+    assert cloudsql.desired_settings(resource)["maintenanceWindow"] == window
+    assert cloudsql.instance_body(resource, SETTINGS, "x")["settings"]["maintenance_window"] == window
+    body = patch_body(resource, ["maintenanceWindow"], instance())
+    assert body == {"settings": {"maintenance_window": window, "settings_version": 3}}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "read", "drifted"),
+    [
+        pytest.param({"day": 2, "hour": 3}, {"day": 2, "hour": 3}, [], id="same"),
+        pytest.param({"day": 5, "hour": 7}, {"day": 5, "hour": 7}, ["maintenanceWindow"], id="changed-out-of-band"),
+        pytest.param({"day": 0, "hour": 0}, None, ["maintenanceWindow"], id="removed-any-window"),
+    ],
+)
+def test_maintenance_window_read_back_and_drift(cloud: dict, read: dict | None, drifted: list[str]) -> None:
+    resource = database(maintenance_window=MaintenanceWindow("Tuesday", 3))
+    observed = cloudsql.instance_observation(resource, instance(maintenance_window=cloud), "p", None)
+    assert observed.settings["maintenanceWindow"] == read
+    assert [d.field for d in observed.drift] == drifted
+
+
+def test_without_a_maintenance_window_cloud_sql_keeps_its_own() -> None:
+    """Absent from the spec, the window is neither sent at create nor compared."""
+    resource = database()
+    assert "maintenance_window" not in cloudsql.instance_body(resource, SETTINGS, "x")["settings"]
+    observed = cloudsql.instance_observation(resource, instance(maintenance_window={"day": 3, "hour": 4}), "p", None)
+    assert observed.settings["maintenanceWindow"] == {"day": 3, "hour": 4} and observed.drift == ()
+
+
 # ---------------------------------------------------------------------------- GCS mapping
 
 
@@ -262,6 +301,11 @@ def test_bucket_changes_keep_foreign_rules_and_labels() -> None:
             database(provider_options={"parameterGroupName": "x"}),
             ["spec.providerOptions.parameterGroupName: unknown option for gcp; known: allocatedIpRange"],
             id="unknown-option",
+        ),
+        pytest.param(
+            database(maintenance_window=MaintenanceWindow("Sunday", 3), provider_options={"maintenanceWindowDay": 7}),
+            ["spec.providerOptions.maintenanceWindowDay: spec.maintenanceWindow sets it; use one"],
+            id="maintenance-window-twice",
         ),
         pytest.param(
             database(instance_class="db.t3.micro"),

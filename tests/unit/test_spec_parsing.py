@@ -33,6 +33,17 @@ def _property(kind: Kind, key: str) -> dict[str, Any]:
         pytest.param({"engine": "oracle"}, "spec.engine: 'oracle' is not one of postgres, mysql", id="unknown-engine"),
         pytest.param({"storageGB": "lots"}, "spec.storageGB: 'lots' is not an integer", id="not-a-number"),
         pytest.param({"highAvailability": "yes"}, "spec.highAvailability: 'yes' is not true or false", id="not-bool"),
+        pytest.param(
+            {"maintenanceWindow": {"day": "Funday", "hour": 3}},
+            "spec.maintenanceWindow: 'Funday' is not one of Monday, Tuesday, Wednesday, Thursday, Friday, "
+            "Saturday, Sunday",
+            id="unknown-day",
+        ),
+        pytest.param(
+            {"maintenanceWindow": {"day": "Monday", "hour": 24}},
+            "spec.maintenanceWindow: hour 24 is not from 0 to 23",
+            id="hour-out-of-range",
+        ),
     ],
 )
 def test_a_value_kumo_does_not_know_is_refused_naming_the_field(spec: dict[str, Any], message: str) -> None:

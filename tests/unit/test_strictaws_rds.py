@@ -183,3 +183,18 @@ def test_a_final_snapshot_is_refused_while_busy_and_under_a_taken_name(rds, cloc
 def test_a_delete_without_final_snapshot_is_accepted_while_creating(rds, clock):
     create(rds)
     assert rds.delete_db_instance(DBInstanceIdentifier="db1", SkipFinalSnapshot=True)["DBInstance"]
+
+
+def test_the_maintenance_window_is_kept_from_create_and_a_change_applies_at_once(rds, clock):
+    """PreferredMaintenanceWindow is stored as sent (lowercase, as AWS reports it) and a new one
+    is "asynchronously applied as soon as possible", never listed in PendingModifiedValues (that
+    type has no such member): ModifyDBInstance API reference."""
+    create(rds, PreferredMaintenanceWindow="tue:03:00-tue:04:00")
+    available(rds, clock)
+    assert described(rds)["PreferredMaintenanceWindow"] == "tue:03:00-tue:04:00"
+    answer = rds.modify_db_instance(
+        DBInstanceIdentifier="db1", PreferredMaintenanceWindow="Sun:23:00-Mon:00:00", ApplyImmediately=True
+    )
+    assert answer["DBInstance"]["PendingModifiedValues"] == {}
+    now = described(rds)
+    assert now["PreferredMaintenanceWindow"] == "sun:23:00-mon:00:00" and now["DBInstanceStatus"] == "available"
