@@ -20,19 +20,19 @@ Synced=False with the cloud's message, requeue with backoff.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from kumo.controller.core import conditions as cond
 from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
 from kumo.controller.core.drift import DriftPolicy, policy_of
-from kumo.controller.core.kubeapi import Conflict, Kube, KubeError, NamespaceTerminating, NotFound, owned_by
+from kumo.controller.core.kubeapi import Conflict, Kube, KubeError, NamespaceTerminating, NotFound
 from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from kumo.controller.core.resources import ObjectKey, derived_external_name, managed_resource, owner_reference
+from kumo.controller.core.resources import InvalidSpec, ObjectKey, derived_external_name, managed_resource
+from kumo.controller.core.secrets import ConnectionSecrets, SecretOwner, SecretState
 from kumo.controller.runtime.metrics import Metrics
 from kumo.providers.base import (
     CallHooks,
@@ -87,17 +87,9 @@ class OwnershipConflict(Terminal):
     """The cloud resource exists under our external name but belongs to someone else."""
 
 
-class SecretConflict(Terminal):
-    """The connection Secret's name is taken by a Secret this object does not own."""
-
-
 class UnexpectedError(Retryable):
     """An error no step foresaw (a Kubernetes refusal such as an exhausted quota or a policy, or a
     bug): shown in Synced=False and an event like any other, and retried with backoff."""
-
-
-class InvalidSpec(Terminal):
-    """The provider found values in the spec it cannot accept; nothing was called."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +125,8 @@ class _Pass:
     resource: ManagedResource | None = None
     conditions: list[cond.Condition] = field(default_factory=list)
     at_provider: dict[str, Any] | None = None
-    secret: dict[str, Any] | None = None  # the Secret as read this pass
-    written_secret: dict[str, Any] | None = None  # the Secret body written this pass
+    secret: SecretState = field(default_factory=SecretState)  # as last read or written this pass
     published: bool = False  # the connection Secret was checked or written this pass
-    password: conn.StoredPassword | None = None
     password_set_by_create: bool = False
     done: bool = False  # object fully handled (finalizer released): no status write
     drift: list[dict[str, Any]] | None = None  # new status.drift, when it changed
@@ -151,6 +141,14 @@ class _Pass:
     @property
     def uid(self) -> str:
         return str(self.body["metadata"]["uid"])
+
+    @property
+    def owner(self) -> SecretOwner:
+        return SecretOwner(self.key, self.body)
+
+    @property
+    def password(self) -> conn.StoredPassword | None:
+        return self.secret.password
 
     @property
     def generation(self) -> int:
@@ -179,6 +177,7 @@ class Reconciler:
         metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
+        self.secrets = ConnectionSecrets(kube)
         self.providers = providers
         self.cluster_id = cluster_id
         self.controller_namespace = controller_namespace
@@ -272,11 +271,11 @@ class Reconciler:
         if _observe_only(work.body):
             return await self._observe_only(work, client)
         if work.key.kind is Kind.DATABASE:
-            await self._ensure_password_stored(work)
+            work.secret = await self.secrets.ensure_password(work.owner)
         else:
             # Before any create: a bucket whose Secret name is taken would exist in the cloud
             # with nowhere to publish it (a Database makes the same check storing its password).
-            work.secret = await self._read_secret(work)
+            work.secret = await self.secrets.read(work.owner)
         observation = await client.observe(work.resource)
         if observation is None:
             observation = await self._absent(work, client)
@@ -287,7 +286,7 @@ class Reconciler:
             if work.password_set_by_create and work.password is not None and not work.password.applied:
                 # An RDS instance takes minutes to become ready; a later pass would not know this
                 # create set the password and would send it again (a needless credentials reset).
-                await self._rewrite_password_state(work, conn.PASSWORD_APPLIED)
+                work.secret = await self.secrets.mark_password(work.owner, work.secret, conn.PASSWORD_APPLIED)
             return self._creating(work, observation)
         if _correctable(observation) and self._should_update(work):
             settled = await self._correct(work, client, observation)
@@ -526,55 +525,13 @@ class Reconciler:
                     )
                     return Result(requeue_after=self.timing.poll_min * 2)
                 await self._event(work, NORMAL, EVENT_DELETED, f"Deleted {work.resource.external_name}")
-        await self._delete_owned_secret(work)
+        await self.secrets.delete(work.owner)
         await self.kube.remove_finalizer(work.key, finalizers, FINALIZER)
         work.done = True
         self.forget(work.key)
         return Result()
 
     # ------------------------------------------------------------------ the connection Secret
-
-    async def _read_secret(self, work: _Pass) -> Any:
-        name = connection_secret_name(work.key.kind, work.body)
-        secret = await self.kube.read_secret(work.key.namespace, name)
-        if secret is not None and not owned_by(secret, work.uid):
-            raise SecretConflict(
-                f"spec.writeConnectionSecretToRef: Secret {name!r} exists and is not owned by this "
-                f"{work.key.kind}; choose another name or delete that Secret"
-            )
-        return secret
-
-    async def _ensure_password_stored(self, work: _Pass) -> None:
-        """Step 2: a password in the Secret before any cloud call that sets it.
-
-        The first password (no Secret, or one without a password) goes under `password`: nothing
-        can connect before it is set. A rotation's new password is staged under `pending-password`
-        while `password` and `uri` keep the credential the instance takes now; they switch
-        together once the cloud has applied it (`_write_connection_secret`). A staged password
-        is finished before a newer rotation starts, so one the cloud may hold is never dropped."""
-        secret = work.secret = await self._read_secret(work)
-        rotation = work.annotations.get(ANNOTATION_ROTATE_PASSWORD, "")
-        stored = _stored_password(secret, work.uid)
-        if stored is not None and (stored.rotation == rotation or stored.staged):
-            # A password a user wrote into the Secret comes back 'pending' (its digest no longer
-            # matches): it is set on the instance below, like a rotation (docs/concepts.md).
-            work.password = stored
-            return
-        data = dict(_secret_data(secret)) if secret is not None else {}
-        value = conn.generate_password()
-        staged = bool(data.get("password"))
-        work.password = conn.StoredPassword(value, conn.PASSWORD_PENDING, rotation, staged=staged)
-        data[api.PENDING_PASSWORD_KEY if staged else "password"] = value
-        body = self._secret_body(work, data, work.password)
-        if secret is None:
-            version = await self.kube.create_secret(work.key.namespace, body)
-        else:
-            body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
-            version = await self.kube.replace_secret(work.key.namespace, secret["metadata"]["name"], body)
-        # The final write compares against what is there now, and is guarded by the version this
-        # write made: keeping the one read before it made every rotation fail once with 409.
-        body["metadata"]["resourceVersion"] = version
-        work.written_secret = body
 
     async def _note_password_after_create(self, work: _Pass, creation: Creation) -> None:
         """After a create, the stored password is on the instance only if the create said so.
@@ -584,17 +541,7 @@ class Reconciler:
         if creation.password_applied:
             work.password_set_by_create = True
         elif work.password.applied:
-            await self._rewrite_password_state(work, conn.PASSWORD_PENDING)
-
-    async def _rewrite_password_state(self, work: _Pass, state: str) -> None:
-        assert work.password is not None
-        work.password = conn.StoredPassword(work.password.value, state, work.password.rotation)
-        data = _secret_data(work.written_secret or work.secret)
-        body = self._secret_body(work, data, work.password)
-        body["metadata"]["resourceVersion"] = await self.kube.replace_secret(
-            work.key.namespace, body["metadata"]["name"], body
-        )
-        work.written_secret = body
+            work.secret = await self.secrets.mark_password(work.owner, work.secret, conn.PASSWORD_PENDING)
 
     async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient, observation: Observation) -> None:
         """Set the stored password on the instance and return once the cloud applied it; until
@@ -617,7 +564,8 @@ class Reconciler:
             self._passwords_requested.pop(work.key, None)
             if _was_usable(work):  # a rotation or a reset is news; the first password is part of creating
                 await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
-        work.password = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
+        applied = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
+        work.secret = replace(work.secret, password=applied)
 
     async def _write_connection_secret(self, work: _Pass, observation: Observation) -> None:
         if work.key.kind is Kind.DATABASE:
@@ -627,61 +575,13 @@ class Reconciler:
             )
         else:
             data = {k: str(v) for k, v in observation.connection.items()}
-        wanted = self._secret_body(work, data, work.password)
-        current = work.written_secret or work.secret
         work.published = True
-        if current is None:
-            await self.kube.create_secret(work.key.namespace, wanted)
-        elif not _same_secret(current, wanted):
-            if current["metadata"].get("resourceVersion"):
-                wanted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await self.kube.replace_secret(work.key.namespace, wanted["metadata"]["name"], wanted)
-
-    def _secret_body(
-        self, work: _Pass, data: Mapping[str, str], password: conn.StoredPassword | None
-    ) -> dict[str, Any]:
-        annotations = {}
-        if password is not None:
-            # The state and rotation describe the password being worked on (the staged one, while
-            # there is one); the digest always the published `password` apps read.
-            annotations = {
-                api.ANNOTATION_PASSWORD_STATE: password.state,
-                api.ANNOTATION_ROTATION: password.rotation,
-            }
-            if data.get("password"):
-                annotations[api.ANNOTATION_PASSWORD_DIGEST] = conn.password_digest(work.uid, data["password"])
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": connection_secret_name(work.key.kind, work.body),
-                "namespace": work.key.namespace,
-                "labels": {
-                    api.LABEL_MANAGED_BY: api.MANAGED_BY,
-                    api.LABEL_OWNER_KIND: str(work.key.kind),
-                    api.LABEL_OWNER_NAME: work.key.name,
-                },
-                "annotations": annotations,
-                "ownerReferences": [owner_reference(work.key.kind, work.body)],
-            },
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
-        }
+        await self.secrets.publish(work.owner, work.secret, data)
 
     async def release_config(self, config: ConfigKey) -> None:
         """No object uses this namespaced ProviderConfig any more: drop its in-use protection."""
         self.configs.forget(config)
         await release(self.kube, config[1], config[2])
-
-    async def _delete_owned_secret(self, work: _Pass) -> None:
-        # Garbage collection removes it through the ownerReference too, but only after the object
-        # is gone and at the collector's pace; deleting it here means the Secret never outlives
-        # the finalizer (an app sees it vanish with its database). If the collector or a user was
-        # quicker, the read finds nothing or the delete gets 404: both are fine.
-        name = connection_secret_name(work.key.kind, work.body)
-        secret = await self.kube.read_secret(work.key.namespace, name)
-        if secret is not None and owned_by(secret, work.uid):
-            await self.kube.delete_secret(work.key.namespace, name)
 
     # ------------------------------------------------------------------ status, events, errors
 
@@ -766,39 +666,3 @@ def _observe_only(body: Mapping[str, Any]) -> bool:
 
 def _correctable(observation: Observation) -> tuple[FieldDrift, ...]:
     return tuple(d for d in observation.drift if d.correctable)
-
-
-# ---------------------------------------------------------------------- Secret helpers
-
-
-def _secret_data(secret: Mapping[str, Any] | None) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in ((secret or {}).get("data") or {}).items()}
-
-
-def _stored_password(secret: Mapping[str, Any] | None, uid: str) -> conn.StoredPassword | None:
-    """The password being worked on: a staged rotation's (not yet published), else `password`."""
-    if secret is None:
-        return None
-    annotations = secret["metadata"].get("annotations") or {}
-    data = secret.get("data") or {}
-    staged = data.get(api.PENDING_PASSWORD_KEY)
-    if staged:
-        state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
-        rotation = annotations.get(api.ANNOTATION_ROTATION, "")
-        return conn.StoredPassword(base64.b64decode(staged).decode(), state, rotation, staged=True)
-    if not data.get("password"):
-        return None
-    value = base64.b64decode(data["password"]).decode()
-    state = annotations.get(api.ANNOTATION_PASSWORD_STATE, conn.PASSWORD_PENDING)
-    if conn.edited(annotations, uid, value):
-        state = conn.PASSWORD_PENDING  # someone else wrote this value: not known on the instance
-    return conn.StoredPassword(value=value, state=state, rotation=annotations.get(api.ANNOTATION_ROTATION, ""))
-
-
-def _same_secret(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    meta, want_meta = current["metadata"], wanted["metadata"]
-    return (
-        current.get("data") == wanted["data"]
-        and all((meta.get("labels") or {}).get(k) == v for k, v in want_meta["labels"].items())
-        and all((meta.get("annotations") or {}).get(k) == v for k, v in want_meta["annotations"].items())
-    )
