@@ -69,9 +69,10 @@ from kumo.api import (
     VERSION,
     connection_secret_name,
 )
+from kumo.version import kumo_version
 
 log = logging.getLogger(__name__)
-USER_AGENT = "kumo-controller/0.1"
+USER_AGENT = f"kumo-controller/{kumo_version()}"
 WATCHED_ANNOTATIONS = (ANNOTATION_ROTATE_PASSWORD, ANNOTATION_ADOPT, ANNOTATION_PAUSED)
 EXIT_DEPOSED = 3  # a leader that lost its Lease exits; its supervisor restarts it as a standby
 
@@ -93,9 +94,9 @@ class Controller:
     """The in-memory state of a running controller: latest bodies, the queue, the workers."""
 
     reconciler: Reconciler
-    workers: int = 16
-    sweep_interval: float = 60.0
-    sweep_concurrency: int = 4
+    workers: int = ControllerConfig.workers
+    sweep_interval: float = ControllerConfig.sweep_interval
+    sweep_concurrency: int = ControllerConfig.sweep_concurrency
     metrics: Metrics | None = None
     cache: ObjectCache = field(default_factory=ObjectCache)
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
@@ -457,7 +458,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         else:
             controller.start()
         log.info(
-            "kumo controller started: cluster id %s, %d workers, sweeps every %.0fs, drift policy %s%s",
+            "kumo %s controller started: cluster id %s, %d workers, sweeps every %.0fs, drift policy %s%s",
+            kumo_version(),
             cluster_id,
             config.workers,
             config.sweep_interval,

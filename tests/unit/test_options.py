@@ -130,6 +130,22 @@ def test_version_comes_from_the_installed_package(capsys):
     assert capsys.readouterr().out.strip() == f"kumo {version('kumo')}"
 
 
+def test_the_controller_names_its_version_to_the_api_server():
+    """Audit logs attribute the controller's writes to the version that made them."""
+    from kumo.controller.runtime.operator import USER_AGENT
+
+    assert f"kumo-controller/{version('kumo')}" == USER_AGENT
+
+
+def test_the_controller_defaults_are_the_declared_ones():
+    """The runtime's Controller takes its defaults from the declarations, not from copies."""
+    from kumo.controller.runtime.operator import Controller
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Controller)}
+    for name in ("workers", "sweep_interval", "sweep_concurrency"):
+        assert defaults[name] == getattr(ControllerConfig(), name)
+
+
 @pytest.mark.parametrize("command", cli.EXIT_CODE_COMMANDS)
 def test_each_command_help_lists_its_exit_codes(capsys, command):
     text = help_of(capsys, command)
