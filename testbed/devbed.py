@@ -413,7 +413,7 @@ def down(paths: DevPaths) -> int:
     if left:
         print(f"could not stop: {', '.join(f'{p.name} (pid {p.pid})' for p in left)}", file=sys.stderr)
         return 1
-    print(f"test bed stopped ({stopped} servers)")
+    print(f"test bed stopped ({stopped} servers)" if stopped else "no server was running; removed the bed's state")
     return 0
 
 
