@@ -52,6 +52,7 @@ from kumo.controller.core.drift import DriftPolicy, why_uncorrectable
 from kumo.controller.core.driftverdict import Absent, Situation, situation_of
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.reconciler import OBSERVE_ONLY_MESSAGE, PAUSED_MESSAGE, Reconciler
+from kumo.controller.core.resources import external_name
 from kumo.controller.runtime.kube import KubeClient, api_error_message
 from kumo.providers.base import FieldDrift, Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
@@ -469,6 +470,11 @@ class Planner:
                 # writes its status): read it again.
                 if refusal.status != 409 or attempt == DRY_RUN_ATTEMPTS:
                     return Change(target, refusal.action, messages=(refusal.message,))
+        judged = partial(judge, body=body, cluster_id=self.cluster_id, default_policy=self.default_drift_policy)
+        if situation_of(body, self.default_drift_policy).paused:
+            # The controller does nothing at all for a paused object, not even resolve its config.
+            paused = Target(target.kind, namespace, target.name, external_name(body, self.cluster_id))
+            return judged(paused, {}, None)
         try:
             provider, client, settings = await self._reconciler.connect(kind, body)
         except Terminal as error:  # the provider does not manage this kind
@@ -486,9 +492,6 @@ class Planner:
         problems = provider.validate(resource)
         if problems:
             return Change(target, Action.INVALID, messages=tuple(problems))
-        judged = partial(judge, body=body, cluster_id=self.cluster_id, default_policy=self.default_drift_policy)
-        if situation_of(body, self.default_drift_policy).paused:
-            return judged(target, client.desired(resource), None)  # the controller makes no cloud call
         try:
             observation = await client.observe(resource)
         except ProviderError as error:
