@@ -117,6 +117,7 @@ def users_message(kind: str, name: str, users: list[str], count: int, shown: int
     many in all), and when it goes."""
     names = ", ".join(users[:shown]) + (f" and {count - shown} more" if count > shown else "")
     return (
-        f"{kind} {name} is being deleted but {count} object{'s' if count != 1 else ''} still use it ({names}); "
+        f"{kind} {name} is being deleted but {count} {'object still uses' if count == 1 else 'objects still use'} "
+        f"it ({names}); "
         f"the finalizer {api.IN_USE_FINALIZER} keeps it until the last of them is gone"
     )

@@ -446,7 +446,12 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         await controller.prime(kube, config.namespaces)
         controller.watch(controller.confirm_primed(kube), "kumo-confirm-start-up-listing")
         configs["watcher"] = watcher = ProviderConfigs(
-            kube, reconciler, controller.cache, controller.queue, may_act=lambda: controller.may_act()
+            kube,
+            reconciler,
+            controller.cache,
+            controller.queue,
+            may_act=lambda: controller.may_act(),
+            watched_namespace=lambda namespace: watched(namespace, config.namespaces),
         )
         controller.watch(watcher.run(), "kumo-provider-configs")
         if config.leader_elect:

@@ -54,6 +54,7 @@ RECHECK_EVERY = 300.0  # seconds between identity checks of an unchanged config
 TICK = 2.0  # seconds between passes over user counts and finalizers when nothing wakes the loop
 CHECK_TIMEOUT = 60.0  # an identity check that has not answered by then counts as failed
 CHECK_CONCURRENCY = 4
+POLL_UNWATCHED = 5.0  # seconds between reads of credentials Secrets no watch delivers
 CLUSTER_EVENTS_NAMESPACE = "default"  # where kubectl looks for events of cluster-scoped objects
 USERS_NAMED = 5  # objects named in an in-use event; the rest are counted
 
@@ -119,6 +120,9 @@ class ProviderConfigs:
     tick: float = TICK
     # How a config is checked; None: configstatus.check through the reconciler (tests pass their own).
     checker: Callable[[ConfigKey], Awaitable[ConfigCheck]] | None = None
+    # Whether the watches serve a namespace; credentials Secrets elsewhere are read every `poll_every`.
+    watched_namespace: Callable[[str], bool] = lambda _: True
+    poll_every: float = POLL_UNWATCHED
     _configs: dict[ConfigKey, _Config] = field(default_factory=dict)
     _secret_users: dict[SecretRef, set[ConfigKey]] = field(default_factory=dict)
     _secret_digests: dict[SecretRef, str] = field(default_factory=dict)
@@ -128,6 +132,7 @@ class ProviderConfigs:
     _written: dict[ConfigKey, dict[str, Any]] = field(default_factory=dict)  # since the last watch event
     _warned: set[ConfigKey] = field(default_factory=set)  # in-use event posted for this deletion
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _polled_at: float = -math.inf
 
     # ------------------------------------------------------------------ watch events (event loop)
 
@@ -213,6 +218,7 @@ class ProviderConfigs:
                 log.exception("provider config pass failed")
 
     async def run_pass(self) -> None:
+        await self._poll_unwatched_secrets()
         now = time.monotonic()
         due = [
             key
@@ -232,6 +238,21 @@ class ProviderConfigs:
                 continue  # deleted meanwhile: its DELETED event drops it
             except KubeError as error:
                 log.warning("%s: %s", _describe(key), error)
+
+    async def _poll_unwatched_secrets(self) -> None:
+        """Credentials Secrets in namespaces the watches do not serve (a ClusterProviderConfig's,
+        in the controller's namespace, when --namespace leaves that out) are read every
+        `poll_every` seconds instead, so a rotated credential there still applies within seconds."""
+        now = time.monotonic()
+        if now - self._polled_at < self.poll_every:
+            return
+        self._polled_at = now
+        for where in [where for where in self._secret_users if not self.watched_namespace(where[0])]:
+            secret = await self.reconciler.kube.read_secret(*where)
+            # The first read records what there is now, no change yet.
+            known = where in self._secret_digests
+            event_type = None if not known else "DELETED" if secret is None else "MODIFIED"
+            self.on_secret_event(event_type, secret or {"metadata": {"namespace": where[0], "name": where[1]}})
 
     async def _check(self, key: ConfigKey, limit: asyncio.Semaphore) -> None:
         config = self._configs.get(key)
