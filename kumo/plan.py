@@ -52,7 +52,7 @@ from kumo.controller.core.drift import DriftPolicy, why_uncorrectable
 from kumo.controller.core.driftverdict import Absent, Situation, situation_of
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.reconciler import OBSERVE_ONLY_MESSAGE, PAUSED_MESSAGE, Reconciler
-from kumo.controller.core.resources import external_name
+from kumo.controller.core.resources import InvalidSpec, external_name
 from kumo.controller.runtime.kube import KubeClient, api_error_message
 from kumo.providers.base import FieldDrift, Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
@@ -484,10 +484,8 @@ class Planner:
         target = Target(target.kind, namespace, target.name, provider=settings.provider)
         try:
             resource = self._reconciler.resource_for(kind, body, settings)
-        except KeyError as error:
-            return Change(target, Action.INVALID, messages=(f"spec.{error.args[0]}: required",))
-        except (TypeError, ValueError) as error:
-            return Change(target, Action.INVALID, messages=(f"spec: {_line(error)}",))
+        except InvalidSpec as error:  # a value the controller does not know, named by its field
+            return Change(target, Action.INVALID, messages=(_line(error),))
         target = Target(target.kind, namespace, target.name, resource.external_name, settings.provider)
         problems = provider.validate(resource)
         if problems:
