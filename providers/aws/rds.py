@@ -1,9 +1,9 @@
 """Databases on Amazon RDS: the `DatabaseClient` for provider "aws".
 
 The portable spec maps onto one DB instance whose identifier is the external name. Managed
-settings (those compared for drift) are the instance class, storage, Multi-AZ, backup
-retention, deletion protection, public accessibility, the engine version (by prefix: "16"
-matches 16.4) and the ownership tags. Engine, database name and master user are create-only.
+settings (those compared for drift) are the rows of `SETTINGS`: one per portable field, naming
+its CreateDBInstance / ModifyDBInstance parameter (the engine version matches by prefix: "16"
+matches 16.4), plus the ownership tags. Engine, database name and master user are create-only.
 
 Every call goes through `ServiceCaller`; a drift sweep over N instances costs ceil(N/100)
 DescribeDBInstances calls. The master password is passed to AWS and nowhere else: it never

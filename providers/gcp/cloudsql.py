@@ -2,9 +2,10 @@
 
 The portable spec maps onto one Cloud SQL instance named by the external name, through the Cloud
 SQL Admin API v1beta4 (`google.cloud.sqladmin_v1beta4`, REST). Managed settings (those compared
-for drift) are the tier, the data disk size, the availability type, automated backups, deletion
-protection, the public IPv4 address, the database version and the ownership labels; the app
-database (`spec.databaseName`) is checked too when a single instance is observed. Engine, region,
+for drift) are the rows of `SETTINGS`, each with the instances.patch fragment that writes it (the
+tier, disk size, availability type, automated backups, deletion protection, public IPv4 address,
+database version, maintenance window and the ownership labels); the app database
+(`spec.databaseName`) is checked too when a single instance is observed. Engine, region,
 master user and `spec.providerOptions` are applied at create only.
 
 Cloud SQL differs from RDS in two ways the reconciler relies on:
