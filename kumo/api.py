@@ -154,6 +154,19 @@ EVENT_DRIFT_CORRECTED = "DriftCorrected"
 EVENT_MISSING = "ExternalResourceMissing"
 EVENT_OWNED_BY_ANOTHER = "OwnedByAnotherResource"
 EVENT_PASSWORD_SET = "PasswordSet"
+# A failed reconcile step, one reason per step as crossplane-runtime names them, so `kubectl get
+# events` says what failed (controller/core/disposition.py decides which).
+EVENT_CANNOT_CONNECT = "CannotConnectToProvider"
+EVENT_INVALID_SPEC = "InvalidSpec"
+EVENT_CANNOT_ADD_FINALIZER = "CannotAddFinalizer"
+EVENT_CANNOT_OBSERVE = "CannotObserveExternalResource"
+EVENT_CANNOT_CREATE = "CannotCreateExternalResource"
+EVENT_CANNOT_UPDATE = "CannotUpdateExternalResource"
+EVENT_CANNOT_DELETE = "CannotDeleteExternalResource"
+EVENT_CANNOT_PUBLISH = "CannotPublishConnectionDetails"
+EVENT_CANNOT_SET_PASSWORD = "CannotSetPassword"
+EVENT_CANNOT_UNPUBLISH = "CannotUnpublishConnectionDetails"
+EVENT_CANNOT_REMOVE_FINALIZER = "CannotRemoveFinalizer"
 # On a provider config being deleted while objects still use it: which ones hold it.
 EVENT_CONFIG_IN_USE = "ProviderConfigInUse"
 
