@@ -1,70 +1,83 @@
 """The one generic reconcile path for every managed kind and every provider.
 
-Create, update, resume after a restart and (later) drift sweeps all end up in `reconcile()`. It
-owns the order of operations; providers only observe, create, update and delete:
+Create, update, resume after a restart and drift sweeps all end up here. The reconciler only
+orders the steps; what each step decides lives in a collaborator that is tested alone:
+
+- ownership of what the cloud holds under our name (controller/core/ownership.py, pure),
+- what to do about drift (controller/core/driftverdict.py, pure),
+- the connection Secret and its password (controller/core/secrets.py),
+- what a failure means and when to retry (controller/core/disposition.py, one table),
+- events, each piece of news once (controller/core/events.py).
+
+The order, as in crossplane-runtime's managed reconciler:
 
 1. Being deleted? Delete the cloud resource (or retain it), wait until it is gone, delete the
    connection Secret, release the finalizer.
 2. Add the finalizer. For databases, make sure the connection Secret holds a password **before**
    anything is created in the cloud, so a crash can never lose it.
 3. Observe. Absent: create under the deterministic external name with ownership tags. Present
-   but tagged for another owner: refuse and say so.
+   but someone else's: refuse and say so.
 4. Not ready yet: report Creating and look again later (a requeue, not a sleeping thread).
-5. Drifted: update the cloud.
+5. Drifted: update the cloud (or only report it, as the drift verdict says).
 6. Make sure the password is set on the instance, write the connection details into the
    Secret, and write status only when it changed.
 
-Every failure branch looks the same: log, event (once per distinct message, not per retry),
-Synced=False with the cloud's message, requeue with backoff.
+Steps return `Outcome`s (controller/core/outcome.py) that the pass adds up and writes once; no
+step changes state another step reads. Every failure goes through the disposition table: log,
+event naming the failed step (once per distinct message, not per retry), Synced=False with the
+step and the cloud's message, and a retry at the pace the error's fixability calls for.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from kumo.controller.core import conditions as cond
 from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
-from kumo.controller.core.drift import DriftPolicy, policy_of
-from kumo.controller.core.kubeapi import Conflict, Kube, KubeError, NamespaceTerminating, NotFound
-from kumo.controller.core.providerconfig import ConfigKey, ProviderConfigError, RecentConfigs, release
-from kumo.controller.core.resources import InvalidSpec, ObjectKey, derived_external_name, managed_resource
-from kumo.controller.core.secrets import ConnectionSecrets, SecretOwner, SecretState
-from kumo.controller.runtime.metrics import Metrics
+from kumo.controller.core import driftverdict, ownership
+from kumo.controller.core.disposition import (
+    Disposition,
+    OwnershipConflict,
+    Step,
+    StepFailed,
+    Timing,
+    at,
+    describe,
+    dispose,
+)
+from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.events import EventHook, EventRecorder
+from kumo.controller.core.kubeapi import Kube
+from kumo.controller.core.outcome import Event, Outcome, Result, Subject
+from kumo.controller.core.providerconfig import ConfigKey, RecentConfigs, release
+from kumo.controller.core.resources import InvalidSpec, ObjectKey, managed_resource
+from kumo.controller.core.secrets import ConnectionSecrets, SecretState
 from kumo.providers.base import (
     CallHooks,
-    Creation,
     DatabaseClient,
     ExternalClient,
-    FieldDrift,
     Kind,
     ManagedResource,
     NotReady,
     Observation,
     Provider,
-    ProviderError,
     ProviderSettings,
-    Retryable,
     Terminal,
 )
 from kumo.providers.registry import ProviderRegistry
 
 from kumo import api
 from kumo.api import (
-    ANNOTATION_ADOPT,
-    ANNOTATION_PAUSED,
-    ANNOTATION_ROTATE_PASSWORD,
     EVENT_CREATED,
     EVENT_DELETED,
     EVENT_DRIFT_CORRECTED,
     EVENT_DRIFT_DETECTED,
     EVENT_MISSING,
-    EVENT_OWNED_BY_ANOTHER,
     EVENT_PASSWORD_SET,
-    EVENT_RECONCILE_ERROR,
     EVENT_RETAINED,
     EVENT_UPDATED,
     FINALIZER,
@@ -73,6 +86,8 @@ from kumo.api import (
     WARNING,
     connection_secret_name,
 )
+
+__all__ = ["Connected", "Reconciler", "Result", "Timing"]
 
 log = logging.getLogger(__name__)
 
@@ -83,24 +98,6 @@ PASSWORD_APPLYING_MESSAGE = (
 )
 
 
-class OwnershipConflict(Terminal):
-    """The cloud resource exists under our external name but belongs to someone else."""
-
-
-class UnexpectedError(Retryable):
-    """An error no step foresaw (a Kubernetes refusal such as an exhausted quota or a policy, or a
-    bug): shown in Synced=False and an event like any other, and retried with backoff."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How soon to look again; all in seconds."""
-
-    poll_min: float = 2.0  # first look at a resource that is still provisioning
-    poll_max: float = 30.0
-    terminal_retry: float = 300.0  # errors a retry soon won't fix
-
-
 class Connected(NamedTuple):
     provider: Provider
     client: ExternalClient
@@ -108,59 +105,23 @@ class Connected(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Result:
-    """What the worker does next with the key."""
+class Created:
+    """What the create step leaves: the resource as now known (None: not yet, or reported
+    missing instead), the Secret after it, and whether the create itself set the password."""
 
-    requeue_after: float | None = None  # look again after this long (not an error)
-    error: ProviderError | Exception | None = None
-    terminal: bool = False
+    observation: Observation | None
+    secret: SecretState
+    password_set: bool = False
+    outcome: Outcome = field(default_factory=Outcome)
 
 
-@dataclass
-class _Pass:
-    """Mutable state of one reconcile pass over one object."""
+@dataclass(frozen=True)
+class Corrected:
+    """What the update step leaves: the resource when the cloud took the change at once and now
+    matches (the pass goes on), else None and what to report until the next look."""
 
-    key: ObjectKey
-    body: Mapping[str, Any]
-    resource: ManagedResource | None = None
-    conditions: list[cond.Condition] = field(default_factory=list)
-    at_provider: dict[str, Any] | None = None
-    secret: SecretState = field(default_factory=SecretState)  # as last read or written this pass
-    published: bool = False  # the connection Secret was checked or written this pass
-    password_set_by_create: bool = False
-    done: bool = False  # object fully handled (finalizer released): no status write
-    drift: list[dict[str, Any]] | None = None  # new status.drift, when it changed
-    # False while the cloud cannot have taken the spec yet (still provisioning): observedGeneration
-    # must not move then, or an edit made meanwhile would look like drift instead of intent.
-    spec_applied: bool = True
-    pending_events: list[tuple[str, str, str]] = field(default_factory=list)
-    # A sweep judges a cached copy that a reconcile may have overtaken: its status write is
-    # guarded by the resourceVersion it read, so it can never overwrite newer conditions.
-    guard_version: str | None = None
-
-    @property
-    def uid(self) -> str:
-        return str(self.body["metadata"]["uid"])
-
-    @property
-    def owner(self) -> SecretOwner:
-        return SecretOwner(self.key, self.body)
-
-    @property
-    def password(self) -> conn.StoredPassword | None:
-        return self.secret.password
-
-    @property
-    def generation(self) -> int:
-        return int(self.body["metadata"].get("generation", 0))
-
-    @property
-    def status(self) -> Mapping[str, Any]:
-        return self.body.get("status") or {}
-
-    @property
-    def annotations(self) -> Mapping[str, str]:
-        return self.body["metadata"].get("annotations") or {}
+    observation: Observation | None
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 class Reconciler:
@@ -174,18 +135,17 @@ class Reconciler:
         hooks_for: Callable[[ProviderSettings], CallHooks] | None = None,
         timing: Timing | None = None,
         default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
-        metrics: Metrics | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         self.kube = kube
         self.secrets = ConnectionSecrets(kube)
+        self.events = EventRecorder(kube, on_event)
         self.providers = providers
         self.cluster_id = cluster_id
         self.controller_namespace = controller_namespace
         self.hooks_for = hooks_for
         self.timing = timing or Timing()
         self.default_drift_policy = default_drift_policy
-        self.metrics = metrics
-        self._last_event: dict[ObjectKey, tuple[str, str]] = {}
         self._polls: dict[ObjectKey, int] = {}
         # The password digest a set_password the cloud applies later was sent with, per object: the
         # passes after it wait for the cloud instead of sending it again. A restart forgets it and
@@ -194,45 +154,9 @@ class Reconciler:
         self.configs = RecentConfigs()
 
     def forget(self, key: ObjectKey) -> None:
-        self._last_event.pop(key, None)
+        self.events.forget(key)
         self._polls.pop(key, None)
         self._passwords_requested.pop(key, None)
-
-    async def reconcile(self, key: ObjectKey, body: Mapping[str, Any]) -> Result:
-        work = _Pass(key, body)
-        try:
-            result = await self._reconcile(work)
-        except NotReady as progress:
-            result = self._in_progress(work, progress)
-        except (ProviderError, ProviderConfigError) as error:
-            result = await self._failed(work, error)
-        except NamespaceTerminating as refused:
-            # Namespace deletion under way: the API server refuses every create in it (a deleted
-            # connection Secret cannot come back) until the namespace controller deletes this
-            # object too; that deletion is the next event. Nothing to retry before it.
-            log.info("%s: %s; waiting for the object's own deletion", key, refused)
-            result = Result()
-        except (NotFound, Conflict) as error:
-            # Deleted or written by someone else while this pass ran: one line, and a retry
-            # reads the new state (the object's own deletion drops the key from the queue).
-            log.info("%s: %s; retrying", key, error)
-            return Result(error=error)
-        except KubeError as error:
-            result = await self._failed(work, UnexpectedError(str(error)))
-        except Exception as error:  # a bug, or an answer nobody foresaw: still the user's to see
-            log.exception("unexpected error reconciling %s", key)
-            result = await self._failed(work, UnexpectedError(f"unexpected error: {type(error).__name__}: {error}"))
-        if not work.done:
-            try:
-                await self._finish(work)
-            except (NotFound, Conflict) as error:
-                log.info("%s: status not written: %s", key, error)
-        return result
-
-    async def _finish(self, work: _Pass) -> None:
-        await self._write_status(work)
-        for event in work.pending_events:
-            await self._event(work, *event)
 
     async def connect(self, kind: Kind, body: Mapping[str, Any]) -> Connected:
         """Provider, client and settings for an object's provider config, resolved again after a
@@ -254,83 +178,141 @@ class Reconciler:
         defaults = settings.provider_options.get(MANAGED[kind].plural) or {}
         return managed_resource(kind, body, self.cluster_id, defaults)
 
-    async def _reconcile(self, work: _Pass) -> Result:
-        if work.annotations.get(ANNOTATION_PAUSED) == "true":
+    async def release_config(self, config: ConfigKey) -> None:
+        """No object uses this namespaced ProviderConfig any more: drop its in-use protection."""
+        self.configs.forget(config)
+        await release(self.kube, config[1], config[2])
+
+    # ------------------------------------------------------------------ one pass
+
+    async def reconcile(self, key: ObjectKey, body: Mapping[str, Any]) -> Result:
+        subject = Subject(key, body)
+        report = Outcome()
+        try:
+            async for outcome in self._steps(subject):
+                report += outcome
+        except NotReady as progress:
+            report += self._in_progress(subject, progress)
+        except Exception as error:  # every failure, whichever step: the disposition table decides
+            failure = error if isinstance(error, StepFailed) else StepFailed(Step.RECONCILE, error)
+            disposition = dispose(failure.step, failure.cause, self.timing)
+            if disposition.quiet and disposition.retry is not None:
+                # Deleted or written by someone else while this pass ran: one line, and a retry
+                # reads the new state (the object's own deletion drops the key from the queue).
+                log.info("%s: %s; retrying", key, disposition.message)
+                return Result(error=disposition.error, retry=disposition.retry)
+            report += await self._failed(subject, disposition)
+        if not report.done:
+            await self._finish(subject, report)
+        return report.result or Result()
+
+    async def _steps(self, s: Subject) -> AsyncIterator[Outcome]:
+        """The order of operations. Each step's outcome is yielded as soon as it is known, so a
+        later step's failure still reports what the earlier ones found."""
+        if s.paused:
             # No cloud call at all, deletion included: a paused object is left exactly as it is.
-            work.conditions.append(cond.Condition(api.SYNCED, False, api.PAUSED, PAUSED_MESSAGE))
-            work.spec_applied = False
-            return Result()
-        provider, client, settings = await self.connect(work.key.kind, work.body)
-        work.resource = self.resource_for(work.key.kind, work.body, settings)
-        if work.body["metadata"].get("deletionTimestamp"):
-            return await self._finalize(work, client)
-        problems = provider.validate(work.resource)
-        if problems:
-            raise InvalidSpec("; ".join(problems))
-        await self._ensure_finalizer(work)
-        if _observe_only(work.body):
-            return await self._observe_only(work, client)
-        if work.key.kind is Kind.DATABASE:
-            work.secret = await self.secrets.ensure_password(work.owner)
-        else:
-            # Before any create: a bucket whose Secret name is taken would exist in the cloud
-            # with nowhere to publish it (a Database makes the same check storing its password).
-            work.secret = await self.secrets.read(work.owner)
-        observation = await client.observe(work.resource)
+            yield Outcome(
+                conditions=(cond.Condition(api.SYNCED, False, api.PAUSED, PAUSED_MESSAGE),), spec_applied=False
+            )
+            return
+        with at(Step.CONNECT):
+            provider, client, settings = await self.connect(s.key.kind, s.body)
+        with at(Step.VALIDATE):
+            resource = self.resource_for(s.key.kind, s.body, settings)
+        if s.deleting:
+            yield await self._finalize(s, resource, client)
+            return
+        with at(Step.VALIDATE):
+            problems = provider.validate(resource)
+            if problems:
+                raise InvalidSpec("; ".join(problems))
+        with at(Step.ADD_FINALIZER):
+            await self._ensure_finalizer(s)
+        if s.observe_only:
+            yield await self._observe_only(s, resource, client)
+            return
+        with at(Step.PUBLISH):
+            # Before any create: a resource whose Secret name is taken would exist in the cloud with
+            # nowhere to publish it; a Database's password is stored before anything can set it.
+            is_database = s.key.kind is Kind.DATABASE
+            secret = await (self.secrets.ensure_password(s.owner) if is_database else self.secrets.read(s.owner))
+        with at(Step.OBSERVE):
+            observation = await client.observe(resource)
+        password_set = False
         if observation is None:
-            observation = await self._absent(work, client)
-            if observation is None:
-                return self._creating(work, None) if not work.conditions else Result()
-        self._check_owner(work, observation)
+            created = await self._absent(s, resource, client, secret)
+            yield created.outcome
+            if created.observation is None:
+                if not created.outcome.conditions:
+                    yield self._creating(s, None)
+                return
+            observation, secret, password_set = created.observation, created.secret, created.password_set
+        self._claim(s, observation)
         if not observation.ready:
-            if work.password_set_by_create and work.password is not None and not work.password.applied:
+            if password_set and secret.password is not None and not secret.password.applied:
                 # An RDS instance takes minutes to become ready; a later pass would not know this
                 # create set the password and would send it again (a needless credentials reset).
-                work.secret = await self.secrets.mark_password(work.owner, work.secret, conn.PASSWORD_APPLIED)
-            return self._creating(work, observation)
-        if _correctable(observation) and self._should_update(work):
-            settled = await self._correct(work, client, observation)
-            if settled is None:
-                return Result(requeue_after=self.timing.poll_min)
-            observation = settled
-        self._assess_drift(work, observation)
-        if work.key.kind is Kind.DATABASE:
+                with at(Step.PUBLISH):
+                    secret = await self.secrets.mark_password(s.owner, secret, conn.PASSWORD_APPLIED)
+            yield self._creating(s, observation)
+            return
+        verdict = driftverdict.judge(observation.drift, self._situation(s))
+        if verdict.update:
+            corrected = await self._correct(s, resource, client, observation, verdict)
+            yield corrected.outcome
+            if corrected.observation is None:
+                return
+            observation = corrected.observation
+        yield self._assess_drift(s, observation)
+        if s.key.kind is Kind.DATABASE:
             assert isinstance(client, DatabaseClient)  # connect refuses any other Database client
-            await self._ensure_password_applied(work, client, observation)
-        await self._write_connection_secret(work, observation)
-        self._polls.pop(work.key, None)
-        work.at_provider = self._at_provider(work, observation)
-        work.conditions += [
-            cond.Condition(api.READY, True, api.AVAILABLE, observation.message),
-            cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
-        ]
-        if work.password is not None and work.password.rotation != work.annotations.get(ANNOTATION_ROTATE_PASSWORD, ""):
-            # A rotation asked for while another was applied: it starts now that one is published.
-            return Result(requeue_after=self.timing.poll_min)
-        # A usable resource the cloud is working on (maintenance) is looked at again until the
-        # note is gone, so Ready does not keep saying it afterwards.
-        return Result(requeue_after=self.timing.poll_max) if observation.message else Result()
+            secret = await self._ensure_password_applied(s, client, resource, observation, secret, password_set)
+        yield Outcome(published=True)
+        with at(Step.PUBLISH):
+            await self.secrets.publish(s.owner, secret, self._connection_details(resource, observation, secret))
+        yield self._available(s, observation, secret)
 
-    async def _observe_only(self, work: _Pass, client: ExternalClient) -> Result:
+    def _available(self, s: Subject, observation: Observation, secret: SecretState) -> Outcome:
+        """Everything done: Ready and Synced, and when to look again."""
+        self._polls.pop(s.key, None)
+        result = Result()
+        if secret.password is not None and secret.password.rotation != s.rotation:
+            # A rotation asked for while another was applied: it starts now that one is published.
+            result = Result(requeue_after=self.timing.poll_min)
+        elif observation.message:
+            # A usable resource the cloud is working on (maintenance) is looked at again until the
+            # note is gone, so Ready does not keep saying it afterwards.
+            result = Result(requeue_after=self.timing.poll_max)
+        return Outcome(
+            conditions=(
+                cond.Condition(api.READY, True, api.AVAILABLE, observation.message),
+                cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
+            ),
+            at_provider=_at_provider(observation),
+            result=result,
+        )
+
+    async def _observe_only(self, s: Subject, resource: ManagedResource, client: ExternalClient) -> Outcome:
         """ManagementPolicy ObserveOnly: read and report, never a cloud write (no create, update,
         tag, password or delete), and no connection Secret."""
-        assert work.resource is not None
-        observation = await client.observe(work.resource)
+        synced = cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)
+        with at(Step.OBSERVE):
+            observation = await client.observe(resource)
         if observation is None:
-            work.conditions += [
-                cond.Condition(api.READY, False, api.UNAVAILABLE, f"{work.resource.external_name} does not exist"),
-                cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE),
-                drift_policy.missing(work.resource.external_name),
-            ]
-            return Result()
-        work.at_provider = self._at_provider(work, observation)
-        self._assess_drift(work, observation, policy=DriftPolicy.REPORT)
+            missing = f"{resource.external_name} does not exist"
+            ready = cond.Condition(api.READY, False, api.UNAVAILABLE, missing)
+            return Outcome(conditions=(ready, synced, drift_policy.missing(resource.external_name)), result=Result())
         ready = cond.Condition(api.READY, True, api.AVAILABLE, observation.message)
         if not observation.ready:
             message = observation.message or f"cloud state: {observation.state}"
             ready = cond.Condition(api.READY, False, api.UNAVAILABLE, message)
-        work.conditions += [ready, cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS, OBSERVE_ONLY_MESSAGE)]
-        return Result()
+        return (
+            Outcome(at_provider=_at_provider(observation))
+            + self._assess_drift(s, observation)
+            + Outcome(conditions=(ready, synced), result=Result())
+        )
+
+    # ------------------------------------------------------------------ drift sweeps
 
     async def assess_sweep(self, key: ObjectKey, body: Mapping[str, Any], observation: Observation | None) -> bool:
         """Judge one object against a batched observation from a drift sweep.
@@ -339,330 +321,289 @@ class Reconciler:
         posts one Warning event per newly seen drift. Returns True when the object needs a full
         reconcile: to correct drift, to recreate a missing resource, or because its state moved.
         """
-        work = _Pass(key, body, guard_version=body["metadata"].get("resourceVersion"))
-        policy = DriftPolicy.REPORT if _observe_only(body) else policy_of(body, self.default_drift_policy)
+        s = Subject(key, body, guard_version=body["metadata"].get("resourceVersion"))
+        situation = self._situation(s)
         if observation is None:
-            if policy is not DriftPolicy.REPORT:
+            if situation.effective_policy is not DriftPolicy.REPORT:
                 return True
-            await self._report_missing(work)
-        elif not _observe_only(body) and (
+            report = await self._report_missing(s)
+        elif not s.observe_only and (
             not observation.ready
-            or observation.owner is None
-            or observation.owner.uid != work.uid
-            or _note_changed(work, observation)
+            or self._judge_owner(s, observation).claim is not ownership.Claim.OURS
+            or _note_changed(s, observation)
         ):
             return True
-        elif self._applying_spec(work):
+        elif situation.spec_changed and situation.writes:
             # A spec edit the cloud has not taken yet (RDS refuses a storage change for hours after
             # the previous one) is the reconcile's to finish, not drift behind kumo's back.
             return True
         else:
-            self._assess_drift(work, observation, policy=policy)
-        if work.conditions:
-            await self._finish(work)
-        return observation is not None and bool(_correctable(observation)) and policy is DriftPolicy.CORRECT
+            report = self._assess_drift(s, observation)
+        if report.conditions:
+            await self._finish(s, report)
+        return observation is not None and driftverdict.judge(observation.drift, situation).needs_update
 
     # ------------------------------------------------------------------ steps
 
-    async def _ensure_finalizer(self, work: _Pass) -> None:
-        finalizers = list(work.body["metadata"].get("finalizers") or [])
+    async def _ensure_finalizer(self, s: Subject) -> None:
+        finalizers = list(s.meta.get("finalizers") or [])
         if FINALIZER not in finalizers:
-            await self.kube.add_finalizer(work.key, finalizers, FINALIZER)
+            await self.kube.add_finalizer(s.key, finalizers, FINALIZER)
 
-    async def _absent(self, work: _Pass, client: ExternalClient) -> Observation | None:
-        """Nothing in the cloud under our name: create it, unless it existed before and the
-        policy is Report (then it is reported Missing and left alone)."""
-        assert work.resource is not None
-        existed = bool((work.status.get("atProvider") or {}).get("externalName"))
-        if existed:
-            if self._policy(work) is DriftPolicy.REPORT and not self._spec_changed(work):
-                await self._report_missing(work)
-                return None
-            await self._event(work, WARNING, EVENT_MISSING, f"{work.resource.external_name} was deleted outside kumo")
-        password = work.password.value if work.password else None
-        creation = await client.create(work.resource, password)
-        if work.password is not None:
-            await self._note_password_after_create(work, creation)
+    async def _absent(
+        self, s: Subject, resource: ManagedResource, client: ExternalClient, secret: SecretState
+    ) -> Created:
+        """Nothing in the cloud under our name: create it, unless the drift verdict says it is
+        only to be reported missing (it existed, driftPolicy Report, no spec edit)."""
+        existed = bool(s.recorded_external_name)
+        absent = driftverdict.judge_absent(existed, self._situation(s))
+        if absent is driftverdict.Absent.REPORT_MISSING:
+            return Created(None, secret, outcome=await self._report_missing(s))
+        if absent is driftverdict.Absent.RECREATE:
+            await self._event(s, WARNING, EVENT_MISSING, f"{resource.external_name} was deleted outside kumo")
+        with at(Step.CREATE):
+            creation = await client.create(resource, secret.password.value if secret.password else None)
+        password_set = creation.password_applied and secret.password is not None
+        if secret.password is not None and not creation.password_applied and secret.password.applied:
+            # A resource recreated after an out-of-band deletion needs its password set again: the
+            # 'applied' mark is no longer true and is withdrawn in the Secret before anything else.
+            with at(Step.PUBLISH):
+                secret = await self.secrets.mark_password(s.owner, secret, conn.PASSWORD_PENDING)
         verb = "Recreating" if existed else "Creating"
-        message = f"{verb} {work.key.kind.lower()} {creation.external_name} (state: {creation.state})"
-        await self._event(work, NORMAL, EVENT_CREATED, message)
+        message = f"{verb} {s.key.kind.lower()} {creation.external_name} (state: {creation.state})"
+        await self._event(s, NORMAL, EVENT_CREATED, message)
         if creation.observation is not None:
-            return creation.observation  # the create's own answer: no second read
+            return Created(creation.observation, secret, password_set)  # the create's own answer
         # Many resources are usable at once (buckets, emulators); one look saves a requeue.
-        return await client.observe(work.resource)
+        with at(Step.OBSERVE):
+            return Created(await client.observe(resource), secret, password_set)
 
-    async def _report_missing(self, work: _Pass) -> None:
-        external = (work.status.get("atProvider") or {}).get("externalName", "")
-        work.conditions += [
-            cond.Condition(api.READY, False, api.UNAVAILABLE, f"{external} no longer exists in the cloud"),
-            drift_policy.missing(external),
-        ]
-        await self._event(work, WARNING, EVENT_MISSING, f"{external} was deleted outside kumo (driftPolicy Report)")
+    async def _report_missing(self, s: Subject) -> Outcome:
+        external = s.recorded_external_name
+        await self._event(s, WARNING, EVENT_MISSING, f"{external} was deleted outside kumo (driftPolicy Report)")
+        ready = cond.Condition(api.READY, False, api.UNAVAILABLE, f"{external} no longer exists in the cloud")
+        return Outcome(conditions=(ready, drift_policy.missing(external)), result=Result())
 
-    def _policy(self, work: _Pass) -> DriftPolicy:
-        return policy_of(work.body, self.default_drift_policy)
+    def _situation(self, s: Subject) -> driftverdict.Situation:
+        return driftverdict.situation_of(s.body, self.default_drift_policy)
 
-    def _spec_changed(self, work: _Pass) -> bool:
-        """True until a reconcile of the current generation succeeded: the spec itself is news."""
-        return work.generation != work.status.get("observedGeneration")
+    def _judge_owner(self, s: Subject, observation: Observation) -> ownership.OwnershipVerdict:
+        return ownership.judge_object(s.body, observation, self.cluster_id)
 
-    def _applying_spec(self, work: _Pass) -> bool:
-        """A reconcile of the current generation is still under way (not paused, not read-only)."""
-        paused = work.annotations.get(ANNOTATION_PAUSED) == "true"
-        return self._spec_changed(work) and not paused and not _observe_only(work.body)
+    def _claim(self, s: Subject, observation: Observation) -> None:
+        """Refuse a resource that is someone else's. Ours but untagged, or adoption asked for:
+        the next update writes our tags, as drift."""
+        verdict = self._judge_owner(s, observation)
+        if verdict.conflict:
+            with at(Step.CLAIM):
+                raise OwnershipConflict(verdict.message)
 
-    def _should_update(self, work: _Pass) -> bool:
-        # A spec edit is the user's intent and is applied under every policy; drift made
-        # behind kumo's back is corrected only under Correct.
-        return self._spec_changed(work) or self._policy(work) is DriftPolicy.CORRECT
-
-    def _assess_drift(self, work: _Pass, observation: Observation, policy: DriftPolicy | None = None) -> None:
+    def _assess_drift(self, s: Subject, observation: Observation) -> Outcome:
         """InSync and status.drift for an observation that is not being corrected now."""
-        if (policy or self._policy(work)) is DriftPolicy.IGNORE:
-            work.conditions.append(drift_policy.ignored())
-            work.drift = []
-            return
-        previous = work.status.get("drift") or []
+        if driftverdict.judge(observation.drift, self._situation(s)).ignored:
+            return Outcome(conditions=(drift_policy.ignored(),), drift=[])
+        previous = s.status.get("drift") or []
         assessment = drift_policy.assess(observation.drift, previous, cond.now_rfc3339())
-        current = cond.find(work.status.get("conditions") or [], api.IN_SYNC)
+        current = s.condition(api.IN_SYNC)
+        report = Outcome()
         if assessment.entries != previous or current is None or current.get("reason") != assessment.condition.reason:
-            work.conditions.append(assessment.condition)
-            work.drift = assessment.entries
+            report = Outcome(conditions=(assessment.condition,), drift=assessment.entries)
         if assessment.new_fields:
-            work.pending_events.append((WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message))
+            report += Outcome(events=(Event(WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message),))
+        return report
 
-    def _is_ours(self, work: _Pass, observation: Observation) -> bool:
-        """Tagged with this object's uid, or untagged but provably this object's own: recorded in
-        its status (someone stripped the tags), or carrying the name derived for this very object
-        in this cluster (an earlier attempt died between creating it and tagging it: S3 tags in
-        a second call)."""
-        if observation.owner is not None:
-            return observation.owner.uid == work.uid
-        if (work.status.get("atProvider") or {}).get("externalName") == observation.external_name:
-            return True
-        explicit = (work.body.get("spec") or {}).get("externalName")
-        meta = work.body["metadata"]
-        derived = derived_external_name(meta["namespace"], meta["name"], self.cluster_id)
-        return not explicit and observation.external_name == derived
-
-    def _check_owner(self, work: _Pass, observation: Observation) -> None:
-        owner = observation.owner
-        if self._is_ours(work, observation):
-            return  # untagged ones get their tags back with the next update, as drift
-        if owner is None and work.annotations.get(ANNOTATION_ADOPT) == "true":
-            return  # adoption asked for explicitly: the next update writes our tags
-        if owner is None:
-            raise OwnershipConflict(
-                f"{observation.external_name} already exists and is not managed by kumo; "
-                f'to adopt it set spec.externalName and the annotation {ANNOTATION_ADOPT}: "true"'
-            )
-        raise OwnershipConflict(
-            f"{observation.external_name} belongs to {owner.object_ref} (uid {owner.uid}, "
-            f"cluster {owner.cluster_id}); refusing to modify it"
-        )
-
-    def _creating(self, work: _Pass, observation: Observation | None) -> Result:
-        polls = self._polls.get(work.key, 0) + 1
-        self._polls[work.key] = polls
-        if observation is not None:
-            work.at_provider = self._at_provider(work, observation)
-        work.spec_applied = False
+    def _creating(self, s: Subject, observation: Observation | None) -> Outcome:
         state = observation.state if observation else "requested"
         # A resource that was usable and no longer is (stopped, failed, storage full) is not "Creating".
-        reason = api.UNAVAILABLE if _was_usable(work) else api.CREATING
-        work.conditions += [
-            cond.Condition(api.READY, False, reason, (observation and observation.message) or f"cloud state: {state}"),
-            cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
-        ]
-        delay = min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
-        return Result(requeue_after=delay)
+        reason = api.UNAVAILABLE if s.was_usable else api.CREATING
+        message = (observation and observation.message) or f"cloud state: {state}"
+        return Outcome(
+            conditions=(
+                cond.Condition(api.READY, False, reason, message),
+                cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS),
+            ),
+            at_provider=_at_provider(observation) if observation is not None else None,
+            spec_applied=False,
+            result=Result(requeue_after=self._next_poll(s.key)),
+        )
 
-    async def _correct(self, work: _Pass, client: ExternalClient, observation: Observation) -> Observation | None:
-        """Update the cloud to the spec. Returns a fresh observation when the cloud took the
-        change at once and now matches, so the same pass can finish (the usual case for buckets,
-        and for the app database a new Cloud SQL instance needs); None means look again later."""
-        assert work.resource is not None
-        out_of_band = not self._spec_changed(work)
+    def _next_poll(self, key: ObjectKey) -> float:
+        """The delay before the next look at something the cloud is still working on: growing
+        from poll_min to poll_max while it lasts."""
+        polls = self._polls[key] = self._polls.get(key, 0) + 1
+        return min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1))
+
+    async def _correct(
+        self,
+        s: Subject,
+        resource: ManagedResource,
+        client: ExternalClient,
+        observation: Observation,
+        verdict: driftverdict.DriftVerdict,
+    ) -> Corrected:
+        """Update the cloud to the spec. The resource comes back when the cloud took the change at
+        once and now matches, so the same pass can finish (the usual case for buckets, and for the
+        app database a new Cloud SQL instance needs); None means look again later."""
+        out_of_band = not self._situation(s).spec_changed
         if out_of_band:
-            assessment = drift_policy.assess(observation.drift, work.status.get("drift") or [], cond.now_rfc3339())
+            assessment = drift_policy.assess(observation.drift, s.status.get("drift") or [], cond.now_rfc3339())
             if assessment.new_fields:
-                await self._event(work, WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message)
-        update = await client.update(work.resource, _correctable(observation))
+                await self._event(s, WARNING, EVENT_DRIFT_DETECTED, assessment.condition.message)
+        with at(Step.UPDATE):
+            update = await client.update(resource, verdict.update)
         fields = ", ".join(update.changed) or "nothing"
         if out_of_band:
-            await self._event(work, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
-        elif _was_usable(work):  # before that, an update is part of creating (a Cloud SQL app database)
-            await self._event(work, NORMAL, EVENT_UPDATED, f"Updated {fields}")
+            await self._event(s, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
+        elif s.was_usable:  # before that, an update is part of creating (a Cloud SQL app database)
+            await self._event(s, NORMAL, EVENT_UPDATED, f"Updated {fields}")
         if not update.pending:
-            after = await client.observe(work.resource)
+            with at(Step.OBSERVE):
+                after = await client.observe(resource)
             # Never a second update in one pass: what still differs waits for the next look.
-            if after is not None and after.ready and not _correctable(after):
-                return after
-        work.at_provider = self._at_provider(work, observation)
-        work.conditions.append(cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS))
-        return None
+            if after is not None and after.ready and not any(d.correctable for d in after.drift):
+                return Corrected(after)
+        synced = cond.Condition(api.SYNCED, True, api.RECONCILE_SUCCESS)
+        later = Result(requeue_after=self.timing.poll_min)
+        return Corrected(None, Outcome(conditions=(synced,), at_provider=_at_provider(observation), result=later))
 
-    async def _finalize(self, work: _Pass, client: ExternalClient) -> Result:
-        assert work.resource is not None
-        finalizers = list(work.body["metadata"].get("finalizers") or [])
-        if FINALIZER not in finalizers:
-            work.done = True
-            return Result()
-        if work.body.get("spec", {}).get("deletionPolicy", "Delete") == "Retain" or _observe_only(work.body):
-            await self._event(
-                work,
-                NORMAL,
-                EVENT_RETAINED,
-                f"deletionPolicy is Retain: {work.resource.external_name} is left in the cloud",
-            )
-        else:
-            observation = await client.observe(work.resource)
-            if observation is not None and self._is_ours(work, observation):
-                deletion = await client.delete(work.resource)
-                if not deletion.gone:
-                    work.conditions.append(
-                        cond.Condition(api.READY, False, api.DELETING, f"cloud state: {deletion.state}")
-                    )
-                    return Result(requeue_after=self.timing.poll_min * 2)
-                await self._event(work, NORMAL, EVENT_DELETED, f"Deleted {work.resource.external_name}")
-        await self.secrets.delete(work.owner)
-        await self.kube.remove_finalizer(work.key, finalizers, FINALIZER)
-        work.done = True
-        self.forget(work.key)
-        return Result()
-
-    # ------------------------------------------------------------------ the connection Secret
-
-    async def _note_password_after_create(self, work: _Pass, creation: Creation) -> None:
-        """After a create, the stored password is on the instance only if the create said so.
-        A resource recreated after an out-of-band deletion may need it set again, so an
-        'applied' mark that is no longer true is withdrawn in the Secret before anything else."""
-        assert work.password is not None
-        if creation.password_applied:
-            work.password_set_by_create = True
-        elif work.password.applied:
-            work.secret = await self.secrets.mark_password(work.owner, work.secret, conn.PASSWORD_PENDING)
-
-    async def _ensure_password_applied(self, work: _Pass, client: DatabaseClient, observation: Observation) -> None:
+    async def _ensure_password_applied(
+        self,
+        s: Subject,
+        client: DatabaseClient,
+        resource: ManagedResource,
+        observation: Observation,
+        secret: SecretState,
+        set_by_create: bool,
+    ) -> SecretState:
         """Set the stored password on the instance and return once the cloud applied it; until
         then `NotReady` (a quiet wait: the Secret keeps the credential that works)."""
-        assert work.password is not None and work.resource is not None
-        if work.password.applied:
-            return
-        if not work.password_set_by_create:
+        password = secret.password
+        assert password is not None
+        if password.applied:
+            return secret
+        if not set_by_create:
             # The instance was created earlier, or the password changed since: set it. Safe to
             # repeat, so a crash between this call and the Secret write only costs a retry.
-            digest = conn.password_digest(work.uid, work.password.value)
-            if self._passwords_requested.get(work.key) == digest:
+            digest = conn.password_digest(s.uid, password.value)
+            if self._passwords_requested.get(s.key) == digest:
                 applied = not observation.password_pending
             else:
-                applied = (await client.set_password(work.resource, work.password.value)).applied
+                with at(Step.SET_PASSWORD):
+                    applied = (await client.set_password(resource, password.value)).applied
                 if not applied:
-                    self._passwords_requested[work.key] = digest
+                    self._passwords_requested[s.key] = digest
             if not applied:
                 raise NotReady(PASSWORD_APPLYING_MESSAGE)
-            self._passwords_requested.pop(work.key, None)
-            if _was_usable(work):  # a rotation or a reset is news; the first password is part of creating
-                await self._event(work, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
-        applied = conn.StoredPassword(work.password.value, conn.PASSWORD_APPLIED, work.password.rotation)
-        work.secret = replace(work.secret, password=applied)
+            self._passwords_requested.pop(s.key, None)
+            if s.was_usable:  # a rotation or a reset is news; the first password is part of creating
+                await self._event(s, NORMAL, EVENT_PASSWORD_SET, "Master password set on the instance")
+        return replace(secret, password=replace(password, state=conn.PASSWORD_APPLIED, staged=False))
 
-    async def _write_connection_secret(self, work: _Pass, observation: Observation) -> None:
-        if work.key.kind is Kind.DATABASE:
-            assert work.password is not None and work.resource is not None
-            data = conn.database_data(
-                observation.connection, work.resource.database.master_username, work.password.value
-            )
+    def _connection_details(
+        self, resource: ManagedResource, observation: Observation, secret: SecretState
+    ) -> dict[str, str]:
+        if resource.kind is Kind.DATABASE:
+            assert secret.password is not None
+            return conn.database_data(observation.connection, resource.database.master_username, secret.password.value)
+        return {k: str(v) for k, v in observation.connection.items()}
+
+    async def _finalize(self, s: Subject, resource: ManagedResource, client: ExternalClient) -> Outcome:
+        finalizers = list(s.meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return Outcome(done=True)
+        if (s.body.get("spec") or {}).get("deletionPolicy", "Delete") == "Retain" or s.observe_only:
+            retained = f"deletionPolicy is Retain: {resource.external_name} is left in the cloud"
+            await self._event(s, NORMAL, EVENT_RETAINED, retained)
         else:
-            data = {k: str(v) for k, v in observation.connection.items()}
-        work.published = True
-        await self.secrets.publish(work.owner, work.secret, data)
-
-    async def release_config(self, config: ConfigKey) -> None:
-        """No object uses this namespaced ProviderConfig any more: drop its in-use protection."""
-        self.configs.forget(config)
-        await release(self.kube, config[1], config[2])
+            with at(Step.OBSERVE):
+                observation = await client.observe(resource)
+            if observation is not None and self._judge_owner(s, observation).ours:
+                with at(Step.DELETE):
+                    deletion = await client.delete(resource)
+                if not deletion.gone:
+                    deleting = cond.Condition(api.READY, False, api.DELETING, f"cloud state: {deletion.state}")
+                    return Outcome(conditions=(deleting,), result=Result(requeue_after=self.timing.poll_min * 2))
+                await self._event(s, NORMAL, EVENT_DELETED, f"Deleted {resource.external_name}")
+        with at(Step.UNPUBLISH):
+            await self.secrets.delete(s.owner)
+        with at(Step.REMOVE_FINALIZER):
+            await self.kube.remove_finalizer(s.key, finalizers, FINALIZER)
+        self.forget(s.key)
+        return Outcome(done=True)
 
     # ------------------------------------------------------------------ status, events, errors
 
-    def _at_provider(self, work: _Pass, observation: Observation) -> dict[str, Any]:
-        assert work.resource is not None
-        facts = {"externalName": observation.external_name, "state": observation.state}
-        facts.update(observation.at_provider)
-        return facts
-
-    def _in_progress(self, work: _Pass, progress: NotReady) -> Result:
+    def _in_progress(self, s: Subject, progress: NotReady) -> Outcome:
         """The cloud is still busy with an earlier request: poll, no error, no failure count. What
         is waited for shows in Synced (still True: nothing failed), say a change the cloud takes
         only later; the message is the cloud's own, stable between polls, so no write per poll."""
-        log.debug("%s waits for the cloud: %s", work.key, progress)
-        work.spec_applied = False
-        work.conditions.append(cond.Condition(api.SYNCED, True, api.RECONCILE_PENDING, str(progress)))
-        polls = self._polls.get(work.key, 0) + 1
-        self._polls[work.key] = polls
-        return Result(requeue_after=min(self.timing.poll_max, self.timing.poll_min * 2 ** (polls - 1)))
+        log.debug("%s waits for the cloud: %s", s.key, progress)
+        pending = cond.Condition(api.SYNCED, True, api.RECONCILE_PENDING, str(progress))
+        return Outcome(conditions=(pending,), spec_applied=False, result=Result(requeue_after=self._next_poll(s.key)))
 
-    async def _failed(self, work: _Pass, error: Exception) -> Result:
-        terminal = isinstance(error, Terminal | ProviderConfigError)
-        reason = api.RECONCILE_ERROR
-        if isinstance(error, OwnershipConflict):
-            reason = api.OWNED_BY_ANOTHER
-        elif isinstance(error, InvalidSpec):
-            reason = api.INVALID_SPEC
-        message = str(error)
-        log.warning("reconcile of %s failed (%s): %s", work.key, reason, message)
-        event_reason = EVENT_OWNED_BY_ANOTHER if reason == api.OWNED_BY_ANOTHER else EVENT_RECONCILE_ERROR
-        await self._event(work, WARNING, event_reason, message)
-        work.conditions.append(cond.Condition(api.SYNCED, False, reason, message))
-        if cond.find(work.status.get("conditions") or [], api.READY) is None:
-            work.conditions.append(cond.Condition(api.READY, False, api.CREATING, "waiting for a successful reconcile"))
-        return Result(error=error, terminal=terminal and not isinstance(error, Retryable))
+    async def _failed(self, s: Subject, disposition: Disposition) -> Outcome:
+        """One failure, as the disposition table says: log, event, Synced=False, retry pace."""
+        if disposition.quiet:  # a namespace being deleted: nothing to say, nothing to retry
+            log.info("%s: %s; waiting for the object's own deletion", s.key, disposition.message)
+            return Outcome(result=Result())
+        if describe(disposition.error).startswith("unexpected error"):
+            log.error("unexpected error reconciling %s", s.key, exc_info=disposition.error)
+        assert disposition.condition_reason is not None
+        log.warning("reconcile of %s failed (%s): %s", s.key, disposition.event_reason, disposition.message)
+        await self._event(s, WARNING, disposition.event_reason, disposition.message)
+        conditions: tuple[cond.Condition, ...] = (
+            cond.Condition(api.SYNCED, False, disposition.condition_reason, disposition.message),
+        )
+        if s.condition(api.READY) is None:
+            conditions += (cond.Condition(api.READY, False, api.CREATING, "waiting for a successful reconcile"),)
+        failed = Result(error=disposition.error, terminal=disposition.terminal, retry=disposition.retry)
+        return Outcome(conditions=conditions, result=failed)
 
-    async def _write_status(self, work: _Pass) -> None:
-        current = work.status
+    async def _finish(self, s: Subject, report: Outcome) -> None:
+        """Write status if it changed, then post the news it is about. Deleted or written by
+        someone else meanwhile: the next pass writes it."""
+        try:
+            await self._write_status(s, report)
+        except Exception as error:
+            disposition = dispose(Step.RECONCILE, error, self.timing)
+            if not (disposition.quiet and disposition.retry is not None):
+                raise
+            log.info("%s: status not written: %s", s.key, error)
+            return
+        for event in report.events:
+            await self._event(s, event.type, event.reason, event.message)
+
+    async def _write_status(self, s: Subject, report: Outcome) -> None:
+        current = s.status
         new: dict[str, Any] = {
-            "conditions": cond.merge(current.get("conditions") or [], work.conditions, work.generation),
+            "conditions": cond.merge(current.get("conditions") or [], report.conditions, s.generation),
         }
-        synced = not any(c.type == api.SYNCED and not c.status for c in work.conditions)
-        applied = synced and work.spec_applied
-        new["observedGeneration"] = work.generation if applied else current.get("observedGeneration", 0)
-        if work.at_provider is not None:
-            new["atProvider"] = work.at_provider
-        if work.drift is not None:
-            new["drift"] = work.drift
-        if (work.published or work.at_provider is not None) and not _observe_only(work.body):
+        synced = not any(c.type == api.SYNCED and not c.status for c in report.conditions)
+        applied = synced and report.spec_applied
+        new["observedGeneration"] = s.generation if applied else current.get("observedGeneration", 0)
+        if report.at_provider is not None:
+            new["atProvider"] = dict(report.at_provider)
+        if report.drift is not None:
+            new["drift"] = report.drift
+        if (report.published or report.at_provider is not None) and not s.observe_only:
             # Recorded, so a later change of the default name never moves an existing Secret.
-            new["connectionSecret"] = connection_secret_name(work.key.kind, work.body)
+            new["connectionSecret"] = connection_secret_name(s.key.kind, s.body)
         if all(current.get(k) == v for k, v in new.items()):
             return
-        await self.kube.patch_status(work.key, new, work.guard_version)
+        await self.kube.patch_status(s.key, new, s.guard_version)
 
-    async def _event(self, work: _Pass, event_type: str, reason: str, message: str) -> None:
-        if self._last_event.get(work.key) == (reason, message):
-            return  # the same news again (a retry): say it once
-        self._last_event[work.key] = (reason, message)
-        if self.metrics is not None and reason in (EVENT_DRIFT_DETECTED, EVENT_DRIFT_CORRECTED):
-            counter = self.metrics.drift_detected if reason == EVENT_DRIFT_DETECTED else self.metrics.drift_corrected
-            counter.labels(work.key.kind).inc()
-        await self.kube.emit_event(work.key, work.uid, event_type, reason, message)
+    async def _event(self, s: Subject, event_type: str, reason: str, message: str) -> None:
+        await self.events.post(s.key, s.uid, event_type, reason, message)
 
 
-def _was_usable(work: _Pass) -> bool:
-    """Ready was True at some point (Available, or Unavailable since)."""
-    ready = cond.find(work.status.get("conditions") or [], api.READY)
-    return ready is not None and ready.get("reason") in (api.AVAILABLE, api.UNAVAILABLE)
+def _at_provider(observation: Observation) -> dict[str, Any]:
+    facts = {"externalName": observation.external_name, "state": observation.state}
+    facts.update(observation.at_provider)
+    return facts
 
 
-def _note_changed(work: _Pass, observation: Observation) -> bool:
+def _note_changed(s: Subject, observation: Observation) -> bool:
     """Ready is True but does not carry the cloud's current note on the state (maintenance
     began or ended): a full reconcile rewrites it, so Ready says what is going on without flapping."""
-    ready = cond.find(work.status.get("conditions") or [], api.READY)
+    ready = s.condition(api.READY)
     return bool(ready and ready.get("status") == "True" and (ready.get("message") or "") != observation.message)
-
-
-def _observe_only(body: Mapping[str, Any]) -> bool:
-    return (body.get("spec") or {}).get("managementPolicy") == "ObserveOnly"
-
-
-def _correctable(observation: Observation) -> tuple[FieldDrift, ...]:
-    return tuple(d for d in observation.drift if d.correctable)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kumo.controller.core.resources import ObjectKey
 from kumo.providers.base import CloudCall
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kumo.api import EVENT_DRIFT_CORRECTED, EVENT_DRIFT_DETECTED
 
 CALL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -55,6 +58,12 @@ class Metrics:
         )
         self.sweep_size = Gauge("kumo_sweep_resources", "Resources compared by the last sweep.", ("kind",), registry=r)
         self.objects = Gauge("kumo_objects", "Managed objects by kind and Ready status.", ("kind", "ready"), registry=r)
+
+    def count_event(self, key: ObjectKey, reason: str) -> None:
+        """The reconciler's event hook: drift seen and drift put back, per kind."""
+        counter = {EVENT_DRIFT_DETECTED: self.drift_detected, EVENT_DRIFT_CORRECTED: self.drift_corrected}.get(reason)
+        if counter is not None:
+            counter.labels(key.kind).inc()
 
     def record_call(self, call: CloudCall) -> None:
         self.cloud_calls.labels(call.provider, call.service, call.operation, call.outcome).inc()

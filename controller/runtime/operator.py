@@ -21,7 +21,6 @@ import base64
 import concurrent.futures
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -341,11 +340,9 @@ class Controller:
             self.metrics.reconcile_errors.labels(key.kind.value, "terminal" if result.terminal else "retryable").inc()
 
     def _schedule(self, key: ObjectKey, result: Result) -> None:
-        if result.error is not None and result.terminal:
-            slow = self.reconciler.timing.terminal_retry * random.uniform(0.8, 1.2)  # noqa: S311
-            self.queue.add_after(key, slow)
-        elif result.error is not None:
-            self.queue.add_rate_limited(key)
+        if result.error is not None:
+            # The reconciler chose the pace for the error it met (controller/core/disposition.py).
+            self.queue.add_rate_limited(key, result.retry)
         elif result.requeue_after is not None:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)
@@ -432,7 +429,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             controller_namespace=config.controller_namespace,
             hooks_for=cloud_calls.hooks_for,
             default_drift_policy=DriftPolicy(config.drift_policy),
-            metrics=metrics,
+            on_event=metrics.count_event if metrics else None,
         )
         memo["controller"] = controller = Controller(
             reconciler,

@@ -15,9 +15,16 @@ import itertools
 import random
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+class RetryPace(Protocol):
+    """Seconds to wait after the n-th failure in a row (`Backoff`, or the reconciler's pace for
+    the error it met)."""
+
+    def delay(self, failures: int) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,11 @@ class WorkQueue(Generic[K]):
             pending[1].cancel()
         self._timers[key] = (due, loop.call_at(due, self._fire, key))
 
-    def add_rate_limited(self, key: K) -> float:
-        """Requeue after a failure; returns the delay chosen."""
+    def add_rate_limited(self, key: K, pace: RetryPace | None = None) -> float:
+        """Requeue after a failure, at `pace` (the queue's own backoff if None) given how many
+        failures in a row the key has had; returns the delay chosen."""
         self._failures[key] = self._failures.get(key, 0) + 1
-        delay = self.backoff.delay(self._failures[key])
+        delay = (pace or self.backoff).delay(self._failures[key])
         self.add_after(key, delay)
         return delay
 

@@ -1,7 +1,9 @@
 """The error disposition table (controller/core/disposition.py): for each error and step, what the
-user is told and how soon kumo tries again."""
+user is told and how soon kumo tries again; then the same rules seen through a reconcile."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from kumo.controller.core.disposition import OwnershipConflict, Pace, Step, Timing, dispose
@@ -9,9 +11,12 @@ from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminati
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.resources import InvalidSpec
 from kumo.controller.core.secrets import SecretConflict
-from kumo.providers.base import Retryable, Terminal, Unavailable
+from kumo.controller.runtime.workqueue import WorkQueue
+from kumo.providers.base import Ownership, Retryable, Terminal, Unavailable
 
 from kumo import api
+
+from .test_reconciler import World
 
 TIMING = Timing()
 
@@ -126,3 +131,38 @@ def test_lost_races_are_quiet(error, retried):
     """No condition, no event: a retry reads the new state (or the deletion is the next event)."""
     disposition = dispose(Step.PUBLISH, error, TIMING)
     assert disposition.quiet and (disposition.retry is not None) is retried
+
+
+def test_the_queue_waits_as_long_as_the_pace_says():
+    class Fixed:
+        def delay(self, failures: int) -> float:
+            return 7.0 * failures
+
+    queue: WorkQueue[str] = WorkQueue()
+
+    async def run() -> list[float]:
+        return [queue.add_rate_limited("k", Fixed()), queue.add_rate_limited("k", Fixed())]
+
+    assert asyncio.run(run()) == [7.0, 14.0]
+
+
+def test_a_reconcile_without_its_provider_config_says_connect_failed_and_comes_back_soon():
+    world = World()
+    world.kube.provider_configs.clear()
+    result = world.reconcile()
+    assert not result.terminal and result.retry is not None and result.retry.cap == TIMING.config_retry_cap
+    synced = world.condition("Synced")
+    assert synced["message"].startswith("cannot connect to provider: spec.providerConfigRef")
+    assert [reason for _, reason, _ in world.kube.events] == [api.EVENT_CANNOT_CONNECT]
+
+
+def test_a_refused_resource_is_reported_as_owned_by_another():
+    world = World()
+    world.reconcile()
+    for record in world.cloud.records.values():
+        record.owner = Ownership("someone-else", "team-b", "x", "c9")
+    world.kube.statuses.clear()  # nothing recorded that would make it ours
+    world.reconcile()
+    synced = world.condition("Synced")
+    assert synced["reason"] == api.OWNED_BY_ANOTHER and "belongs to team-b/x" in synced["message"]
+    assert world.kube.events[-1][1] == api.EVENT_OWNED_BY_ANOTHER

@@ -765,7 +765,8 @@ def test_kubernetes_refusal_nobody_foresaw_shows_in_synced_and_an_event():
     world.kube.create_secret = refused  # type: ignore[method-assign]
     result = world.reconcile()
     assert world.condition("Synced")["status"] == "False" and "403 Forbidden" in world.condition("Synced")["message"]
-    assert [e for e in world.kube.events if e[1] == "ReconcileError"]
+    # named after the step that met it: storing the password before the create
+    assert [e for e in world.kube.events if e[1] == api.EVENT_CANNOT_PUBLISH]
     assert result.error is not None and not result.terminal
     assert entries(world.journal, "cloud:create") == []
 
@@ -776,7 +777,8 @@ def test_a_bug_shows_in_synced_with_its_type():
     world.cloud.failing["observe"] = KeyError("instanceArn")
     world.reconcile()
     message = world.condition("Synced")["message"]
-    assert message.startswith("unexpected error: KeyError") and "instanceArn" in message
+    assert message.startswith("cannot observe external resource: unexpected error: KeyError")
+    assert "instanceArn" in message
 
 
 def test_object_deleted_mid_reconcile_is_a_retry_not_a_failure():
@@ -807,13 +809,15 @@ def test_invalid_spec_is_reported_without_any_cloud_call():
     ids=["retryable-backs-off", "terminal-retries-slowly"],
 )
 def test_cloud_errors_are_reported_once_and_classified(error, terminal):
-    """Cloud errors land in Synced with the cloud's message; repeated retries post one event."""
+    """Cloud errors land in Synced with the failed step and the cloud's message; repeated retries
+    post one event, whose reason names the step."""
     world = World()
     world.cloud.failing["create"] = error
     results = [world.reconcile(), world.reconcile()]
     assert all(r.error is error and r.terminal is terminal for r in results)
     assert str(error) in world.condition("Synced")["message"]
-    assert [r for _, r, _ in world.kube.events if r == "ReconcileError"] == ["ReconcileError"]
+    assert world.condition("Synced")["message"] == f"cannot create external resource: {error}"
+    assert [r for _, r, _ in world.kube.events if r.startswith("Cannot")] == [api.EVENT_CANNOT_CREATE]
 
 
 def test_cloud_still_busy_is_polled_not_counted_as_an_error():
