@@ -3,7 +3,8 @@
 Nothing here is mutable. A pass starts from a `Subject` (the object as read, with the facts every
 step asks about); each step returns an `Outcome` (conditions, atProvider, drift, ...) and the
 reconciler adds them up in order, the later step winning where both say something; the sum is
-written as status once, at the end. `Result` tells the worker what to do with the key next.
+written as status once, at the end (`status_patch`: only what changed, nothing in a steady
+state). `Result` tells the worker what to do with the key next.
 """
 
 from __future__ import annotations
@@ -132,3 +133,23 @@ class Subject:
         """Ready was True at some point (Available, or Unavailable since)."""
         ready = self.condition(api.READY)
         return ready is not None and ready.get("reason") in (api.AVAILABLE, api.UNAVAILABLE)
+
+
+def status_patch(s: Subject, report: Outcome) -> dict[str, Any] | None:
+    """The status to write after a pass (merged into what is there), or None when it would change
+    nothing: a steady state costs no write."""
+    current = s.status
+    new: dict[str, Any] = {"conditions": cond.merge(current.get("conditions") or [], report.conditions, s.generation)}
+    synced = not any(c.type == api.SYNCED and not c.status for c in report.conditions)
+    applied = synced and report.spec_applied
+    new["observedGeneration"] = s.generation if applied else current.get("observedGeneration", 0)
+    if report.at_provider is not None:
+        new["atProvider"] = dict(report.at_provider)
+    if report.drift is not None:
+        new["drift"] = report.drift
+    if (report.published or report.at_provider is not None) and not s.observe_only:
+        # Recorded, so a later change of the default name never moves an existing Secret.
+        new["connectionSecret"] = api.connection_secret_name(s.key.kind, s.body)
+    if all(current.get(k) == v for k, v in new.items()):
+        return None
+    return new

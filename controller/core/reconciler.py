@@ -52,7 +52,7 @@ from kumo.controller.core.disposition import (
 from kumo.controller.core.drift import DriftPolicy
 from kumo.controller.core.events import EventHook, EventRecorder
 from kumo.controller.core.kubeapi import Kube
-from kumo.controller.core.outcome import Event, Outcome, Result, Subject
+from kumo.controller.core.outcome import Event, Outcome, Result, Subject, status_patch
 from kumo.controller.core.providerconfig import ConfigKey, RecentConfigs, release
 from kumo.controller.core.resources import InvalidSpec, ObjectKey, managed_resource
 from kumo.controller.core.secrets import ConnectionSecrets, SecretState
@@ -84,7 +84,6 @@ from kumo.api import (
     MANAGED,
     NORMAL,
     WARNING,
-    connection_secret_name,
 )
 
 __all__ = ["Connected", "Reconciler", "Result", "Timing"]
@@ -211,9 +210,8 @@ class Reconciler:
         later step's failure still reports what the earlier ones found."""
         if s.paused:
             # No cloud call at all, deletion included: a paused object is left exactly as it is.
-            yield Outcome(
-                conditions=(cond.Condition(api.SYNCED, False, api.PAUSED, PAUSED_MESSAGE),), spec_applied=False
-            )
+            paused = cond.Condition(api.SYNCED, False, api.PAUSED, PAUSED_MESSAGE)
+            yield Outcome(conditions=(paused,), spec_applied=False)
             return
         with at(Step.CONNECT):
             provider, client, settings = await self.connect(s.key.kind, s.body)
@@ -230,7 +228,12 @@ class Reconciler:
             await self._ensure_finalizer(s)
         if s.observe_only:
             yield await self._observe_only(s, resource, client)
-            return
+        else:
+            async for outcome in self._manage(s, resource, client):
+                yield outcome
+
+    async def _manage(self, s: Subject, resource: ManagedResource, client: ExternalClient) -> AsyncIterator[Outcome]:
+        """Password first, observe, create if absent, claim, wait for ready, correct, publish."""
         with at(Step.PUBLISH):
             # Before any create: a resource whose Secret name is taken would exist in the cloud with
             # nowhere to publish it; a Database's password is stored before anything can set it.
@@ -238,23 +241,18 @@ class Reconciler:
             secret = await (self.secrets.ensure_password(s.owner) if is_database else self.secrets.read(s.owner))
         with at(Step.OBSERVE):
             observation = await client.observe(resource)
-        password_set = False
+        created = Created(observation, secret)
         if observation is None:
             created = await self._absent(s, resource, client, secret)
             yield created.outcome
-            if created.observation is None:
-                if not created.outcome.conditions:
-                    yield self._creating(s, None)
-                return
-            observation, secret, password_set = created.observation, created.secret, created.password_set
+        if created.observation is None:
+            if not created.outcome.conditions:  # not reported missing: asked for, not there yet
+                yield self._creating(s, None)
+            return
+        observation, secret = created.observation, created.secret
         self._claim(s, observation)
         if not observation.ready:
-            if password_set and secret.password is not None and not secret.password.applied:
-                # An RDS instance takes minutes to become ready; a later pass would not know this
-                # create set the password and would send it again (a needless credentials reset).
-                with at(Step.PUBLISH):
-                    secret = await self.secrets.mark_password(s.owner, secret, conn.PASSWORD_APPLIED)
-            yield self._creating(s, observation)
+            yield await self._not_ready(s, observation, created)
             return
         verdict = driftverdict.judge(observation.drift, self._situation(s))
         if verdict.update:
@@ -264,13 +262,22 @@ class Reconciler:
                 return
             observation = corrected.observation
         yield self._assess_drift(s, observation)
-        if s.key.kind is Kind.DATABASE:
+        if is_database:
             assert isinstance(client, DatabaseClient)  # connect refuses any other Database client
-            secret = await self._ensure_password_applied(s, client, resource, observation, secret, password_set)
+            secret = await self._ensure_password_applied(s, client, resource, observation, created)
         yield Outcome(published=True)
         with at(Step.PUBLISH):
             await self.secrets.publish(s.owner, secret, self._connection_details(resource, observation, secret))
         yield self._available(s, observation, secret)
+
+    async def _not_ready(self, s: Subject, observation: Observation, created: Created) -> Outcome:
+        secret = created.secret
+        if created.password_set and secret.password is not None and not secret.password.applied:
+            # An RDS instance takes minutes to become ready; a later pass would not know this
+            # create set the password and would send it again (a needless credentials reset).
+            with at(Step.PUBLISH):
+                await self.secrets.mark_password(s.owner, secret, conn.PASSWORD_APPLIED)
+        return self._creating(s, observation)
 
     def _available(self, s: Subject, observation: Observation, secret: SecretState) -> Outcome:
         """Everything done: Ready and Synced, and when to look again."""
@@ -472,16 +479,15 @@ class Reconciler:
         client: DatabaseClient,
         resource: ManagedResource,
         observation: Observation,
-        secret: SecretState,
-        set_by_create: bool,
+        created: Created,
     ) -> SecretState:
         """Set the stored password on the instance and return once the cloud applied it; until
         then `NotReady` (a quiet wait: the Secret keeps the credential that works)."""
-        password = secret.password
+        secret, password = created.secret, created.secret.password
         assert password is not None
         if password.applied:
             return secret
-        if not set_by_create:
+        if not created.password_set:
             # The instance was created earlier, or the password changed since: set it. Safe to
             # repeat, so a crash between this call and the Secret write only costs a retry.
             digest = conn.password_digest(s.uid, password.value)
@@ -574,23 +580,9 @@ class Reconciler:
             await self._event(s, event.type, event.reason, event.message)
 
     async def _write_status(self, s: Subject, report: Outcome) -> None:
-        current = s.status
-        new: dict[str, Any] = {
-            "conditions": cond.merge(current.get("conditions") or [], report.conditions, s.generation),
-        }
-        synced = not any(c.type == api.SYNCED and not c.status for c in report.conditions)
-        applied = synced and report.spec_applied
-        new["observedGeneration"] = s.generation if applied else current.get("observedGeneration", 0)
-        if report.at_provider is not None:
-            new["atProvider"] = dict(report.at_provider)
-        if report.drift is not None:
-            new["drift"] = report.drift
-        if (report.published or report.at_provider is not None) and not s.observe_only:
-            # Recorded, so a later change of the default name never moves an existing Secret.
-            new["connectionSecret"] = connection_secret_name(s.key.kind, s.body)
-        if all(current.get(k) == v for k, v in new.items()):
-            return
-        await self.kube.patch_status(s.key, new, s.guard_version)
+        patch = status_patch(s, report)
+        if patch is not None:
+            await self.kube.patch_status(s.key, patch, s.guard_version)
 
     async def _event(self, s: Subject, event_type: str, reason: str, message: str) -> None:
         await self.events.post(s.key, s.uid, event_type, reason, message)
