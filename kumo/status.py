@@ -6,8 +6,11 @@ a pure function of that data, so it is tested without a cluster.
 
 Every name it matches on (kinds, plurals, short names, condition types and reasons, the paused
 annotation) comes from kumo/api.py, and every delay it promises from the controller's own
-settings (the reconciler's `Timing`, the work queue's `Backoff`, the sweep interval's default),
-so what it says cannot drift from what the controller does. It gives exactly one "Why" line:
+settings (the disposition table's `Timing` and the sweep interval's default), and a failure is
+named by the step its message starts with (controller/core/disposition.py): the cloud's answer
+to an observe, create, update, delete or password call is the cloud's, anything else is kumo's
+own (its provider config, its Kubernetes writes, a bug), so what it says cannot drift from what
+the controller does. It gives exactly one "Why" line:
 the cause that explains the others (a deletion the cloud refuses explains a Synced=False, a
 failed reconcile explains a Ready=False Creating), never two that contradict each other.
 """
@@ -20,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kumo import api
-from kumo.controller.core.reconciler import Timing
+from kumo.controller.core.disposition import Pace, Step, Timing
 from kumo.controller.runtime.config import ControllerConfig
-from kumo.controller.runtime.workqueue import Backoff
 from kumo.providers.base import Kind
 
 # `db/NAME` was accepted before kumo/api.py named the short names (`kdb`); it still is.
@@ -45,14 +47,43 @@ def _minutes(seconds: float) -> str:
 
 
 def _retries() -> dict[str, str]:
-    """The controller's retry pace, in words, from its own defaults."""
-    timing, backoff = Timing(), Backoff()
+    """The controller's retry paces, in words, from its own defaults."""
+    timing = Timing()
+
+    def doubling(pace: Pace) -> str:
+        retry = timing.retry(pace)
+        assert retry is not None
+        return f"{_minutes(retry.first)} doubling, at most {_minutes(retry.cap)}"
+
     return {
         "poll_max": _minutes(timing.poll_max),
         "terminal": _minutes(timing.terminal_retry),
-        "backoff": f"{backoff.base:g} s doubling, at most {_minutes(backoff.cap)}",
+        "backoff": doubling(Pace.BACKOFF),
+        "config": doubling(Pace.SOON),
         "sweep": _minutes(float(ControllerConfig.sweep_interval)),
     }
+
+
+# Steps whose failure carries the cloud's own answer; every other step's failure is kumo's.
+CLOUD_STEPS = frozenset({Step.OBSERVE, Step.CREATE, Step.UPDATE, Step.DELETE, Step.SET_PASSWORD})
+
+
+def _failure(message: str) -> str:
+    """A Synced=False ReconcileError message, saying whose error it is."""
+    step = next((step for step in Step if message.startswith(f"{step.failure}: ")), None)
+    if step is None:  # a controller older than the step names
+        return f"the last attempt failed: {message}"
+    detail = message[len(step.failure) + 2 :]
+    if step in CLOUD_STEPS:
+        return f"the cloud refused ({step.failure}): {detail}"
+    if step is Step.CONNECT:
+        return (
+            f"kumo cannot use the provider config ({step.failure}): {detail}. This is kumo's configuration, "
+            "not the cloud: check the ProviderConfig, its credentials Secret and the installed provider plugins"
+        )
+    if step is Step.RECONCILE:
+        return f"kumo itself failed ({detail}); this is a bug in kumo, please report it with the controller's log"
+    return f"kumo's own step failed ({step.failure}): {detail}"
 
 
 EXPLANATIONS = {
@@ -61,7 +92,7 @@ EXPLANATIONS = {
     (api.READY, api.DELETING): "it is being deleted{state}; the finalizer is released once the cloud resource is gone",
     (api.READY, api.UNAVAILABLE): "the cloud resource exists but cannot be used{state}; see the cloud console or the "
     "provider's events for why",
-    (api.SYNCED, api.RECONCILE_ERROR): "the last attempt failed with the cloud's message: {message}",
+    (api.SYNCED, api.RECONCILE_ERROR): "{failure}",
     (api.SYNCED, api.INVALID_SPEC): "the provider refused the spec before calling the cloud: {message}. Fix that "
     "field and apply again; nothing was created",
     (api.SYNCED, api.OWNED_BY_ANOTHER): "{message}. kumo never modifies or deletes what another object owns; "
@@ -125,7 +156,8 @@ def _why(conditions: Mapping[str, Mapping[str, Any]], at: Mapping[str, Any]) -> 
     if template is None:
         return [f"Why: {cause['type']} is {cause['status']} ({cause.get('reason', '')}): {cause.get('message', '')}"]
     state = f" (cloud state: {at['state']})" if at.get("state") else ""
-    return ["Why: " + template.format(state=state, message=cause.get("message", ""), **_retries())]
+    message = cause.get("message", "")
+    return ["Why: " + template.format(state=state, message=message, failure=_failure(message), **_retries())]
 
 
 def _cause(conditions: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -183,10 +215,16 @@ def _next_step(conditions: Mapping[str, Mapping[str, Any]], ready: bool) -> str:
             return f"Next: kumo retries about every {timings['terminal']}, and at once when the spec changes."
         if synced.get("reason") == api.PAUSED:
             return f"Next: nothing until the {api.ANNOTATION_PAUSED} annotation is removed."
+        if str(synced.get("message", "")).startswith(f"{Step.CONNECT.failure}: "):
+            return (
+                f"Next: a missing ProviderConfig or credentials Secret is looked for again within seconds "
+                f"({timings['config']}) and at once when it is applied; a provider plugin that is not "
+                f"installed about every {timings['terminal']}."
+            )
         return (
-            "Next: kumo retries at once on a spec change; otherwise transient cloud errors are retried with "
-            f"exponential backoff ({timings['backoff']}) and configuration, permission or quota "
-            f"errors about every {timings['terminal']}."
+            "Next: kumo retries at once on a spec change; otherwise errors that may pass by themselves "
+            f"(throttling, 5xx) with backoff ({timings['backoff']}), and errors only a person fixes "
+            f"(access denied, quota, bad input) about every {timings['terminal']}."
         )
     if ready:
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from kumo.controller.core.disposition import Timing
 
 from kumo.status import explain, parse_target, render
 
@@ -33,10 +34,13 @@ def _obj(conditions=None, at=None, generation=1, observed=1, **spec):
         ),
         (
             _obj(
-                [("Ready", "False", "Creating", ""), ("Synced", "False", "ReconcileError", "Throttling: Rate exceeded")]
+                [
+                    ("Ready", "False", "Creating", ""),
+                    ("Synced", "False", "ReconcileError", "cannot create external resource: Throttling: Rate exceeded"),
+                ]
             ),
             False,
-            "failed with the cloud's message: Throttling: Rate exceeded",
+            "the cloud refused (cannot create external resource): Throttling: Rate exceeded",
         ),
         (
             _obj([("Synced", "False", "InvalidSpec", "spec.instanceClass: unknown")]),
@@ -209,12 +213,39 @@ def test_a_deletion_under_way_says_what_it_waits_for():
     assert "Why: it is being deleted; kumo deletes shop-orders-1a2b3c4d" in text and "stuck" not in text
 
 
+WHOSE_ERROR = [
+    ("the cloud's answer", "cannot update external resource: AccessDenied: not authorized", "the cloud refused"),
+    ("the cloud's answer to a password", "cannot set master password: InvalidParameterValue", "the cloud refused"),
+    (
+        "kumo's configuration",
+        "cannot connect to provider: spec.providerConfigRef: ProviderConfig 'aws' not found in namespace shop",
+        "This is kumo's configuration, not the cloud",
+    ),
+    ("kumo's Kubernetes write", "cannot publish connection details: Kubernetes API 403 Forbidden", "kumo's own step"),
+    ("a bug in kumo", "cannot reconcile: unexpected error: KeyError: 'x'", "a bug in kumo"),
+    ("an older controller's message", "Throttling: Rate exceeded", "the last attempt failed: Throttling"),
+]
+
+
+@pytest.mark.parametrize(("message", "says"), [c[1:] for c in WHOSE_ERROR], ids=[c[0] for c in WHOSE_ERROR])
+def test_a_failure_says_whose_error_it_is(message, says):
+    """The step a failure names says whether the cloud answered or kumo itself could not go on."""
+    text = render(explain(_obj([("Synced", "False", "ReconcileError", message)]), [], None))
+    assert says in text
+    assert ("the cloud refused" in text) == (says == "the cloud refused")
+
+
 def test_promised_delays_are_the_controllers_own():
     """The retry and sweep delays quoted are the controller's defaults, not restated numbers."""
-    from kumo.controller.core.reconciler import Timing
-    from kumo.controller.runtime.workqueue import Backoff
-
+    timing = Timing()
     invalid = render(explain(_obj([("Synced", "False", "InvalidSpec", "spec.size")]), [], None))
-    assert f"about every {Timing().terminal_retry / 60:g} minutes" in invalid
-    failed = render(explain(_obj([("Synced", "False", "ReconcileError", "Throttling")]), [], None))
-    assert f"({Backoff().base:g} s doubling, at most {Backoff().cap / 60:g} minutes)" in failed
+    assert f"about every {timing.terminal_retry / 60:g} minutes" in invalid
+    failed = render(
+        explain(_obj([("Synced", "False", "ReconcileError", "cannot observe external resource: 5xx")]), [], None)
+    )
+    assert f"({timing.backoff_first:g} s doubling, at most {timing.backoff_cap / 60:g} minutes)" in failed
+    config = "cannot connect to provider: spec.providerConfigRef: ProviderConfig 'aws' not found"
+    missing = render(explain(_obj([("Synced", "False", "ReconcileError", config)]), [], None))
+    assert (
+        f"within seconds ({timing.config_retry_first:g} s doubling, at most {timing.config_retry_cap:g} s)" in missing
+    )
