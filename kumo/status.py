@@ -33,6 +33,15 @@ LEGACY_SHORT_NAMES = {"db": api.DATABASE}
 # protected DB Instance, please disable deletion protection and try again"), Cloud SQL ("The
 # instance is protected").
 DELETION_PROTECTION_WORDS = ("deletion protection", "protected")
+# How to turn deletion protection off in each cloud, for a Database stuck deleting: the AWS CLI's
+# modify-db-instance --no-deletion-protection
+# (https://docs.aws.amazon.com/cli/latest/reference/rds/modify-db-instance.html) and gcloud's
+# instances patch --no-deletion-protection (https://cloud.google.com/sql/docs/postgres/deletion-protection).
+UNPROTECT = {
+    "aws": "aws rds modify-db-instance --db-instance-identifier {external} --no-deletion-protection "
+    "--apply-immediately",
+    "gcp": "gcloud sql instances patch {external} --no-deletion-protection",
+}
 
 
 @dataclass
@@ -43,7 +52,11 @@ class Explanation:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} s"
+    """A delay as a person says it: "30 s", "1 minute", "5 minutes"."""
+    if seconds < 60 or seconds % 60:
+        return f"{seconds:g} s"
+    minutes = seconds / 60
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
 
 
 def _retries() -> dict[str, str]:
@@ -192,19 +205,18 @@ def _deleting(obj: Mapping[str, Any], conditions: Mapping[str, Mapping[str, Any]
         f"kubectl -n {meta['namespace']} patch {plural}.{api.GROUP} {meta['name']} --type merge "
         """-p '{"spec":{"deletionPolicy":"Retain"}}'"""
     )
+    retry = f"kumo retries the delete (about every {_retries()['terminal']} for an error only a person fixes)"
     if any(word in message.lower() for word in DELETION_PROTECTION_WORDS):
+        provider = ((obj.get("status") or {}).get("atProvider") or {}).get("provider", "")
+        commands = {name: command.format(external=external) for name, command in UNPROTECT.items()}
+        shown = commands.get(provider) or "; ".join(f"{name.upper()}: {command}" for name, command in commands.items())
         lines.append(
-            f"Fix: deletion protection is on in the cloud. Once an object is being deleted kumo applies no spec "
-            f"change, so turn it off in the cloud itself (AWS: aws rds modify-db-instance --db-instance-identifier "
-            f"{external} --no-deletion-protection --apply-immediately; GCP: gcloud sql instances patch {external} "
-            "--no-deletion-protection); kumo's next retry deletes it. To keep the resource and let the object go "
-            f"instead: {retain}"
+            "Fix: deletion protection is on in the cloud. Once an object is being deleted kumo applies no spec "
+            f"change, so turn it off in the cloud itself ({shown}); {retry}. To keep the resource and let the "
+            f"object go instead: {retain}"
         )
     else:
-        lines.append(
-            f"Fix: kumo retries the delete (every {_retries()['terminal']} for errors a retry will not fix); "
-            f"to keep the resource and let the object go instead: {retain}"
-        )
+        lines.append(f"Fix: {retry}; to keep the resource and let the object go instead: {retain}")
     return lines
 
 

@@ -202,7 +202,8 @@ def test_an_object_stuck_deleting_says_so_and_what_to_do():
     assert explanation.headline.startswith("Database shop/orders is being deleted")
     assert not explanation.ready
     assert "Why: it is stuck deleting: the cloud refuses to delete shop-orders-1a2b3c4d" in text
-    assert "--no-deletion-protection" in text and '"deletionPolicy":"Retain"' in text
+    assert "aws rds modify-db-instance --db-instance-identifier shop-orders-1a2b3c4d --no-deletion-protection" in text
+    assert "gcloud" not in text and '"deletionPolicy":"Retain"' in text
     assert "kubectl -n shop patch databases.kumo.dev orders" in text
     assert sum(line.startswith("Why:") for line in explanation.lines) == 1
 
