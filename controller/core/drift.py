@@ -81,7 +81,10 @@ def assess(drift: Iterable[FieldDrift], previous: Iterable[Mapping[str, Any]], n
         if not unchanged:
             new_fields.append(item.field)
         since = str(old.get("since", now)) if unchanged and old else now
-        entries.append({"field": item.field, "desired": desired, "actual": actual, "since": since})
+        entry = {"field": item.field, "desired": desired, "actual": actual, "since": since}
+        # An unset value is left out: status is written as a JSON merge patch, where null means
+        # "remove" (RFC 7386), so a null would never be read back and every look would rewrite it.
+        entries.append({key: value for key, value in entry.items() if value is not None})
     if not entries:
         return DriftAssessment(cond.Condition(IN_SYNC, True, UP_TO_DATE), [], ())
     summary = ", ".join(
@@ -120,7 +123,9 @@ def stored_value(value: Any, other: Any = None) -> Any:
     out under the key "..."; a list keeps its first items and ends with such a note; a string is
     cut and ends with "...". The same inputs always give the same result.
     """
-    value = json.loads(_compact(value))  # tuples become lists, anything else JSON cannot hold text
+    # As the API server will return it: tuples become lists, what JSON cannot hold becomes text,
+    # and null map values are gone (a JSON merge patch removes them).
+    value = _without_nulls(json.loads(_compact(value)))
     if len(_compact(value)) <= MAX_STORED_TEXT:
         return value
     if isinstance(value, dict):
@@ -137,6 +142,14 @@ def stored_value(value: Any, other: Any = None) -> Any:
 
 
 OMITTED = "..."
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _fitting(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:

@@ -7,6 +7,7 @@ that each one is detected by name, and corrected or left alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import condition, example, unique
+from .conftest import GROUP, PLURALS, VERSION, condition, example, unique
 
 pytestmark = pytest.mark.e2e
 FAST_SWEEP = {"kumo.dev/sweep-interval": "5s"}  # the sweeper honours a per-object interval
@@ -187,6 +188,58 @@ def test_report_policy_reports_every_change_and_touches_nothing(kumo, probe, pro
     kumo.wait_for("one DriftDetected event", lambda: [e for e in kumo.events(name) if e.reason == "DriftDetected"])
     assert not case.corrected(probe, external)
     assert not [e for e in kumo.events(name) if e.reason == "DriftCorrected"]
+
+
+def _as_json_text(value: Any) -> str:
+    """A status.drift value as releases before JSON values wrote it: compact JSON text, cut at 256."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 256 else text[:253] + "..."
+
+
+def test_drift_values_are_json_values_and_the_old_text_form_is_rewritten_once_without_news(
+    kumo, probe, provider_config, cloud
+):
+    """status.drift holds JSON values (versioning: true/false, tags as a map). An entry in the
+    JSON-text form an earlier release wrote is the same drift: the next sweep rewrites it as values
+    with its `since` kept and no DriftDetected event, and later sweeps write nothing."""
+    case = OUT_OF_BAND[(cloud, "Bucket")]
+    name, external = _ready_with_fast_sweeps(kumo, cloud, "Bucket", "Report")
+    case.change(probe, external)
+
+    def all_reported() -> list[dict[str, Any]] | None:
+        drift = (kumo.get("Bucket", name) or {}).get("status", {}).get("drift") or []
+        return drift if case.fields <= {entry["field"] for entry in drift} else None
+
+    entries = kumo.wait_for(f"{sorted(case.fields)} in status.drift", all_reported, timeout=30)
+    by_field = {entry["field"]: entry for entry in entries}
+    assert (by_field["versioning"]["desired"], by_field["versioning"]["actual"]) == (True, False)
+    labels = by_field["tags" if cloud == "aws" else "labels"]
+    assert isinstance(labels["actual"], dict) and labels["actual"]["team"] == "other"
+    kumo.wait_for("one DriftDetected event", lambda: [e for e in kumo.events(name) if e.reason == "DriftDetected"])
+
+    old_form = [  # an unset value was the text "null"; now the key is left out
+        {**entry, **{side: _as_json_text(entry.get(side)) for side in ("desired", "actual")}} for entry in entries
+    ]
+    events, marker = len(kumo.events(name)), len(kumo.controller.log_text())
+    kumo.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        kumo.namespace,
+        PLURALS["Bucket"],
+        name,
+        {"status": {"drift": old_form}},
+        _content_type="application/merge-patch+json",
+    )
+    rewritten = kumo.wait_for(
+        "old-form entries rewritten as JSON values",
+        lambda: (obj := kumo.get("Bucket", name)) and obj["status"].get("drift") == entries and obj,
+        timeout=30,
+    )
+    version = rewritten["metadata"]["resourceVersion"]
+    sweep = f"swept Bucket of ProviderConfig {kumo.namespace}/{provider_config}:"
+    kumo.wait_for("two more sweeps", lambda: kumo.controller.log_text()[marker:].count(sweep) >= 3, timeout=30)
+    assert kumo.get("Bucket", name)["metadata"]["resourceVersion"] == version  # steady: no more writes
+    assert len(kumo.events(name)) == events
 
 
 @pytest.mark.parametrize("kind", ["Database", "Bucket"])

@@ -104,3 +104,15 @@ def test_long_lists_and_strings_are_shortened_with_a_note() -> None:
     text = drift.stored_value("y" * 5000)
     assert len(text) == drift.MAX_STORED_TEXT and text.endswith("...")
     assert drift.stored_value((1, 2)) == [1, 2]  # what JSON can hold, as the API server returns it
+
+
+def test_unset_values_are_left_out_as_the_merge_patch_of_status_would() -> None:
+    """status is written as a JSON merge patch, where null removes a key: an entry holding a null
+    would read back without it, differ, and be rewritten at every look."""
+    assessment = drift.assess([FieldDrift("lifecycleExpireDays", 30, None)], [], NOW)
+    assert assessment.entries == [{"field": "lifecycleExpireDays", "desired": 30, "since": NOW}]
+    again = drift.assess([FieldDrift("lifecycleExpireDays", 30, None)], assessment.entries, NOW)
+    assert again.entries == assessment.entries and again.new_fields == ()
+    assert drift.stored_value({"algorithm": "aws:kms", "keyId": None}) == {"algorithm": "aws:kms"}
+    old_form = [{"field": "lifecycleExpireDays", "desired": "30", "actual": "null", "since": EARLIER}]
+    assert drift.assess([FieldDrift("lifecycleExpireDays", 30, None)], old_form, NOW).new_fields == ()
