@@ -108,7 +108,7 @@ def test_a_secret_name_held_by_someone_else_creates_nothing_in_the_cloud(kumo: K
     obj = kumo.wait_condition(kind, name, "Synced", "False")
     message = condition(obj, "Synced")["message"]
     assert taken in message and "not owned" in message
-    assert any(e.reason == "ReconcileError" and taken in e.message for e in kumo.events(name))
+    assert any(e.reason == "CannotPublishConnectionDetails" and taken in e.message for e in kumo.events(name))
     assert not _exists(probe, kind, external), f"{kind} created {external} in the cloud although it cannot publish it"
     assert kumo.secret(taken) == {"owner": "another app"}
     kumo.delete(kind, name)
@@ -186,7 +186,7 @@ def test_a_kubernetes_refusal_nobody_foresaw_shows_in_synced(kumo: Kumo, probe, 
         obj = kumo.wait_condition("Database", name, "Synced", "False")
         message = condition(obj, "Synced")["message"]
         assert "quota" in message and f"{name}-connection" in message, message
-        assert any(e.reason == "ReconcileError" and "quota" in e.message for e in kumo.events(name))
+        assert any(e.reason == "CannotPublishConnectionDetails" and "quota" in e.message for e in kumo.events(name))
         assert not _exists(probe, "Database", external)
     finally:
         kumo.core.delete_namespaced_resource_quota("no-more-secrets", kumo.namespace)

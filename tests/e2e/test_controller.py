@@ -162,7 +162,8 @@ def test_a_value_only_the_cloud_can_judge_ends_in_synced_false_with_its_message(
     kumo.create(manifest)
     refused = condition(kumo.wait_condition("Database", name, "Synced", "False"), "Synced")
     assert refused["reason"] == "ReconcileError" and "no-such-group not found" in refused["message"]
-    assert "ReconcileError" in [e.reason for e in kumo.events(name)]
+    assert refused["message"].startswith("cannot create external resource: ")  # the step that failed
+    assert "CannotCreateExternalResource" in [e.reason for e in kumo.events(name)]
     assert probe.count_databases() == before
 
 
