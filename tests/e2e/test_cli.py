@@ -266,6 +266,10 @@ def test_status_explains_ready_and_failing_objects(kumo, probe, provider_config,
     assert "is Ready" in shown.stdout and "keys " in shown.stdout and "password" in shown.stdout
     secret = kumo.secret(f"{ready}-connection")
     assert secret["password"] not in shown.stdout
+    # As `kubectl get kumo` prints it: pasted as it is.
+    printed = f"database.kumo.dev/{ready}"
+    pasted = subprocess.run([*command, printed], capture_output=True, text=True, env=env, timeout=60)
+    assert pasted.returncode == 0 and pasted.stdout.splitlines()[0] == shown.stdout.splitlines()[0], pasted.stderr
     broken = unique("db")
     manifest = example(cloud, "Database", broken)
     manifest["spec"]["instanceClass"] = "m5.large" if cloud == "aws" else "db.m5.large"
