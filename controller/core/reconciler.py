@@ -378,6 +378,7 @@ class Reconciler:
                 secret = await self.secrets.mark_password(s.owner, secret, conn.PASSWORD_PENDING)
         verb = "Recreating" if existed else "Creating"
         message = f"{verb} {s.key.kind.lower()} {creation.external_name} (state: {creation.state})"
+        _log_change(s, "recreated" if existed else "created", creation.external_name, f"cloud state: {creation.state}")
         await self._event(s, NORMAL, EVENT_CREATED, message)
         if creation.observation is not None:
             return Created(creation.observation, secret, password_set)  # the create's own answer
@@ -459,6 +460,8 @@ class Reconciler:
         with at(Step.UPDATE):
             update = await client.update(resource, verdict.update)
         fields = ", ".join(update.changed) or "nothing"
+        if update.changed:
+            _log_change(s, "updated", resource.external_name, fields + ("; drift put back" if out_of_band else ""))
         if out_of_band:
             await self._event(s, NORMAL, EVENT_DRIFT_CORRECTED, f"Put back to the spec: {fields}")
         elif s.was_usable:  # before that, an update is part of creating (a Cloud SQL app database)
@@ -496,6 +499,7 @@ class Reconciler:
             else:
                 with at(Step.SET_PASSWORD):
                     applied = (await client.set_password(resource, password.value)).applied
+                _log_change(s, "set the master password of", resource.external_name)
                 if not applied:
                     self._passwords_requested[s.key] = digest
             if not applied:
@@ -526,6 +530,10 @@ class Reconciler:
             if observation is not None and self._judge_owner(s, observation).ours:
                 with at(Step.DELETE):
                     deletion = await client.delete(resource)
+                if deletion.gone:
+                    _log_change(s, "deleted", resource.external_name)
+                elif (cond.find(s.status.get("conditions") or [], api.READY) or {}).get("reason") != api.DELETING:
+                    _log_change(s, "deleting", resource.external_name, f"cloud state: {deletion.state}")
                 if not deletion.gone:
                     deleting = cond.Condition(api.READY, False, api.DELETING, f"cloud state: {deletion.state}")
                     return Outcome(conditions=(deleting,), result=Result(requeue_after=self.timing.poll_min * 2))
@@ -586,6 +594,14 @@ class Reconciler:
 
     async def _event(self, s: Subject, event_type: str, reason: str, message: str) -> None:
         await self.events.post(s.key, s.uid, event_type, reason, message)
+
+
+def _log_change(s: Subject, done: str, external_name: str, detail: str = "") -> None:
+    """One INFO line per change kumo makes in the cloud, naming the object and the resource:
+    `updated Bucket team-a/assets: team-a-assets-1a2b3c4d (versioning)`. Names of fields only,
+    never values (a password is said to be set, never shown)."""
+    key = s.key
+    log.info("%s %s %s/%s: %s%s", done, key.kind, key.namespace, key.name, external_name, f" ({detail})" * bool(detail))
 
 
 def _at_provider(observation: Observation) -> dict[str, Any]:

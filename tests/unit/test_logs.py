@@ -12,6 +12,8 @@ from kumo.controller.runtime.logs import KopfChatter, configure_logging
 from kumo.controller.runtime.operator import build_registry
 from kumo.providers.registry import ProviderRegistry
 
+from .test_reconciler import EXTERNAL, NAME, NS, SECRET, World, _mark_deleted
+
 
 def _record(name: str, level: int, message: str) -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, message, (), None)
@@ -80,3 +82,41 @@ def test_every_kopf_handler_has_an_explicit_id() -> None:
     assert len(handlers) >= 6  # login, start-up, clean-up, Secrets, ProviderConfigs and each kind
     for handler in handlers:
         assert "<" not in handler.id and "." not in handler.id, handler.id
+
+
+def _changes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "kumo.controller.core.reconciler" and r.levelno == logging.INFO
+    ]
+
+
+def test_each_cloud_change_is_one_info_line_naming_the_object_and_the_resource(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kumo.controller.core.reconciler")
+    world = World(slow_delete=True)
+    world.reconcile()
+    world.body["spec"]["storageGB"] = 40
+    world.body["metadata"]["generation"] = 2
+    world.reconcile()
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50  # drift, put back under Correct
+    world.reconcile()
+    world.kube.secrets[(NS, SECRET)]["metadata"]["annotations"]["kumo.dev/password-state"] = "pending"
+    world.reconcile()
+    password = world.kube.secret_value(NS, SECRET, "password")
+    _mark_deleted(world)
+    world.reconcile()  # the delete starts
+    world.reconcile()  # still deleting: polled, not news
+    world.reconcile()  # gone
+    where = f"Database {NS}/{NAME}: {EXTERNAL}"
+    assert _changes(caplog) == [
+        f"created {where} (cloud state: available)",
+        f"updated {where} (storageGB)",
+        f"updated {where} (storageGB; drift put back)",
+        f"set the master password of {where}",
+        f"deleting {where} (cloud state: deleting)",
+        f"deleted {where}",
+    ]
+    assert not [r for r in caplog.records if password in r.getMessage()]
