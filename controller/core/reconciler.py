@@ -527,12 +527,14 @@ class Reconciler:
         else:
             with at(Step.OBSERVE):
                 observation = await client.observe(resource)
+            if observation is None and _deleting(s):  # a slow delete an earlier pass started has ended
+                _log_change(s, "deleted", resource.external_name, "gone from the cloud")
             if observation is not None and self._judge_owner(s, observation).ours:
                 with at(Step.DELETE):
                     deletion = await client.delete(resource)
                 if deletion.gone:
                     _log_change(s, "deleted", resource.external_name)
-                elif (cond.find(s.status.get("conditions") or [], api.READY) or {}).get("reason") != api.DELETING:
+                elif not _deleting(s):  # polling a delete under way is not news
                     _log_change(s, "deleting", resource.external_name, f"cloud state: {deletion.state}")
                 if not deletion.gone:
                     deleting = cond.Condition(api.READY, False, api.DELETING, f"cloud state: {deletion.state}")
@@ -594,6 +596,11 @@ class Reconciler:
 
     async def _event(self, s: Subject, event_type: str, reason: str, message: str) -> None:
         await self.events.post(s.key, s.uid, event_type, reason, message)
+
+
+def _deleting(s: Subject) -> bool:
+    """An earlier pass asked the cloud to delete the resource (Ready says Deleting)."""
+    return (cond.find(s.status.get("conditions") or [], api.READY) or {}).get("reason") == api.DELETING
 
 
 def _log_change(s: Subject, done: str, external_name: str, detail: str = "") -> None:

@@ -109,7 +109,7 @@ def test_each_cloud_change_is_one_info_line_naming_the_object_and_the_resource(
     _mark_deleted(world)
     world.reconcile()  # the delete starts
     world.reconcile()  # still deleting: polled, not news
-    world.reconcile()  # gone
+    world.reconcile()  # gone at the delete call
     where = f"Database {NS}/{NAME}: {EXTERNAL}"
     assert _changes(caplog) == [
         f"created {where} (cloud state: available)",
@@ -120,3 +120,19 @@ def test_each_cloud_change_is_one_info_line_naming_the_object_and_the_resource(
         f"deleted {where}",
     ]
     assert not [r for r in caplog.records if password in r.getMessage()]
+
+
+def test_a_slow_delete_is_said_when_asked_and_when_the_resource_is_gone(caplog: pytest.LogCaptureFixture) -> None:
+    """RDS and Cloud SQL take minutes: the delete call is one line, the resource vanishing another."""
+    caplog.set_level(logging.INFO, logger="kumo.controller.core.reconciler")
+    world = World(slow_delete=True)
+    world.reconcile()
+    _mark_deleted(world)
+    world.reconcile()
+    world.cloud.records.pop(EXTERNAL)  # the cloud finished deleting it
+    world.reconcile()
+    where = f"Database {NS}/{NAME}: {EXTERNAL}"
+    assert _changes(caplog)[1:] == [
+        f"deleting {where} (cloud state: deleting)",
+        f"deleted {where} (gone from the cloud)",
+    ]
