@@ -151,7 +151,10 @@ class ProviderConfigs:
         self._written.pop(key, None)  # the event shows the status as it is now
         if previous is None or previous.generation != config.generation:
             self._due.add(key)
-            if event_type is not None:  # listed at start-up: its users are reconciled anyway
+            # A config first seen in a watch's listing (event None) is one that existed when the
+            # controller started: its users are reconciled or swept anyway. One seen before and
+            # listed again with a new generation changed while the watch was reconnecting.
+            if event_type is not None or previous is not None:
                 self._changed(key, "was created" if previous is None else "changed")
         self._wake.set()
 
@@ -165,7 +168,10 @@ class ProviderConfigs:
         digest = "" if event_type == "DELETED" else _data_digest(body)
         previous = self._secret_digests.get(where)
         self._secret_digests[where] = digest
-        if previous == digest or (previous is None and event_type is None):
+        # Unknown before (the config was indexed after the Secret's last event): only its creation
+        # or deletion is news; a MODIFIED may be kumo's own in-use finalizer.
+        unknown = previous is None and event_type not in ("ADDED", "DELETED")
+        if previous == digest or unknown:
             return
         for key in sorted(configs):
             self._due.add(key)

@@ -296,6 +296,10 @@ def test_a_config_created_or_changed_requeues_its_users_at_once() -> None:
         assert world.forgotten == [("ProviderConfig", NAMESPACE, "aws")], "resolved afresh, not from the cache"
         world.configs.on_config_event("ProviderConfig", "MODIFIED", changed)  # a status write comes back
         assert await world.drain() == [], "only a spec change counts"
+        changed_again = config()
+        changed_again["metadata"]["generation"] = 3
+        world.configs.on_config_event("ProviderConfig", None, changed_again)
+        assert await world.drain() == [user], "a change delivered by a watch's re-listing counts too"
 
     asyncio.run(scenario())
 
@@ -315,6 +319,10 @@ def test_a_changed_credentials_secret_requeues_the_users_of_its_config() -> None
         world = World()
         user = world.use("orders", {"kind": "ProviderConfig", "name": "aws"})
         world.configs.on_config_event("ProviderConfig", None, config(secret="creds"))
+        held = secret("creds", aws_access_key_id="old")
+        held["metadata"]["finalizers"] = [api.IN_USE_FINALIZER]
+        world.configs.on_secret_event("MODIFIED", held)
+        assert await world.drain() == [], "first seen modified (kumo's own finalizer): nothing to apply"
         world.configs.on_secret_event(None, secret("creds", aws_access_key_id="old"))
         world.configs.on_secret_event(None, secret("unrelated", token="x"))
         assert await world.drain() == []
