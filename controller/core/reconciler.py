@@ -527,8 +527,6 @@ class Reconciler:
         else:
             with at(Step.OBSERVE):
                 observation = await client.observe(resource)
-            if observation is None and _deleting(s):  # a slow delete an earlier pass started has ended
-                _log_change(s, "deleted", resource.external_name, "gone from the cloud")
             if observation is not None and self._judge_owner(s, observation).ours:
                 with at(Step.DELETE):
                     deletion = await client.delete(resource)
