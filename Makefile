@@ -60,10 +60,10 @@ lint: $(INSTALLED)  ## ruff + mypy + the layering contracts (import-linter)
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy kumo controller providers testbed bench
 	@$(PY) -m kumo.testbed.importlint
-	@$(PY) -m kumo.docsgen --check
+	@$(PY) -m kumo.testbed.docsgen --check
 
 docs: $(INSTALLED)  ## regenerate docs/reference/crds.md from crds/
-	@$(PY) -m kumo.docsgen
+	@$(PY) -m kumo.testbed.docsgen
 
 fmt: $(INSTALLED)  ## format the code
 	@$(PY) -m ruff format .

@@ -37,9 +37,9 @@ from kumo.providers.base import Kind, ManagedResource, ProviderSettings
 from kumo.providers.gcp import cloudsql as gcp_sql
 from kumo.providers.gcp import gcs as gcp_gcs
 from kumo.testbed.bed import CRD_DIR
+from kumo.testbed.schemadefaults import apply_defaults, crd_schemas
 
 from kumo.api import VERSION
-from kumo.schemadefaults import apply_defaults, crd_schemas
 
 # The four (cloud, kind) pairs, by the short names the results use.
 KINDS = {"rds": ("aws", "Database"), "s3": ("aws", "Bucket"), "cloudsql": ("gcp", "Database"), "gcs": ("gcp", "Bucket")}

@@ -11,9 +11,9 @@ from typing import Any
 
 from kumo.controller.core.resources import parse_spec
 from kumo.providers.base import BucketSpec, DatabaseSpec, Kind
+from kumo.testbed.schemadefaults import apply_defaults, crd_schemas
 
 from kumo.api import VERSION
-from kumo.schemadefaults import apply_defaults, crd_schemas
 
 CRDS = Path(__file__).resolve().parent.parent / "crds"
 # The least a Database needs (the CRD requires engine and version); a Bucket needs nothing.

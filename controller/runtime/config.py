@@ -7,7 +7,7 @@ generated from these declarations:
 - `add_flags` adds `kumo run`'s flags (their `--help` names the variable and the default);
 - `ControllerConfig.load` reads the variables and the parsed flags, a flag over its variable over
   the default;
-- `python -m kumo.docsgen` writes the table in docs/reference/options.md.
+- `python -m kumo.testbed.docsgen` writes the table in docs/reference/options.md.
 
 So adding a setting is one field here (and its use).
 """

@@ -1,7 +1,7 @@
-"""docs/reference/crds.md: generated from crds/*.yaml by kumo.docsgen and checked in.
+"""docs/reference/crds.md: generated from crds/*.yaml by kumo.testbed.docsgen and checked in.
 
 The first test is the CI check that the page matches the CRDs as they are now (the same
-comparison `python -m kumo.docsgen --check` makes); the rest read the page as a user would and
+comparison `python -m kumo.testbed.docsgen --check` makes); the rest read the page as a user would and
 check that it tells what the schemas say: descriptions, immutability, enums, defaults, CEL rules.
 """
 
@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from kumo import docsgen
+from kumo.testbed import docsgen
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"

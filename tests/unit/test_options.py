@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 from kumo.controller.runtime.config import ControllerConfig, OptionError, options
+from kumo.testbed import docsgen
 
-from kumo import cli, docsgen
+from kumo import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pages that tell operators which variables to set: each one they name must be a real option.
@@ -199,7 +200,7 @@ def test_kubectl_kumo_help_says_kubectl_kumo(monkeypatch, capsys):
 
 
 def test_checked_in_cli_page_is_generated_from_the_declarations():
-    """docs/reference/cli.md is exactly what `python -m kumo.docsgen` makes now (`make docs`)."""
+    """docs/reference/cli.md is exactly what `python -m kumo.testbed.docsgen` makes now (`make docs`)."""
     page = ROOT / "docs/reference/cli.md"
     current = page.read_text(encoding="utf-8")
     generated = docsgen.render_cli()

@@ -11,8 +11,7 @@ from kumo.controller.core.resources import InvalidSpec, managed_resource, parse_
 from kumo.providers.aws import rds
 from kumo.providers.base import ENGINES, SIZES, SPEC_KEY, SPEC_REQUIRED, BucketSpec, DatabaseSpec, Kind
 from kumo.providers.gcp import cloudsql
-
-from kumo.schemadefaults import apply_defaults
+from kumo.testbed.schemadefaults import apply_defaults
 
 from ..specs import crd_schema, defaulted_body, defaulted_spec
 

@@ -5,8 +5,8 @@ The CRDs are the API's source of truth: every field's type, bounds, default and 
 the CEL rules the API server enforces, are written there once. This module renders them into one
 Markdown page so the reference can never disagree with what `kubectl apply` accepts.
 
-    python -m kumo.docsgen            # (re)write both pages (`make docs`)
-    python -m kumo.docsgen --check    # exit 1 with a diff if a checked-in page is stale
+    python -m kumo.testbed.docsgen            # (re)write both pages (`make docs`)
+    python -m kumo.testbed.docsgen --check    # exit 1 with a diff if a checked-in page is stale
 
 Run it from the repository root. The output is deterministic: properties keep their schema order
 (the order a reader meets them in the YAML), CRDs are sorted by kind, and nothing depends on time
@@ -258,7 +258,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def render(crds: Sequence[Mapping[str, Any]]) -> str:
     """The whole reference page for `crds` (as `load_crds` returns them)."""
     lines = [
-        "<!-- Generated from crds/*.yaml by `python -m kumo.docsgen`. Do not edit: run `make docs`. -->",
+        "<!-- Generated from crds/*.yaml by `python -m kumo.testbed.docsgen`. Do not edit: run `make docs`. -->",
         "",
         "# CRD reference",
         "",
@@ -375,11 +375,12 @@ def _message(rule: Rule) -> str:
 
 def render_cli() -> str:
     """docs/reference/cli.md: `kumo run`'s options and every command's exit codes."""
-    from kumo.cli import DETAILED_EXIT_COMMANDS, EXIT_CODE_COMMANDS, EXIT_ERROR, EXIT_USAGE, exit_codes
     from kumo.controller.runtime.config import options
 
+    from kumo.cli import DETAILED_EXIT_COMMANDS, EXIT_CODE_COMMANDS, EXIT_ERROR, EXIT_USAGE, exit_codes
+
     lines = [
-        f"<!-- Generated from {CLI_SOURCES} by `python -m kumo.docsgen`. Do not edit: run `make docs`. -->",
+        f"<!-- Generated from {CLI_SOURCES} by `python -m kumo.testbed.docsgen`. Do not edit: run `make docs`. -->",
         "",
         "# Command line reference",
         "",
@@ -458,7 +459,7 @@ def _stale(page: Path, generated: str, source: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kumo.docsgen",
+        prog="python -m kumo.testbed.docsgen",
         description="Generate the reference pages (Markdown): CRDs from crds/*.yaml, the CLI from its declarations.",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if the output file is not up to date")
