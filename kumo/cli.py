@@ -310,22 +310,34 @@ def _one_line(error: Exception) -> str:
     return " ".join(text.split())
 
 
-def _dev_up(args: argparse.Namespace) -> int:
-    from kumo.testbed import devbed
+def _devbed() -> Any:
+    """The test bed's `devbed` module. The test bed is development tooling, its own distribution
+    (testbed/pyproject.toml) that kumo's wheel and image leave out, so `kumo dev` says where to get
+    it instead of failing with an ImportError."""
+    try:
+        from kumo.testbed import devbed
+    except ImportError as missing:
+        raise SystemExit(
+            "kumo dev: the test bed is not installed (it is development tooling, not part of kumo's "
+            "package or image): in a source checkout run `make install`, or "
+            f"`pip install -e testbed` from the project root ({missing})"
+        ) from None
+    return devbed
 
-    return devbed.up(devbed.DevPaths.at(args.env_file), audit_log=args.audit_log)
+
+def _dev_up(args: argparse.Namespace) -> int:
+    devbed = _devbed()
+    return int(devbed.up(devbed.DevPaths.at(args.env_file), audit_log=args.audit_log))
 
 
 def _dev_down(args: argparse.Namespace) -> int:
-    from kumo.testbed import devbed
-
-    return devbed.down(devbed.DevPaths.at(args.env_file))
+    devbed = _devbed()
+    return int(devbed.down(devbed.DevPaths.at(args.env_file)))
 
 
 def _dev_status(args: argparse.Namespace) -> int:
-    from kumo.testbed import devbed
-
-    return devbed.status(devbed.DevPaths.at(args.env_file))
+    devbed = _devbed()
+    return int(devbed.status(devbed.DevPaths.at(args.env_file)))
 
 
 if __name__ == "__main__":

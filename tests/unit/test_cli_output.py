@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -524,3 +525,14 @@ def test_plan_takes_no_in_use_finalizer():
     for write in ("set_provider_config_finalizers", "set_secret_finalizers"):
         assert write in vars(KubeClient), f"KubeClient.{write} was renamed: PlanKube no longer overrides it"
         assert asyncio.run(getattr(kube, write)("team-a", "aws", [], ["kumo.dev/in-use"])) is None
+
+
+def test_kumo_dev_without_the_test_bed_says_where_to_get_it(monkeypatch, capsys):
+    """The production wheel and image leave the test bed out: `kumo dev` names the install step
+    instead of failing with a traceback."""
+    monkeypatch.setitem(sys.modules, "kumo.testbed.devbed", None)  # None in sys.modules: ImportError
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["dev", "status"])
+    message = str(exited.value.code)
+    assert "the test bed is not installed" in message
+    assert "pip install -e testbed" in message
