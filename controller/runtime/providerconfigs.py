@@ -12,11 +12,13 @@ config (generation, deletion mark, finalizers, status, the credentials Secret it
 - **checks each config** (controller/core/configstatus.py: credentials resolve, plugin installed,
   identity call) when it appears or changes and every `recheck_every` seconds after, and writes
   status (Ready condition, account, user count) only when it changed;
-- **tracks usage of ClusterProviderConfigs**: the in-use finalizer is added while objects use one
-  and removed when the last is gone (namespaced ProviderConfigs get theirs from the reconcile,
-  which must hold them before any cloud call; a ClusterProviderConfig only has to outlive its
-  users, and the cache knows those within a tick); a config deleted while in use gets one
-  Warning event naming the objects that hold it.
+- **tracks usage of ClusterProviderConfigs**: the in-use finalizer is added once objects use one
+  and removed when it is being deleted and the last of them is gone (namespaced ProviderConfigs
+  get theirs from the reconcile, which must hold them before any cloud call; a
+  ClusterProviderConfig only has to outlive its users, and the cache knows those within a tick);
+  a config deleted while in use gets one Warning event naming the objects that hold it.
+  With --namespace, only the objects of the watched namespaces count: a ClusterProviderConfig
+  shared with another controller instance serving other namespaces is held only by this one's.
 
 Writes happen on the leader only (`may_act`), from one loop that wakes on every change and at
 least every `tick` seconds; the handlers themselves only update the index and the queue.
@@ -301,13 +303,15 @@ class ProviderConfigs:
         self._written[key] = wanted
 
     async def _protect(self, key: ConfigKey, config: _Config, users: int) -> None:
-        """A ClusterProviderConfig holds the in-use finalizer exactly while objects use it."""
+        """A ClusterProviderConfig takes the in-use finalizer when objects use it, and gives it up
+        when it is being deleted and none does any more (not before: a config used on and off
+        would otherwise cost two writes each time)."""
         if key[0] != CLUSTER_PROVIDER_CONFIG.kind:
             return
         held = IN_USE_FINALIZER in config.finalizers
         if users and not held and not config.deleting:
             wanted = [*config.finalizers, IN_USE_FINALIZER]
-        elif not users and held:
+        elif not users and held and config.deleting:
             wanted = [f for f in config.finalizers if f != IN_USE_FINALIZER]
             log.info("%s: no object uses it any more, in-use protection released", _describe(key))
         else:
