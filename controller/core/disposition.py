@@ -25,18 +25,13 @@ from dataclasses import dataclass
 from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminating, NotFound
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.resources import InvalidSpec
-from kumo.providers.base import NotReady, ProviderError, Retryable, Terminal, Unavailable
+from kumo.providers.base import NotReady, ProviderError, Terminal, Unavailable
 
 from kumo import api
 
 
 class OwnershipConflict(Terminal):
     """The cloud resource exists under our external name but belongs to someone else."""
-
-
-class UnexpectedError(Retryable):
-    """An error no step foresaw (a Kubernetes refusal such as an exhausted quota or a policy, or a
-    bug): shown in Synced=False and an event like any other, and retried with backoff."""
 
 
 class Step(enum.Enum):
