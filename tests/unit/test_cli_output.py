@@ -530,7 +530,12 @@ def test_plan_takes_no_in_use_finalizer():
 def test_kumo_dev_without_the_test_bed_says_where_to_get_it(monkeypatch, capsys):
     """The production wheel and image leave the test bed out: `kumo dev` names the install step
     instead of failing with a traceback."""
-    monkeypatch.setitem(sys.modules, "kumo.testbed.devbed", None)  # None in sys.modules: ImportError
+    import kumo.testbed
+
+    # As if the module were absent: None in sys.modules makes its import fail, and the package
+    # must not hand out one imported earlier in this session.
+    monkeypatch.setitem(sys.modules, "kumo.testbed.devbed", None)
+    monkeypatch.delattr(kumo.testbed, "devbed", raising=False)
     with pytest.raises(SystemExit) as exited:
         cli.main(["dev", "status"])
     message = str(exited.value.code)
