@@ -105,9 +105,10 @@ class AWSProbe(CloudProbe):
     def bucket(self, external_name: str) -> dict[str, Any] | None:
         try:
             self.s3.head_bucket(Bucket=external_name)
+            versioning = self.s3.get_bucket_versioning(Bucket=external_name).get("Status") == "Enabled"
         except ClientError:
+            # Absent, or deleted between the two reads (a controller deleting it meanwhile).
             return None
-        versioning = self.s3.get_bucket_versioning(Bucket=external_name).get("Status") == "Enabled"
         try:
             tags = {t["Key"]: t["Value"] for t in self.s3.get_bucket_tagging(Bucket=external_name)["TagSet"]}
         except ClientError:
