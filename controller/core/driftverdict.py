@@ -7,8 +7,12 @@ would change), so the three cannot disagree. The rules:
 - **paused** (`kumo.dev/paused: "true"`): no cloud call at all, so nothing is compared or changed;
 - **ObserveOnly** (`spec.managementPolicy`): never a cloud write; drift is reported as under
   driftPolicy Report, whatever the spec's policy, and a missing resource is never created;
-- **a spec edit** (generation != observedGeneration) is the user's intent and is applied under
-  every policy; drift made behind kumo's back is corrected only under **Correct**;
+- **a spec edit** is the user's intent and is applied under every policy; drift made behind kumo's
+  back is corrected only under **Correct**. An edit of only the fields that steer kumo itself
+  (`STEERING_FIELDS`: driftPolicy, deletionPolicy, managementPolicy, the Secret's name) asks
+  nothing of the cloud: it is told apart by the digest of the cloud settings last applied
+  (`status.settingsDigest`), so switching driftPolicy to Report keeps the drift there is now
+  instead of reverting it;
 - **Report** leaves the cloud alone and reports every drifted field; **Ignore** compares nothing;
 - drift the cloud cannot undo (`FieldDrift.correctable` False: a disk grown beyond the spec) is
   never sent to the cloud, only reported (unless ignored).
@@ -20,6 +24,8 @@ before any update, and judges ownership (controller/core/ownership.py) before th
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +36,9 @@ from kumo.providers.base import FieldDrift
 from kumo.api import ANNOTATION_PAUSED
 
 OBSERVE_ONLY = "ObserveOnly"
+# Spec fields that steer what kumo does, not what the cloud holds: changing only these is no
+# request to change the cloud.
+STEERING_FIELDS = frozenset({"driftPolicy", "deletionPolicy", "managementPolicy", "writeConnectionSecretToRef"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Situation:
     """What the verdict depends on besides the drift itself, as read from the object."""
 
     policy: DriftPolicy  # spec.driftPolicy, else the controller's default
-    spec_changed: bool  # generation != status.observedGeneration
+    spec_changed: bool  # the cloud settings of the spec changed since they were last applied
     paused: bool = False
     observe_only: bool = False
 
@@ -52,12 +61,30 @@ class Situation:
         return not (self.paused or self.observe_only)
 
 
+def settings_digest(spec: Mapping[str, Any]) -> str:
+    """A digest of the spec's cloud settings: everything but `STEERING_FIELDS`, in canonical JSON."""
+    settings = {name: value for name, value in spec.items() if name not in STEERING_FIELDS}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def spec_changed(body: Mapping[str, Any]) -> bool:
+    """A spec edit not applied yet that asks something of the cloud: a new generation whose
+    settings differ from those last applied. Without a recorded digest (written by releases before
+    it existed) every new generation counts."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    if int(meta.get("generation", 0)) == status.get("observedGeneration"):
+        return False
+    applied = status.get("settingsDigest")
+    return not applied or applied != settings_digest(body.get("spec") or {})
+
+
 def situation_of(body: Mapping[str, Any], default_policy: DriftPolicy) -> Situation:
     """The situation of an object as the API server has it (spec, annotations and status)."""
     meta = body.get("metadata") or {}
     return Situation(
         policy=policy_of(body, default_policy),
-        spec_changed=int(meta.get("generation", 0)) != (body.get("status") or {}).get("observedGeneration"),
+        spec_changed=spec_changed(body),
         paused=(meta.get("annotations") or {}).get(ANNOTATION_PAUSED) == "true",
         observe_only=(body.get("spec") or {}).get("managementPolicy") == OBSERVE_ONLY,
     )

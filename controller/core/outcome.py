@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kumo.controller.core import conditions as cond
+from kumo.controller.core import driftverdict
 from kumo.controller.core.disposition import RetryPace
 from kumo.controller.core.driftverdict import OBSERVE_ONLY
 from kumo.controller.core.resources import ObjectKey
@@ -143,6 +144,9 @@ def status_patch(s: Subject, report: Outcome) -> dict[str, Any] | None:
     synced = not any(c.type == api.SYNCED and not c.status for c in report.conditions)
     applied = synced and report.spec_applied
     new["observedGeneration"] = s.generation if applied else current.get("observedGeneration", 0)
+    if applied:
+        # What was applied, so a later edit of only kumo's own steering fields is told apart.
+        new["settingsDigest"] = driftverdict.settings_digest(s.body.get("spec") or {})
     if report.at_provider is not None:
         new["atProvider"] = dict(report.at_provider)
     if report.drift is not None:

@@ -190,6 +190,35 @@ def test_report_policy_reports_every_change_and_touches_nothing(kumo, probe, pro
     assert not [e for e in kumo.events(name) if e.reason == "DriftCorrected"]
 
 
+def test_switching_only_driftpolicy_to_report_keeps_the_drift_there_is(kumo, probe, provider_config, cloud):
+    """An out-of-band change kumo has not touched (driftPolicy Ignore), then the user switches
+    driftPolicy to Report to keep it: the new generation is no request to the cloud (its settings
+    digest is the one applied), so the change is reported and stays; before, the edit reapplied
+    the whole spec and silently reverted it."""
+    case = OUT_OF_BAND[(cloud, "Bucket")]
+    name = unique("bu")
+    manifest = example(cloud, "Bucket", name)
+    manifest["metadata"]["annotations"] = dict(FAST_SWEEP)
+    manifest["spec"]["driftPolicy"] = "Ignore"
+    kumo.create(manifest)
+    external = kumo.wait_ready("Bucket", name)["status"]["atProvider"]["externalName"]
+    kumo.wait_condition("Bucket", name, "InSync", "Unknown", timeout=30)  # Ignored: not compared
+    case.change(probe, external)
+    kumo.patch("Bucket", name, {"spec": {"driftPolicy": "Report"}})
+
+    def reported() -> dict | None:
+        obj = kumo.get("Bucket", name) or {}
+        status = obj.get("status") or {}
+        fields = {entry["field"] for entry in status.get("drift") or []}
+        applied = status.get("observedGeneration") == obj["metadata"]["generation"]
+        return obj if applied and case.fields <= fields else None
+
+    obj = kumo.wait_for(f"{sorted(case.fields)} reported under Report", reported, timeout=30)
+    assert condition(obj, "InSync")["reason"] == "Drifted"
+    assert not case.corrected(probe, external)
+    assert not [e for e in kumo.events(name) if e.reason in ("DriftCorrected", "UpdatedExternalResource")]
+
+
 def _as_json_text(value: Any) -> str:
     """A status.drift value as releases before JSON values wrote it: compact JSON text, cut at 256."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 from kumo.controller.core.drift import DriftPolicy
-from kumo.controller.core.driftverdict import Absent, Situation, judge, judge_absent, situation_of
+from kumo.controller.core.driftverdict import (
+    Absent,
+    Situation,
+    judge,
+    judge_absent,
+    settings_digest,
+    situation_of,
+    spec_changed,
+)
 from kumo.providers.base import FieldDrift
 
 SIZE = FieldDrift("instanceClass", "db.t3.micro", "db.t3.small")
@@ -86,3 +94,42 @@ def test_situation_is_read_from_the_object():
     settled = {"metadata": {"generation": 2}, "spec": {}, "status": {"observedGeneration": 2}}
     assert situation_of(settled, IGNORE) == Situation(IGNORE, False)
     assert situation_of({"metadata": {"generation": 1}, "spec": {}}, CORRECT).spec_changed
+
+
+def _object(generation: int, spec: dict, applied_spec: dict | None, observed: int = 1) -> dict:
+    status: dict = {"observedGeneration": observed}
+    if applied_spec is not None:
+        status["settingsDigest"] = settings_digest(applied_spec)
+    return {"metadata": {"generation": generation}, "spec": spec, "status": status}
+
+
+APPLIED = {"engine": "postgres", "storageGB": 20, "driftPolicy": "Correct", "deletionPolicy": "Delete"}
+
+
+@pytest.mark.parametrize(
+    ("why", "body", "changed"),
+    [
+        ("nothing new since the last apply", _object(1, APPLIED, APPLIED), False),
+        ("a cloud setting edited", _object(2, {**APPLIED, "storageGB": 40}, APPLIED), True),
+        (
+            "only driftPolicy edited: no request to the cloud",
+            _object(2, {**APPLIED, "driftPolicy": "Report"}, APPLIED),
+            False,
+        ),
+        ("only deletionPolicy edited", _object(2, {**APPLIED, "deletionPolicy": "Retain"}, APPLIED), False),
+        ("a new generation without a recorded digest (older release)", _object(2, APPLIED, None), True),
+        ("a new object, never applied", _object(1, APPLIED, None, observed=0), True),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_spec_changed_means_cloud_settings_changed(why, body, changed):
+    assert spec_changed(body) is changed
+    assert situation_of(body, CORRECT).spec_changed is changed
+
+
+def test_switching_to_report_keeps_the_drift_there_is():
+    """The issue's case: driftPolicy Correct -> Report while drift exists reports it, never
+    reverts it (before, the new generation counted as a spec edit and the whole spec was reapplied)."""
+    body = _object(2, {**APPLIED, "driftPolicy": "Report"}, APPLIED)
+    verdict = judge((SIZE,), situation_of(body, CORRECT))
+    assert not verdict.update and names(verdict.report_only) == ("instanceClass",)

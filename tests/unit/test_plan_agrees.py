@@ -22,6 +22,7 @@ The agreement table (scenario | plan says | controller does):
 | drifted under Correct                  | update storageGB                            | updates storageGB          |
 | drifted under Report                   | no-op; storageGB report only                | reports storageGB          |
 | drifted under Report, spec edited      | update storageGB                            | updates storageGB          |
+| drifted, only driftPolicy -> Report    | no-op; storageGB report only                | reports storageGB          |
 | drifted under Ignore                   | no-op; not compared                         | no cloud write             |
 | uncorrectable drift (grown disk)       | no-op; storageGB cannot be corrected        | reports storageGB          |
 | paused                                 | no-op (paused)                              | no cloud call              |
@@ -172,6 +173,15 @@ def _drifted(policy: str = "Correct", spec_edit: bool = False, grow_only: bool =
     return arrange
 
 
+def _switched_to_report(world: World) -> None:
+    """Drift appears under Correct, and before kumo puts it back the user switches driftPolicy to
+    Report to keep it: an edit of kumo's own steering asks nothing of the cloud."""
+    _steady(world)
+    world.cloud.records[EXTERNAL].settings["storageGB"] = 50
+    world.body["spec"]["driftPolicy"] = "Report"
+    world.body["metadata"]["generation"] = 2
+
+
 def _paused(world: World) -> None:
     _drifted()(world)
     world.body["metadata"]["annotations"][api.ANNOTATION_PAUSED] = "true"
@@ -196,6 +206,7 @@ def _deleted_outside(policy: str) -> Callable[[World], None]:
     return arrange
 
 
+REPORTED = ("no-op; storageGB report only, not changed", "reports storageGB")
 # scenario, arrange, plan says, controller does
 SCENARIOS: list[tuple[str, Callable[[World], None], str, str]] = [
     ("absent", lambda world: None, "create", "creates"),
@@ -208,6 +219,7 @@ SCENARIOS: list[tuple[str, Callable[[World], None], str, str]] = [
     ("drifted under Correct", _drifted(), "update storageGB", "updates storageGB"),
     ("drifted under Report", _drifted("Report"), "no-op; storageGB report only, not changed", "reports storageGB"),
     ("drifted under Report, spec edited", _drifted("Report", spec_edit=True), "update storageGB", "updates storageGB"),
+    ("drifted, then only driftPolicy switched to Report", _switched_to_report, *REPORTED),
     ("drifted under Ignore", _drifted("Ignore"), "no-op", "no cloud write"),
     ("uncorrectable drift", _drifted(grow_only=True), "no-op; storageGB cannot be corrected", "reports storageGB"),
     ("paused", _paused, "no-op", "no cloud write"),
