@@ -1,6 +1,7 @@
 """A new user's first minutes, as a transcript: `kumo dev up`, then the commands it printed, run
-from other directories, until the example is Ready; then `kumo dev down` from yet another
-directory, leaving no process behind. Each `kumo` is a subprocess with its own per-user state
+from other directories, until the example is Ready; `kumo status` of it, `kumo plan` of a broken
+manifest, an object applied before its ProviderConfig converging once the config exists; then
+`kumo dev down` from yet another directory, leaving no process behind. Each `kumo` is a subprocess with its own per-user state
 directory (XDG_STATE_HOME), so a developer's own `kumo dev` bed is never touched.
 """
 
@@ -70,6 +71,19 @@ def _wait_ready(kubeconfig: str, manifest: dict, controller_log: Path, timeout: 
     raise AssertionError(f"{name} not Ready: {obj.get('status')}\n{controller_log.read_text()[-3000:]}")
 
 
+def _wait_synced_false(objects: client.CustomObjectsApi, name: str, controller_log: Path) -> None:
+    """Until the controller has reported the missing ProviderConfig on the object."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        obj = objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURALS["Bucket"], name)
+        synced = {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}.get("Synced", {})
+        if synced.get("status") == "False":
+            assert "later" in synced["message"], synced
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{name}: no Synced=False for the missing config\n{controller_log.read_text()[-3000:]}")
+
+
 def _servers(paths: DevPaths) -> dict[int, str]:
     """The servers the state file lists, checked against the processes carrying the marker."""
     recorded = {p["pid"]: p["name"] for p in json.loads(paths.env_file.read_text())["processes"]}
@@ -132,9 +146,41 @@ def _run_the_example(
     try:
         manifest = _apply(apply_line, kubeconfig, cwd, env)
         _wait_ready(kubeconfig, manifest, log_path)
+        _the_next_minutes(manifest, kubeconfig, cwd, {**env, "KUBECONFIG": kubeconfig}, log_path)
     finally:
         controller.terminate()
         controller.wait(timeout=30)
+
+
+def _the_next_minutes(manifest: dict, kubeconfig: str, cwd: Path, env: dict[str, str], log_path: Path) -> None:
+    """What a new user does next: `kumo status` of the example, `kumo plan` of a broken manifest
+    (refused with the API server's own message, as kubectl apply would be), and an object applied
+    before its ProviderConfig, which converges once the config is created."""
+    kind, name = manifest["kind"].lower(), manifest["metadata"]["name"]
+    status = _kumo("status", f"{kind}/{name}", cwd=cwd, env=env)
+    assert status.returncode == 0 and "is Ready" in status.stdout, status.stdout + status.stderr
+
+    broken = {**manifest, "spec": {**manifest["spec"], "size": "huge"}}
+    broken_file = cwd / "broken.yaml"
+    broken_file.write_text(yaml.safe_dump(broken))
+    plan = _kumo("plan", "-f", str(broken_file), cwd=cwd, env=env)
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert 'Unsupported value: "huge"' in plan.stdout, plan.stdout
+
+    objects = client.CustomObjectsApi(api_client_for(kubeconfig))
+    early = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Bucket",
+        "metadata": {"name": "early-assets", "namespace": "default"},
+        "spec": {"providerConfigRef": {"kind": "ProviderConfig", "name": "later"}},
+    }
+    objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURALS["Bucket"], early)
+    _wait_synced_false(objects, "early-assets", log_path)
+    config = objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURALS["ProviderConfig"], "aws")
+    later = {key: config[key] for key in ("apiVersion", "kind", "spec")}
+    later["metadata"] = {"name": "later", "namespace": "default"}
+    objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURALS["ProviderConfig"], later)
+    _wait_ready(kubeconfig, early, log_path, timeout=60)
 
 
 def test_down_stops_a_bed_whose_state_file_was_lost(tmp_path):
