@@ -282,7 +282,7 @@ def _kube_access(kubeconfig: str | None) -> tuple[object, str]:
 
 
 def _failed(command: str, error: Exception) -> int:
-    print(f"kumo {command}: error: {_one_line(error)}", file=sys.stderr)
+    print(f"{_prog(sys.argv[0])} {command}: error: {_one_line(error)}", file=sys.stderr)
     return EXIT_ERROR
 
 
