@@ -7,7 +7,8 @@ the CLI (`kumo status`, `plan`, `drift`), the demo, the benchmark and the tests 
 names; none of them spells one out again, so they cannot drift apart.
 
 The CRDs under crds/ are the other half of the contract (schemas, defaults, printer columns);
-`tests/unit/test_api_names.py` checks that the kinds, plurals and short names here match them.
+tests/unit/test_crd_schemas.py checks each CRD's group, version, kind, plural, scope and short name
+against the names here.
 """
 
 from __future__ import annotations

@@ -22,12 +22,10 @@ from kumo.testbed.bed import TestBed
 from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import AWS_OTHER_REGION, CLOUDS, CloudProbe, probe_for
 
-from kumo.api import connection_secret_name
+from kumo.api import GROUP, PLURALS, VERSION, connection_secret_name
 
 from ..conftest import WATCHED_NAMESPACES
 
-GROUP, VERSION = "kumo.dev", "v1alpha1"
-PLURALS = {"Database": "databases", "Bucket": "buckets", "ProviderConfig": "providerconfigs"}
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 

@@ -21,17 +21,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kumo.api import GROUP, PLURALS, RESOURCES, VERSION
+
 pytestmark = pytest.mark.e2e
 
-GROUP = "kumo.dev"
-VERSION = "v1alpha1"
-PLURALS = {
-    "Database": "databases",
-    "Bucket": "buckets",
-    "ProviderConfig": "providerconfigs",
-    "ClusterProviderConfig": "clusterproviderconfigs",
-}
-CLUSTER_SCOPED = {"ClusterProviderConfig"}
+CLUSTER_SCOPED = {resource.kind for resource in RESOURCES if not resource.namespaced}
 MISSING = object()  # marks "leave spec out entirely"
 
 DATABASE = "Database"

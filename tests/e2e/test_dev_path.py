@@ -1,8 +1,9 @@
 """A new user's first minutes, as a transcript: `kumo dev up`, then the commands it printed, run
 from other directories, until the example is Ready; `kumo status` of it, `kumo plan` of a broken
 manifest, an object applied before its ProviderConfig converging once the config exists; then
-`kumo dev down` from yet another directory, leaving no process behind. Each `kumo` is a subprocess with its own per-user state
-directory (XDG_STATE_HOME), so a developer's own `kumo dev` bed is never touched.
+`kumo dev down` from yet another directory, leaving no process behind. Each `kumo` is a
+subprocess with its own per-user state directory (XDG_STATE_HOME), so a developer's own `kumo dev`
+bed is never touched.
 """
 
 from __future__ import annotations

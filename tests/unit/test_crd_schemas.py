@@ -18,21 +18,19 @@ import pytest
 import yaml
 from kumo.controller.core.drift import MAX_STORED_TEXT
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
-GROUP = "kumo.dev"
-VERSION = "v1alpha1"
+from kumo import api
 
-# kind -> (file, plural, scope, short names)
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+# The CRDs and kumo/api.py (the one place the code names the API) must say the same: each kind's
+# file, plural, scope and short name are checked against api.RESOURCES.
 EXPECTED = {
-    "Database": ("database.yaml", "databases", "Namespaced", ["kdb"]),
-    "Bucket": ("bucket.yaml", "buckets", "Namespaced", ["kbk"]),
-    "ProviderConfig": ("providerconfig.yaml", "providerconfigs", "Namespaced", ["kpc"]),
-    "ClusterProviderConfig": (
-        "clusterproviderconfig.yaml",
-        "clusterproviderconfigs",
-        "Cluster",
-        ["kcpc"],
-    ),
+    resource.kind: (
+        f"{resource.singular}.yaml",
+        resource.plural,
+        "Namespaced" if resource.namespaced else "Cluster",
+        [resource.short_name],
+    )
+    for resource in api.RESOURCES
 }
 MANAGED = ("Database", "Bucket")
 
@@ -125,8 +123,8 @@ def test_crd_identity(kind: str) -> None:
     _, plural, scope, short_names = EXPECTED[kind]
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     assert crd["kind"] == "CustomResourceDefinition"
-    assert crd["metadata"]["name"] == f"{plural}.{GROUP}"
-    assert crd["spec"]["group"] == GROUP
+    assert crd["metadata"]["name"] == f"{plural}.{api.GROUP}"
+    assert crd["spec"]["group"] == api.GROUP
     assert crd["spec"]["scope"] == scope
     names = crd["spec"]["names"]
     assert names["kind"] == kind
@@ -134,13 +132,13 @@ def test_crd_identity(kind: str) -> None:
     assert names["singular"] == kind.lower()
     assert names["listKind"] == f"{kind}List"
     assert names["shortNames"] == short_names
-    assert "kumo" in names["categories"]
+    assert api.CATEGORY in names["categories"]
 
 
 @kinds
 def test_one_served_storage_version(kind: str) -> None:
     versions = load(kind)["spec"]["versions"]
-    assert [v["name"] for v in versions] == [VERSION]
+    assert [v["name"] for v in versions] == [api.VERSION]
     assert versions[0]["served"] is True
     assert versions[0]["storage"] is True
 
