@@ -147,7 +147,8 @@ class Controller:
     def _release_if_unused(self, config: ConfigKey) -> None:
         if config[0] != "ProviderConfig" or self.cache.users(config) or self._loop is None or self._loop.is_closed():
             return
-        # kopf runs these sync handlers in worker threads: the release runs on the event loop.
+        # A task of its own, so the watch event is not held up by the API call (thread-safe
+        # scheduling keeps this correct for a caller off the loop too).
         self._loop.call_soon_threadsafe(self._start_release, config)
 
     def _start_release(self, config: ConfigKey) -> None:
@@ -483,8 +484,12 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     for kind, info in MANAGED.items():
         _watch(registry, memo, kind, info.plural)
 
+    # Every watch handler is a coroutine: kopf runs a plain function in a thread of its executor,
+    # where updating the cache, the queue and the Secret index races the sweeper and the workers
+    # on the event loop: a scope changing size in a thread while the sweeper iterated it raised
+    # in the sweeper, and no scope was swept again.
     @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry, id="watch-secrets")
-    def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+    async def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_secret_event(event.get("type"), body)
 
@@ -535,7 +540,7 @@ def _exit_deposed() -> None:
 
 def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: Kind, plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")
-    def object_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+    async def object_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "controller" in memo:
             memo["controller"].on_object_event(kind, event.get("type"), body)
 

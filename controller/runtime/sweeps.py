@@ -73,7 +73,10 @@ class Sweeper:
         await self.primed.wait()
         while True:
             now = time.monotonic()
-            self._start_due(now, semaphore)
+            try:
+                self._start_due(now, semaphore)
+            except Exception:  # a bug here must not end every future sweep in silence
+                log.exception("starting the due sweeps failed; trying again")
             await asyncio.sleep(self._sleep_for(now))
 
     def _start_due(self, now: float, semaphore: asyncio.Semaphore) -> None:
