@@ -81,6 +81,20 @@ def sweeps(text: str, namespace: str) -> list[Sweep]:
     return found
 
 
+def sweep_news(swept: list[Sweep], sizes: dict[tuple[str, str], int], now: float) -> str:
+    """What a wait for complete sweeps has seen so far: when the newest sweep line was written
+    (a sweeper that stopped shows as an age that only grows) and, for each scope, the most
+    objects one of its sweeps listed against how many it holds."""
+    if not swept:
+        return "no sweep logged yet"
+    most: dict[tuple[str, str], int] = {}
+    for sweep in swept:
+        scope = (sweep.config, sweep.kind)
+        most[scope] = max(most.get(scope, 0), sweep.listed)
+    scopes = ", ".join(f"{'/'.join(scope)} {most.get(scope, 0)}/{size}" for scope, size in sizes.items())
+    return f"newest sweep logged {now - max(s.at for s in swept):.0f}s ago; most listed: {scopes}"
+
+
 def cloud_calls(text: str) -> Counter[tuple[str, str, str]]:
     """(provider, service, operation) -> calls, every outcome included."""
     return Counter((m["provider"], m["service"], m["operation"]) for m in CLOUD_CALL.finditer(text))

@@ -15,6 +15,7 @@ import copy
 import functools
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -118,8 +119,19 @@ class Bench:
         try:
             self._set_up()
             yield self
+        except BaseException:
+            self._keep_controller_log()
+            raise
         finally:
             self._tear_down()
+
+    def _keep_controller_log(self) -> None:
+        """A failed run keeps the controller's log: tear-down removes the test bed's folder."""
+        if self.controller is None or not self.controller.log_path.is_file():
+            return
+        kept = Path(tempfile.gettempdir()) / f"kumo-bench-{self.namespace}-controller.log"
+        shutil.copyfile(self.controller.log_path, kept)
+        self.progress.say("teardown", f"controller log kept: {kept}")
 
     def _set_up(self) -> None:
         if self.params.testbed_env:
@@ -285,12 +297,12 @@ class Bench:
         sizes: Counter[tuple[str, str]] = Counter((o.cloud, o.k8s_kind) for o in self.objects)
         return dict(sizes)
 
-    def complete_sweeps(self, text: str, settled: bool) -> dict[tuple[str, str], observe.Sweep]:
+    def complete_sweeps(self, swept: list[observe.Sweep], settled: bool) -> dict[tuple[str, str], observe.Sweep]:
         """The first sweep of each scope that covered all its objects (and, if asked, found
         nothing to do)."""
         sizes = self.scope_sizes()
         first: dict[tuple[str, str], observe.Sweep] = {}
-        for sweep in observe.sweeps(text, self.namespace):
+        for sweep in swept:
             scope = (sweep.config, sweep.kind)
             if scope not in first and sweep.listed >= sizes.get(scope, 0) and (sweep.settled or not settled):
                 first[scope] = sweep
@@ -302,8 +314,12 @@ class Bench:
         found: dict[tuple[str, str], observe.Sweep] = {}
 
         def check() -> tuple[bool, str]:
-            found.update(self.complete_sweeps(log.since(mark), settled))
-            return len(found) >= len(sizes), f"{len(found)}/{len(sizes)} scopes swept completely"
+            swept = observe.sweeps(log.since(mark), self.namespace)
+            found.update(self.complete_sweeps(swept, settled))
+            line = f"{len(found)}/{len(sizes)} scopes swept completely"
+            if len(found) < len(sizes):
+                line += f"; {observe.sweep_news(swept, sizes, time.time())}"
+            return len(found) >= len(sizes), line
 
         self.wait(phase, check, timeout)
         return found
