@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 CONTROLPLANE := $(VENV)/.controlplane
 PYTEST_ARGS ?=
 
-.PHONY: help install controlplane test unit e2e demo bench chaos lint fmt docs dev-up dev-down clean
+.PHONY: help install controlplane test unit e2e demo bench bench-rivals chaos lint fmt docs dev-up dev-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,8 +47,12 @@ e2e: $(CONTROLPLANE)  ## e2e tests only
 demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud account needed
 	@$(PY) -m kumo.testbed.demo
 
-bench: $(CONTROLPLANE)  ## benchmarks at scale -> bench/results.json (about 11 minutes; BENCH_N, BENCH_SCALE_N)
+bench: $(CONTROLPLANE)  ## benchmarks at scale, then kumo beside its rivals -> bench/results.json (BENCH_N, BENCH_SCALE_N; BENCH_RIVALS=0 skips the rivals)
 	@$(PY) -m bench.run
+	@$(PY) -m bench.sidebyside
+
+bench-rivals: $(CONTROLPLANE)  ## only kumo beside its rivals, each on a fresh bed (bench/sidebyside.py; BENCH_QUICK=1 for N=5)
+	@$(PY) -m bench.sidebyside
 
 chaos: $(CONTROLPLANE)  ## full-size chaos (200 objects, 20 SIGKILLs) and fault injection (100 objects, 20 %)
 	@KUMO_CHAOS_OBJECTS=200 KUMO_CHAOS_KILLS=20 $(PY) -m pytest -s tests/e2e/test_chaos.py $(PYTEST_ARGS)

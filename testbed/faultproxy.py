@@ -27,6 +27,7 @@ import random
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,7 +126,15 @@ class FaultProxy:
     those passed on, `faults` those answered with each kind of fault.
     """
 
-    def __init__(self, upstream_url: str, failure_rate: float = 0.2, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        failure_rate: float = 0.2,
+        seed: int | None = None,
+        on_request: Callable[[str, str, Any, bytes], None] | None = None,
+    ) -> None:
+        """`on_request(method, path_and_query, headers, body)` sees every request before it is
+        forwarded or faulted: with `failure_rate=0` the proxy is a faithful request counter."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be within [0, 1], not {failure_rate}")
         parts = urlsplit(upstream_url)
@@ -135,6 +144,7 @@ class FaultProxy:
         self.upstream_port = parts.port or 80
         self.upstream_netloc = parts.netloc
         self.failure_rate = failure_rate
+        self.on_request = on_request
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._turn = 0
@@ -226,6 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Read the whole body first, whatever happens next, or the keep-alive stream desynchronises.
         body = self._read_body()
         proxy = self.server.proxy
+        if proxy.on_request is not None:
+            proxy.on_request(self.command, self.path, self.headers, body)
         fault = proxy._choose()
         if fault is Fault.DROPPED:
             self._drop()

@@ -1,0 +1,761 @@
+"""kumo and its rivals side by side (issue 16): `python -m bench.sidebyside`, run by `make bench`
+after kumo's own scenarios.
+
+Each controller in turn, kumo first, gets a fresh test bed (control plane with its audit log,
+moto) and a counting proxy in front of moto (testbed/faultproxy.py with no faults; the operation
+of each request is read by bench/cloudops.py). Every controller sees the same N objects, the
+same moto and the same bench, at its own defaults:
+
+1. idle RSS: started, nothing to manage yet;
+2. create: N S3 buckets (and N RDS instances where the controller manages them) applied at
+   once; seconds until all Ready, cloud requests per object by operation, Kubernetes writes
+   per object by request (bench/auditwrites.py);
+3. steady: a window with nothing changing; cloud requests per resource per minute, Kubernetes
+   writes per minute, loaded RSS (the highest VmRSS of the controller's processes);
+4. drift: S3 versioning suspended behind the controller's back on a few buckets, straight on
+   moto; seconds until each is Enabled again, or "not within the cap".
+
+The figures go into bench/results.json (BENCH_OUT) under "rivals": one entry per controller and
+the ratios kumo/rival. Knobs: BENCH_RIVALS (`auto`: kumo and every rival that builds; `0`: skip;
+or a comma list such as `kumo,ack-s3`), BENCH_RIVALS_N, BENCH_RIVALS_RDS_N,
+BENCH_RIVALS_STEADY_SECONDS, BENCH_RIVALS_DRIFT_SAMPLES, BENCH_RIVALS_DRIFT_CAP,
+BENCH_RIVALS_IDLE_SECONDS, BENCH_RIVALS_TIMEOUT, and BENCH_QUICK=1 (N=5, 30 s windows).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .params import DEFAULT_OUT
+
+SERVICES = ("s3", "rds")  # the kinds compared: S3 buckets and RDS instances
+SKIP = ("0", "off", "false", "no", "none")
+APPLY_THREADS = 8
+POLL_SECONDS = 0.5
+RSS_EVERY_SECONDS = 2.0
+DRIFT_POLL_SECONDS = 1.0
+
+
+# ---------------------------------------------------------------------- knobs
+
+
+@dataclass(frozen=True)
+class SideBySideParams:
+    contenders: str = "auto"  # BENCH_RIVALS
+    n: int = 50  # BENCH_RIVALS_N: S3 buckets
+    rds_n: int = 20  # BENCH_RIVALS_RDS_N: RDS instances, where the controller manages them
+    steady_seconds: float = 180.0  # BENCH_RIVALS_STEADY_SECONDS
+    drift_samples: int = 5  # BENCH_RIVALS_DRIFT_SAMPLES: buckets whose versioning is suspended
+    drift_cap: float = 300.0  # BENCH_RIVALS_DRIFT_CAP: seconds waited for a correction
+    idle_seconds: float = 15.0  # BENCH_RIVALS_IDLE_SECONDS: settling before the idle RSS
+    timeout: float = 900.0  # BENCH_RIVALS_TIMEOUT: the longest wait for all Ready
+    quick: bool = False  # BENCH_QUICK
+    out: Path = DEFAULT_OUT  # BENCH_OUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SideBySideParams:
+        env = os.environ if env is None else env
+        quick = env.get("BENCH_QUICK", "") not in ("", "0", "false")
+        base = (
+            cls(n=5, rds_n=2, steady_seconds=30.0, drift_samples=2, drift_cap=60.0, idle_seconds=5.0, timeout=180.0)
+            if quick
+            else cls()
+        )
+        return cls(
+            contenders=env.get("BENCH_RIVALS", base.contenders).strip().lower(),
+            n=int(env.get("BENCH_RIVALS_N", base.n)),
+            rds_n=int(env.get("BENCH_RIVALS_RDS_N", base.rds_n)),
+            steady_seconds=float(env.get("BENCH_RIVALS_STEADY_SECONDS", base.steady_seconds)),
+            drift_samples=int(env.get("BENCH_RIVALS_DRIFT_SAMPLES", base.drift_samples)),
+            drift_cap=float(env.get("BENCH_RIVALS_DRIFT_CAP", base.drift_cap)),
+            idle_seconds=float(env.get("BENCH_RIVALS_IDLE_SECONDS", base.idle_seconds)),
+            timeout=float(env.get("BENCH_RIVALS_TIMEOUT", base.timeout)),
+            quick=quick,
+            out=Path(env.get("BENCH_OUT", str(base.out))),
+        )
+
+    @property
+    def skipped(self) -> bool:
+        return self.contenders in SKIP
+
+    def count(self, service: str) -> int:
+        return self.n if service == "s3" else self.rds_n
+
+    def as_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["out"] = str(self.out)
+        return values
+
+
+# ---------------------------------------------------------------------- the controllers
+
+
+@dataclass(frozen=True)
+class KindRef:
+    """Where a controller's objects of one kind live in the Kubernetes API."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+
+
+class Running(Protocol):
+    """A started controller."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+class Contender(Protocol):
+    """What the side-by-side run needs of a controller: kumo (KumoContender) or a rival
+    (RivalContender around bench/rivals' `Rival`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def kinds(self) -> dict[str, KindRef]:
+        """By service ("s3", "rds"): the kinds it manages."""
+        ...
+
+    def install(self, api: Any, env: dict[str, Any], namespace: str) -> None: ...
+
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running: ...
+
+    def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]: ...
+
+    def ready(self, obj: dict[str, Any]) -> bool: ...
+
+    def cloud_name(self, service: str, name: str, namespace: str) -> str:
+        """The cloud resource's name for the object `name`."""
+        ...
+
+
+# ---------------------------------------------------------------------- pure figures
+
+
+def rate_per_minute(count: float, resources: int, seconds: float) -> float:
+    """`count` over `seconds`, per resource, per minute."""
+    return round(count / max(1, resources) / (seconds / 60.0), 2) if seconds > 0 else 0.0
+
+
+def per_object_by_service(counts: Mapping[tuple[str, str], int], objects: Mapping[str, int]) -> dict[str, Any]:
+    """Cloud requests per object of each service's kind, with the operations behind them;
+    requests to other services (STS, tagging) are per object of every kind."""
+    total_objects = max(1, sum(objects.values()))
+    figures: dict[str, Any] = {}
+    for (service, operation), n in sorted(counts.items()):
+        key = service if service in objects else "other"
+        divisor = max(1, objects[service]) if service in objects else total_objects
+        entry = figures.setdefault(key, {"total": 0.0, "by_operation": {}})
+        entry["by_operation"][operation] = round(n / divisor, 2)
+    for entry in figures.values():
+        entry["total"] = round(sum(entry["by_operation"].values()), 2)
+    figures["all"] = round(sum(counts.values()) / total_objects, 2)
+    return figures
+
+
+def ratio(kumo: float | None, rival: float | None) -> float | None:
+    """kumo / rival, below 1 where kumo needs less; None where either is missing, or the
+    rival's figure is 0 and kumo's is not (no finite ratio); 1.0 where both are 0."""
+    if kumo is None or rival is None:
+        return None
+    if rival == 0:
+        return 1.0 if kumo == 0 else None
+    return round(kumo / rival, 2)
+
+
+def ratios(kumo: Mapping[str, Any], rival: Mapping[str, Any]) -> dict[str, float | None]:
+    """kumo/rival for every headline figure the rival has."""
+    return {key: ratio(kumo.get(key), value) for key, value in rival.items() if key in HEADLINES}
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.median(found), 1) if found else None
+
+
+def descendants(pid: int, parents: Mapping[int, int]) -> set[int]:
+    """`pid` and every process below it, from a child -> parent map."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = {pid}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _parent_map() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return parents
+
+
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of a process and all its children, MiB (/proc/<pid>/status)."""
+    total_kb = 0
+    for member in descendants(pid, _parent_map()):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total_kb / 1024, 1)
+
+
+# The figures of the table, in order: key -> label. Each is a number or None (not measured, or
+# for drift: not corrected within the cap).
+HEADLINES = {
+    "s3_ready_seconds": "N buckets to Ready (s)",
+    "rds_ready_seconds": "N RDS instances to Ready (s)",
+    "s3_cloud_requests_per_object": "S3 requests per bucket to Ready",
+    "rds_cloud_requests_per_object": "RDS requests per instance to Ready",
+    "cloud_requests_per_object": "cloud requests per object to Ready (all)",
+    "k8s_writes_per_object": "K8s writes per object to Ready",
+    "s3_steady_requests_per_resource_per_minute": "steady S3 requests/bucket/min",
+    "rds_steady_requests_per_resource_per_minute": "steady RDS requests/instance/min",
+    "steady_k8s_writes_per_minute": "steady K8s writes/min",
+    "rss_mb_idle": "RSS idle (MiB)",
+    "rss_mb_loaded": "RSS loaded (MiB)",
+    "s3_drift_corrected_seconds": "versioning drift corrected (median s)",
+}
+
+
+def table(section: Mapping[str, Any]) -> str:
+    """The side-by-side table: one column per controller, then kumo/rival per rival."""
+    controllers: dict[str, Any] = section["controllers"]
+    names = list(controllers)
+    rivals = [name for name in names if name != "kumo"]
+    header = ["figure", *names, *(f"kumo/{name}" for name in rivals if name in section.get("ratios", {}))]
+    rows = [header]
+    for key, label in HEADLINES.items():
+        figures = [controllers[name].get("figures", {}) for name in names]
+        if all(key not in f for f in figures):
+            continue
+        row = [label, *(_cell(key, f, controllers[name]) for name, f in zip(names, figures, strict=True))]
+        row += [_number(section["ratios"][name].get(key)) for name in rivals if name in section.get("ratios", {})]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    params = section["params"]
+    loads = ", ".join(
+        f"{name} {'/'.join(str(x) for x in c.get('load_average', {}).get('end', []))}"
+        for name, c in controllers.items()
+    )
+    title = (
+        f"side by side: N={params['n']} buckets, {params['rds_n']} RDS instances, steady window "
+        f"{params['steady_seconds']:.0f}s, drift cap {params['drift_cap']:.0f}s"
+        + (" (QUICK)" if params["quick"] else "")
+        + f"; load average at each end: {loads}"
+    )
+    return "\n".join([title, *lines])
+
+
+def _cell(key: str, figures: Mapping[str, Any], controller: Mapping[str, Any]) -> str:
+    if controller.get("error"):
+        return "error"
+    if key not in figures:
+        return "-"
+    if key == "s3_drift_corrected_seconds" and figures[key] is None:
+        return f"not within {controller.get('drift', {}).get('cap_seconds', 0):.0f}s"
+    return _number(figures[key])
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, who: str, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:7.1f}s] {who:<14} {message}", flush=True)
+
+
+@dataclass
+class Trial:
+    """One controller on its own fresh bed."""
+
+    contender: Contender
+    params: SideBySideParams
+    progress: Progress
+    bed: Any = None
+    env: dict[str, Any] = field(default_factory=dict)  # the bed's env with the proxy as AWS endpoint
+    moto: dict[str, Any] = field(default_factory=dict)  # the bed's own "aws" section: straight to moto
+    namespace: str = "sbs"
+    counter: Any = None
+    audit: Any = None
+    api: Any = None
+    running: Running | None = None
+    names: dict[str, list[str]] = field(default_factory=dict)  # service -> object names
+
+    def say(self, message: str) -> None:
+        self.progress.say(self.contender.name, message)
+
+    @contextmanager
+    def bed_up(self) -> Iterator[Trial]:
+        from kubernetes import client, config
+        from kumo.testbed.bed import TestBed
+        from kumo.testbed.faultproxy import FaultProxy
+
+        from .auditwrites import BENCH_AGENT, AuditTail
+        from .cloudops import OperationCounter
+
+        self.say("starting a fresh test bed (control plane with audit log, emulators)")
+        self.bed = TestBed.start(progress=False, audit_log=True)
+        proxy = None
+        try:
+            self.moto = dict(self.bed.env["aws"])
+            self.counter = OperationCounter()
+            proxy = FaultProxy(self.moto["endpoint"], failure_rate=0.0, on_request=self.counter.record).start()
+            self.env = copy.deepcopy(self.bed.env)
+            self.env["aws"]["endpoint"] = proxy.endpoint
+            self.audit = AuditTail(Path(self.bed.env["audit_log"]))
+            configuration = client.Configuration()
+            config.load_kube_config(config_file=self.bed.env["kubeconfig"], client_configuration=configuration)
+            configuration.connection_pool_maxsize = 2 * APPLY_THREADS
+            self.api = client.ApiClient(configuration)
+            self.api.user_agent = BENCH_AGENT  # the audit log tells the bench's writes from the controller's
+            client.CoreV1Api(self.api).create_namespace({"metadata": {"name": self.namespace}})
+            self._warm_up()
+            yield self
+        finally:
+            if self.running is not None:
+                self.running.stop()
+            if proxy is not None:
+                proxy.stop()
+            self.bed.stop()
+
+    def _warm_up(self) -> None:
+        """One read per service straight on moto, so no controller pays its first-call cost."""
+        self.boto("s3").list_buckets()
+        self.boto("rds").describe_db_instances(MaxRecords=20)
+
+    def boto(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            region_name=self.moto["region"],
+            aws_access_key_id=self.moto["access_key_id"],
+            aws_secret_access_key=self.moto["secret_access_key"],
+            endpoint_url=self.moto["endpoint"],  # moto itself: the bench's own calls are not counted
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        )
+
+    # ------------------------------------------------------------------ phases
+
+    def run(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"load_average": {"start": _load()}}
+        contender = self.contender
+        kinds = contender.kinds()
+        self.say(f"installing CRDs and configuration ({', '.join(k.kind for k in kinds.values())})")
+        contender.install(self.api, self.env, self.namespace)
+        log_path = Path(self.bed.env["workdir"]) / f"{contender.name}.log"
+        self.running = contender.start(self.env, log_path, self.namespace)
+        time.sleep(self.params.idle_seconds)
+        result["rss_mb_idle"] = tree_rss_mb(self.running.pid)
+        self.say(f"pid {self.running.pid}, idle RSS {result['rss_mb_idle']} MiB")
+        result["create"] = self.create(kinds)
+        result["steady"] = self.steady(kinds)
+        result["drift"] = self.drift() if "s3" in kinds else {}
+        result["load_average"]["end"] = _load()
+        result["figures"] = figures_of(result)
+        return result
+
+    def create(self, kinds: dict[str, KindRef]) -> dict[str, Any]:
+        from .auditwrites import by_controller, per_object
+        from .cloudops import by_service
+
+        self.names = {
+            service: [f"sbs-{service}-{i:04d}" for i in range(self.params.count(service))] for service in kinds
+        }
+        manifests = [
+            (kinds[service], self.contender.manifest(service, name, self.namespace, self.env))
+            for service, names in self.names.items()
+            for name in names
+        ]
+        before, started = self.counter.snapshot(), time.time()
+        self.say(f"applying {', '.join(f'{len(v)} {k}' for k, v in self.names.items())}")
+        with ThreadPoolExecutor(APPLY_THREADS) as pool:
+            list(pool.map(lambda pair: self.create_object(*pair), manifests))
+        ready_at = self.wait_ready(kinds, started)
+        ended = max((t for t in ready_at.values() if t is not None), default=time.time())
+        calls = self.counter.since(before)
+        writes = by_controller(self.audit.between(started, ended))
+        objects = {service: len(names) for service, names in self.names.items()}
+        not_ready = sorted(f"{s}/{n}" for (s, n), t in ready_at.items() if t is None)
+        return {
+            "ready_seconds": {
+                service: (
+                    None
+                    if any(ready_at[(service, n)] is None for n in names)
+                    else round(max(ready_at[(service, n)] or 0 for n in names) - started, 1)
+                )
+                for service, names in self.names.items()
+            },
+            "not_ready": not_ready,
+            "cloud_requests_per_object": per_object_by_service(calls, objects),
+            "cloud_requests": by_service(calls),
+            "k8s_writes_per_object": per_object(writes, sum(objects.values())),
+            "k8s_writers": sorted({f"{w.user} {w.agent}" for w in writes}),
+        }
+
+    def create_object(self, kind: KindRef, manifest: dict[str, Any]) -> None:
+        from kubernetes import client
+
+        objects = client.CustomObjectsApi(self.api)
+        if kind.namespaced:
+            objects.create_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural, manifest)
+        else:
+            objects.create_cluster_custom_object(kind.group, kind.version, kind.plural, manifest)
+
+    def list_objects(self, kind: KindRef) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        objects = client.CustomObjectsApi(self.api)
+        if kind.namespaced:
+            listed = objects.list_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural)
+        else:
+            listed = objects.list_cluster_custom_object(kind.group, kind.version, kind.plural)
+        return list(listed.get("items") or [])
+
+    def wait_ready(self, kinds: dict[str, KindRef], started: float) -> dict[tuple[str, str], float | None]:
+        """When each object was first seen Ready (epoch seconds; None: not within the timeout)."""
+        ready_at: dict[tuple[str, str], float | None] = {
+            (service, name): None for service, names in self.names.items() for name in names
+        }
+        said = time.monotonic()
+        while time.time() - started < self.params.timeout:
+            for service, kind in kinds.items():
+                for obj in self.list_objects(kind):
+                    key = (service, obj["metadata"]["name"])
+                    if key in ready_at and ready_at[key] is None and self.contender.ready(obj):
+                        ready_at[key] = time.time()
+            done = sum(1 for t in ready_at.values() if t is not None)
+            if done == len(ready_at):
+                break
+            if time.monotonic() - said > 10:
+                self.say(f"{done}/{len(ready_at)} Ready ({time.time() - started:.0f}s)")
+                said = time.monotonic()
+            time.sleep(POLL_SECONDS)
+        done = sum(1 for t in ready_at.values() if t is not None)
+        self.say(f"{done}/{len(ready_at)} Ready after {time.time() - started:.1f}s")
+        return ready_at
+
+    def steady(self, kinds: dict[str, KindRef]) -> dict[str, Any]:
+        from .auditwrites import breakdown, by_controller
+        from .cloudops import by_service
+
+        assert self.running is not None
+        seconds = self.params.steady_seconds
+        self.say(f"steady window of {seconds:.0f}s")
+        before, started = self.counter.snapshot(), time.time()
+        peak = 0.0
+        while time.time() - started < seconds:
+            peak = max(peak, tree_rss_mb(self.running.pid))
+            time.sleep(min(RSS_EVERY_SECONDS, max(0.0, seconds - (time.time() - started))))
+        ended = time.time()
+        calls = self.counter.since(before)
+        writes = by_controller(self.audit.between(started, ended))
+        per_service = {
+            service: rate_per_minute(
+                sum(n for (s, _), n in calls.items() if s == service), len(self.names.get(service, [])), ended - started
+            )
+            for service in kinds
+        }
+        return {
+            "seconds": round(ended - started, 1),
+            "cloud_requests_per_resource_per_minute": per_service,
+            "cloud_requests": by_service(calls),
+            "k8s_writes_per_minute": round(len(writes) / ((ended - started) / 60), 2),
+            "k8s_writes": breakdown(writes),
+            "rss_mb_loaded": peak,
+        }
+
+    def drift(self) -> dict[str, Any]:
+        """Suspend versioning on a few buckets straight on moto; wait for each to be Enabled."""
+        s3 = self.boto("s3")
+        cap = self.params.drift_cap
+        chosen = self.names["s3"][: self.params.drift_samples]
+        buckets = {name: self.contender.cloud_name("s3", name, self.namespace) for name in chosen}
+        skipped = [n for n, b in buckets.items() if s3.get_bucket_versioning(Bucket=b).get("Status") != "Enabled"]
+        targets = {n: b for n, b in buckets.items() if n not in skipped}
+        for bucket in targets.values():
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+        injected = time.time()
+        self.say(f"versioning suspended on {len(targets)} buckets; waiting up to {cap:.0f}s for corrections")
+        corrected: dict[str, float | None] = dict.fromkeys(targets)
+        while time.time() - injected < cap and any(v is None for v in corrected.values()):
+            for name, bucket in targets.items():
+                if corrected[name] is None and s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled":
+                    corrected[name] = round(time.time() - injected, 1)
+            time.sleep(DRIFT_POLL_SECONDS)
+        fixed = sum(1 for v in corrected.values() if v is not None)
+        self.say(f"{fixed}/{len(targets)} corrected within {cap:.0f}s")
+        return {
+            "cap_seconds": cap,
+            "samples": corrected,
+            "not_within_cap": len(targets) - fixed,
+            "skipped_not_enabled_at_start": skipped,
+        }
+
+
+def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline figures (HEADLINES) of one controller's trial."""
+    create, steady, drift = result["create"], result["steady"], result.get("drift") or {}
+    figures: dict[str, Any] = {}
+    for service in create["ready_seconds"]:
+        figures[f"{service}_ready_seconds"] = create["ready_seconds"][service]
+        figures[f"{service}_cloud_requests_per_object"] = (
+            create["cloud_requests_per_object"].get(service, {}).get("total", 0.0)
+        )
+        figures[f"{service}_steady_requests_per_resource_per_minute"] = steady[
+            "cloud_requests_per_resource_per_minute"
+        ][service]
+    figures["cloud_requests_per_object"] = create["cloud_requests_per_object"]["all"]
+    figures["k8s_writes_per_object"] = create["k8s_writes_per_object"]["total"]
+    figures["steady_k8s_writes_per_minute"] = steady["k8s_writes_per_minute"]
+    figures["rss_mb_idle"] = result["rss_mb_idle"]
+    figures["rss_mb_loaded"] = steady["rss_mb_loaded"]
+    if drift.get("samples"):
+        figures["s3_drift_corrected_seconds"] = (
+            None if drift["not_within_cap"] else median_or_none(list(drift["samples"].values()))
+        )
+    return figures
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ---------------------------------------------------------------------- kumo
+
+
+class KumoContender:
+    """kumo's own controller (`kumo run` as a child process) at its defaults, one ProviderConfig
+    aimed at the counting proxy."""
+
+    name = "kumo"
+    cluster_id = "kumo-sidebyside"
+
+    def kinds(self) -> dict[str, KindRef]:
+        from kumo.api import BUCKET, DATABASE, GROUP, VERSION
+
+        return {
+            "s3": KindRef(str(BUCKET.kind), GROUP, VERSION, BUCKET.plural, True),
+            "rds": KindRef(str(DATABASE.kind), GROUP, VERSION, DATABASE.plural, True),
+        }
+
+    def install(self, api: Any, env: dict[str, Any], namespace: str) -> None:
+        from kubernetes import client
+        from kumo.testbed.bed import install_crds
+        from kumo.testbed.providerconfigs import aws_provider_config
+
+        from kumo.api import GROUP, PROVIDER_CONFIG, VERSION
+
+        install_crds(api)
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "kumo-system"}})
+        secret, provider_config = aws_provider_config(env["aws"], "aws")
+        client.CoreV1Api(api).create_namespaced_secret(namespace, secret)
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PROVIDER_CONFIG.plural, provider_config
+        )
+
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running:
+        from kumo.testbed.controllerproc import ControllerProcess
+
+        process = ControllerProcess(
+            kubeconfig=env["kubeconfig"],
+            log_path=log_path,
+            cluster_id=self.cluster_id,
+            extra_env={"KUMO_NAMESPACES": namespace, "KUMO_LOG_LEVEL": "INFO"},  # INFO: kumo's default
+        ).start()
+        return _KumoRunning(process)
+
+    def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
+        """The examples' Bucket (versioned, lifecycle, labels) and Database (7 days of backups)."""
+        import yaml
+        from kumo.testbed.providerconfigs import EXAMPLES
+
+        filename = {"s3": "bucket.yaml", "rds": "database.yaml"}[service]
+        manifest: dict[str, Any] = yaml.safe_load((EXAMPLES / "aws" / filename).read_text())
+        manifest["metadata"]["name"] = name
+        return manifest
+
+    def ready(self, obj: dict[str, Any]) -> bool:
+        from kumo.api import READY
+
+        return any(
+            c.get("type") == READY and c.get("status") == "True"
+            for c in (obj.get("status") or {}).get("conditions") or []
+        )
+
+    def cloud_name(self, service: str, name: str, namespace: str) -> str:
+        from kumo.controller.core.resources import derived_external_name
+
+        return derived_external_name(namespace, name, self.cluster_id)
+
+
+@dataclass
+class _KumoRunning:
+    process: Any  # kumo.testbed.controllerproc.ControllerProcess
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.process.pid)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# ---------------------------------------------------------------------- the rivals
+
+
+def rival_contenders() -> list[Contender]:
+    """Every rival bench/rivals offers (none until it is there)."""
+    try:
+        from .rivals import RIVALS
+    except ImportError:
+        return []
+    return [RivalContender(rival) for rival in RIVALS]
+
+
+@dataclass
+class RivalContender:
+    """A bench/rivals `Rival` as a contender: its Bucket kind, and its first other kind as RDS."""
+
+    rival: Any  # bench.rivals.rival.Rival
+
+    @property
+    def name(self) -> str:
+        return str(self.rival.name)
+
+    def buildable(self) -> str:
+        """ "" when the binary is there or can be built; else why not."""
+        import shutil
+
+        if self.rival.binary_path().exists() or shutil.which("go"):
+            return ""
+        return "no binary and no Go toolchain to build it"
+
+    def kinds(self) -> dict[str, KindRef]:
+        found: dict[str, KindRef] = {}
+        for kind_name, kind in self.rival.kinds.items():
+            service = "s3" if kind_name == "Bucket" else "rds"
+            found.setdefault(service, KindRef(kind.kind, kind.group, kind.version, kind.plural, kind.namespaced))
+        return found
+
+    def install(self, api: Any, env: dict[str, Any], namespace: str) -> None:
+        self.rival.install(api, env, namespace)
+
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running:
+        self.rival.build()
+        return self.rival.start(env, log_path, namespace=namespace)
+
+    def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
+        kind = self.kinds()[service].kind
+        return self.rival.manifest(kind, name, namespace, env)
+
+    def ready(self, obj: dict[str, Any]) -> bool:
+        return bool(self.rival.ready(obj))
+
+    def cloud_name(self, service: str, name: str, namespace: str) -> str:
+        return name  # a rival's manifest names the cloud resource after the object
+
+
+def choose(params: SideBySideParams, progress: Progress) -> list[Contender]:
+    """kumo first, then the rivals BENCH_RIVALS names (all for `auto`) that can run here."""
+    available: list[Contender] = [KumoContender(), *rival_contenders()]
+    wanted = None if params.contenders == "auto" else set(params.contenders.split(","))
+    chosen = []
+    for contender in available:
+        if wanted is not None and contender.name not in wanted:
+            continue
+        why_not = contender.buildable() if isinstance(contender, RivalContender) else ""
+        if why_not:
+            progress.say(contender.name, f"left out: {why_not}")
+            continue
+        chosen.append(contender)
+    return chosen
+
+
+def measure(params: SideBySideParams, progress: Progress | None = None) -> dict[str, Any]:
+    """Every chosen controller in turn, each on a fresh bed; the "rivals" section of results.json."""
+    progress = progress or Progress()
+    section: dict[str, Any] = {"params": params.as_json(), "controllers": {}, "ratios": {}}
+    for contender in choose(params, progress):
+        trial = Trial(contender, params, progress)
+        try:
+            with trial.bed_up():
+                section["controllers"][contender.name] = trial.run()
+        except Exception as error:  # one controller failing must not lose the others' figures
+            progress.say(contender.name, f"failed: {error!r}")
+            section["controllers"][contender.name] = {"error": repr(error)[:500]}
+    kumo = section["controllers"].get("kumo", {}).get("figures", {})
+    for name, entry in section["controllers"].items():
+        if name != "kumo" and kumo and entry.get("figures"):
+            section["ratios"][name] = ratios(kumo, entry["figures"])
+    return section
+
+
+def write_results(out: Path, section: dict[str, Any]) -> None:
+    """Put the section under "rivals" in results.json, keeping everything else in it."""
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results["rivals"] = section
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the clean-up: no test bed left behind
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    params = SideBySideParams.from_env()
+    if params.skipped:
+        print("side by side: skipped (BENCH_RIVALS=0)", flush=True)
+        return 0
+    print(f"side by side: {json.dumps(params.as_json())}", flush=True)
+    section = measure(params)
+    write_results(params.out, section)
+    print("\n" + table(section), flush=True)
+    print(f'\nresults: {params.out} (under "rivals")', flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The pure parts of the side-by-side bench, without servers: which AWS operation a request is
+(from requests the real SDK prepares), the API server's audit log read into a controller's
+writes by request, per-object and per-minute figures, and the kumo/rival ratios."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from bench import auditwrites, cloudops, sidebyside
+
+ENDPOINT = "http://127.0.0.1:5999"
+
+
+class _Captured(Exception):
+    """Raised from botocore's before-send hook: the request is prepared, never sent."""
+
+
+def _sdk_request(service: str, call: Callable[[Any], Any]) -> tuple[str, str, dict[str, str], bytes]:
+    """(method, path and query, headers, body) of the request boto3 prepares for `call`."""
+    client = boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    seen: dict[str, Any] = {}
+
+    def capture(request: Any, **_: Any) -> None:
+        seen["request"] = request
+        raise _Captured
+
+    client.meta.events.register("before-send", capture)
+    with pytest.raises(_Captured):
+        call(client)
+    request = seen["request"]
+    target = request.url.removeprefix(ENDPOINT) or "/"
+    body = request.body or b""
+    body = body.encode() if isinstance(body, str) else body
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+    return request.method, target, headers, body
+
+
+@pytest.mark.parametrize(
+    ("service", "call", "expected"),
+    [
+        ("s3", lambda c: c.create_bucket(Bucket="b1"), ("s3", "CreateBucket")),
+        ("s3", lambda c: c.head_bucket(Bucket="b1"), ("s3", "HeadBucket")),
+        ("s3", lambda c: c.list_buckets(), ("s3", "ListBuckets")),
+        ("s3", lambda c: c.get_bucket_versioning(Bucket="b1"), ("s3", "GetBucketVersioning")),
+        (
+            "s3",
+            lambda c: c.put_bucket_versioning(Bucket="b1", VersioningConfiguration={"Status": "Enabled"}),
+            ("s3", "PutBucketVersioning"),
+        ),
+        ("s3", lambda c: c.get_bucket_tagging(Bucket="b1"), ("s3", "GetBucketTagging")),
+        ("s3", lambda c: c.delete_bucket_tagging(Bucket="b1"), ("s3", "DeleteBucketTagging")),
+        ("s3", lambda c: c.get_public_access_block(Bucket="b1"), ("s3", "GetPublicAccessBlock")),
+        ("s3", lambda c: c.get_bucket_encryption(Bucket="b1"), ("s3", "GetBucketEncryption")),
+        (
+            "s3",
+            lambda c: c.get_bucket_lifecycle_configuration(Bucket="b1"),
+            ("s3", "GetBucketLifecycleConfiguration"),
+        ),
+        ("s3", lambda c: c.get_bucket_location(Bucket="b1"), ("s3", "GetBucketLocation")),
+        ("s3", lambda c: c.get_bucket_policy(Bucket="b1"), ("s3", "GetBucketPolicy")),
+        ("s3", lambda c: c.list_objects_v2(Bucket="b1"), ("s3", "ListObjectsV2")),
+        ("s3", lambda c: c.put_object(Bucket="b1", Key="a/b", Body=b"x"), ("s3", "PutObject")),
+        ("s3", lambda c: c.delete_bucket(Bucket="b1"), ("s3", "DeleteBucket")),
+        ("rds", lambda c: c.describe_db_instances(DBInstanceIdentifier="d1"), ("rds", "DescribeDBInstances")),
+        (
+            "rds",
+            lambda c: c.modify_db_instance(DBInstanceIdentifier="d1", BackupRetentionPeriod=7),
+            ("rds", "ModifyDBInstance"),
+        ),
+        ("sts", lambda c: c.get_caller_identity(), ("sts", "GetCallerIdentity")),
+        ("resourcegroupstaggingapi", lambda c: c.get_resources(), ("tagging", "GetResources")),
+    ],
+)
+def test_the_operation_of_a_request_the_sdk_prepares(
+    service: str, call: Callable[[Any], Any], expected: tuple[str, str]
+) -> None:
+    method, target, headers, body = _sdk_request(service, call)
+    assert cloudops.operation_of(method, target, headers, body) == expected
+
+
+def test_s3_virtual_hosted_requests_name_the_bucket_in_the_host() -> None:
+    assert cloudops.s3_operation("GET", "/", {"versioning": [""]}, "b1.s3.localhost:4566") == "GetBucketVersioning"
+    assert cloudops.s3_operation("PUT", "/", {}, "b1.s3.us-east-1.amazonaws.com") == "CreateBucket"
+    assert cloudops.s3_operation("GET", "/key", {}, "b1.s3.amazonaws.com") == "GetObject"
+    assert cloudops.s3_operation("GET", "/", {}, "127.0.0.1:5000") == "ListBuckets"
+
+
+def test_an_unsigned_request_of_no_known_shape_is_unknown() -> None:
+    assert cloudops.operation_of("GET", "/healthz", {}, b"") == ("unknown", "unknown")
+
+
+def test_the_counter_counts_by_operation_and_gives_the_difference_since_a_snapshot() -> None:
+    counter = cloudops.OperationCounter()
+    versioning = _sdk_request("s3", lambda c: c.get_bucket_versioning(Bucket="b1"))
+    create = _sdk_request("s3", lambda c: c.create_bucket(Bucket="b1"))
+    counter.record(*create)
+    before = counter.snapshot()
+    for _ in range(3):
+        counter.record(*versioning)
+    assert counter.since(before) == Counter({("s3", "GetBucketVersioning"): 3})
+    assert cloudops.by_service(counter.snapshot()) == {"s3": {"CreateBucket": 1, "GetBucketVersioning": 3}}
+
+
+def _audit_line(
+    verb: str,
+    resource: str,
+    *,
+    user: str = "admin",
+    agent: str = "ack-s3-controller/v1.1.1",
+    subresource: str = "",
+    stage: str = "ResponseComplete",
+    namespace: str = "sbs",
+) -> str:
+    ref = {"resource": resource, "namespace": namespace, "name": "x"}
+    if subresource:
+        ref["subresource"] = subresource
+    return json.dumps(
+        {
+            "stage": stage,
+            "verb": verb,
+            "user": {"username": user},
+            "userAgent": agent,
+            "objectRef": ref,
+            "responseStatus": {"code": 200},
+            "stageTimestamp": "2026-11-28T11:00:00.123456Z",
+        }
+    )
+
+
+def test_audit_lines_become_the_controllers_writes_by_request() -> None:
+    lines = [
+        _audit_line("patch", "buckets", subresource="status"),
+        _audit_line("patch", "buckets", subresource="status"),
+        _audit_line("update", "buckets"),
+        _audit_line("create", "events", namespace="sbs"),
+        _audit_line("create", "leases", namespace="kube-system", user="system:kube-controller-manager"),
+        _audit_line("create", "buckets", agent=auditwrites.BENCH_AGENT),  # the bench applying
+        _audit_line("patch", "buckets", stage="RequestReceived"),  # not completed
+        _audit_line("get", "buckets"),  # a read
+    ]
+    writes = [w for w in (auditwrites.parse_line(line) for line in lines) if w is not None]
+    assert len(writes) == 6
+    mine = auditwrites.by_controller(writes)
+    assert auditwrites.breakdown(mine) == {"create events": 1, "patch buckets/status": 2, "update buckets": 1}
+    assert auditwrites.per_object(mine, 2) == {
+        "total": 2.0,
+        "by_request": {"create events": 0.5, "patch buckets/status": 1.0, "update buckets": 0.5},
+    }
+    assert mine[0].at == datetime(2026, 11, 28, 11, 0, 0, 123456, tzinfo=UTC).timestamp()
+
+
+def test_requests_per_object_by_service_with_other_services_per_object_of_every_kind() -> None:
+    counts = Counter(
+        {
+            ("s3", "CreateBucket"): 10,
+            ("s3", "GetBucketVersioning"): 25,
+            ("rds", "CreateDBInstance"): 5,
+            ("sts", "GetCallerIdentity"): 3,
+        }
+    )
+    figures = sidebyside.per_object_by_service(counts, {"s3": 10, "rds": 5})
+    assert figures["s3"] == {"total": 3.5, "by_operation": {"CreateBucket": 1.0, "GetBucketVersioning": 2.5}}
+    assert figures["rds"] == {"total": 1.0, "by_operation": {"CreateDBInstance": 1.0}}
+    assert figures["other"] == {"total": 0.2, "by_operation": {"GetCallerIdentity": 0.2}}
+    assert figures["all"] == 2.87
+
+
+def test_rates_per_resource_per_minute() -> None:
+    assert sidebyside.rate_per_minute(300, 50, 120.0) == 3.0
+    assert sidebyside.rate_per_minute(0, 50, 120.0) == 0.0
+    assert sidebyside.rate_per_minute(10, 0, 30.0) == 20.0  # no resources: per controller
+
+
+def test_ratios_kumo_over_rival() -> None:
+    kumo = {"s3_ready_seconds": 7.3, "k8s_writes_per_object": 4.0, "steady_k8s_writes_per_minute": 0.0}
+    rival = {
+        "s3_ready_seconds": 5.2,
+        "k8s_writes_per_object": 2.0,
+        "steady_k8s_writes_per_minute": 0.0,
+        "rss_mb_loaded": 56.0,
+        "not_a_headline": 1.0,
+    }
+    assert sidebyside.ratios(kumo, rival) == {
+        "s3_ready_seconds": 1.4,
+        "k8s_writes_per_object": 2.0,
+        "steady_k8s_writes_per_minute": 1.0,  # both 0
+        "rss_mb_loaded": None,  # kumo's is missing
+    }
+    assert sidebyside.ratio(5.0, 0.0) is None  # no finite ratio
+    assert sidebyside.ratio(None, 3.0) is None
+
+
+def test_drift_median_leaves_out_samples_not_corrected() -> None:
+    assert sidebyside.median_or_none([21.0, None, 23.0]) == 22.0
+    assert sidebyside.median_or_none([None, None]) is None
+
+
+def test_a_process_tree_is_the_process_and_everything_below_it() -> None:
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
+    assert sidebyside.descendants(10, parents) == {10, 11, 12, 13}
+    assert sidebyside.descendants(21, parents) == {21}
+
+
+def test_knobs_quick_mode_and_skip() -> None:
+    quick = sidebyside.SideBySideParams.from_env({"BENCH_QUICK": "1"})
+    assert (quick.n, quick.steady_seconds, quick.quick) == (5, 30.0, True)
+    assert sidebyside.SideBySideParams.from_env({"BENCH_RIVALS": "0"}).skipped
+    custom = sidebyside.SideBySideParams.from_env({"BENCH_RIVALS": "kumo,ack-s3", "BENCH_RIVALS_N": "50"})
+    assert (custom.contenders, custom.n, custom.skipped) == ("kumo,ack-s3", 50, False)
+
+
+def test_the_table_has_a_column_per_controller_and_a_ratio_column_per_rival() -> None:
+    section = {
+        "params": sidebyside.SideBySideParams().as_json(),
+        "controllers": {
+            "kumo": {"figures": {"s3_ready_seconds": 7.3, "s3_drift_corrected_seconds": 21.0}},
+            "ack-s3": {
+                "figures": {"s3_ready_seconds": 5.2, "s3_drift_corrected_seconds": None},
+                "drift": {"cap_seconds": 300.0},
+            },
+        },
+        "ratios": {"ack-s3": {"s3_ready_seconds": 1.4, "s3_drift_corrected_seconds": None}},
+    }
+    lines = sidebyside.table(section).splitlines()
+    assert lines[1].split() == ["figure", "kumo", "ack-s3", "kumo/ack-s3"]
+    assert "7.3" in lines[2] and "5.2" in lines[2] and "1.4" in lines[2]
+    assert "not within 300s" in lines[3]
+
+
+def test_the_fault_proxy_at_rate_zero_counts_a_real_sdks_operations_against_moto() -> None:
+    """The counting proxy as the side-by-side bench sets it up: FaultProxy with no faults and
+    the counter as its request hook, boto3 through it to moto's in-process server."""
+    from kumo.testbed.faultproxy import FaultProxy
+
+    server_module = pytest.importorskip("moto.server")
+    moto = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    counter = cloudops.OperationCounter()
+    try:
+        host, port = moto.get_host_and_port()
+        with FaultProxy(f"http://{host}:{port}", failure_rate=0.0, on_request=counter.record) as proxy:
+            common = {
+                "endpoint_url": proxy.endpoint,
+                "region_name": "us-east-1",
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+            }
+            s3 = boto3.client("s3", **common)
+            s3.create_bucket(Bucket="counted")
+            s3.put_bucket_versioning(Bucket="counted", VersioningConfiguration={"Status": "Enabled"})
+            assert s3.get_bucket_versioning(Bucket="counted")["Status"] == "Enabled"
+            boto3.client("rds", **common).describe_db_instances()
+    finally:
+        moto.stop()
+    assert cloudops.by_service(counter.snapshot()) == {
+        "rds": {"DescribeDBInstances": 1},
+        "s3": {"CreateBucket": 1, "GetBucketVersioning": 1, "PutBucketVersioning": 1},
+    }
