@@ -12,8 +12,9 @@ same moto and the same bench, at its own defaults:
    per object by request (bench/auditwrites.py);
 3. steady: a window with nothing changing; cloud requests per resource per minute, Kubernetes
    writes per minute, loaded RSS (the highest VmRSS of the controller's processes);
-4. drift: S3 versioning suspended behind the controller's back on a few buckets, straight on
-   moto; seconds until each is Enabled again, or "not within the cap".
+4. drift: a managed setting changed behind the controller's back on a few objects, straight on
+   moto (S3 versioning suspended; RDS backup retention 7 -> 1 day); seconds until each reads
+   as before, or "not within the cap".
 
 The figures go into bench/results.json (BENCH_OUT) under "rivals": one entry per controller and
 the ratios kumo/rival. Knobs: BENCH_RIVALS (`auto`: kumo and every rival that builds; `0`: skip;
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -57,7 +59,7 @@ class SideBySideParams:
     n: int = 50  # BENCH_RIVALS_N: S3 buckets
     rds_n: int = 20  # BENCH_RIVALS_RDS_N: RDS instances, where the controller manages them
     steady_seconds: float = 180.0  # BENCH_RIVALS_STEADY_SECONDS
-    drift_samples: int = 5  # BENCH_RIVALS_DRIFT_SAMPLES: buckets whose versioning is suspended
+    drift_samples: int = 5  # BENCH_RIVALS_DRIFT_SAMPLES: objects of each kind changed out of band
     drift_cap: float = 300.0  # BENCH_RIVALS_DRIFT_CAP: seconds waited for a correction
     idle_seconds: float = 15.0  # BENCH_RIVALS_IDLE_SECONDS: settling before the idle RSS
     timeout: float = 900.0  # BENCH_RIVALS_TIMEOUT: the longest wait for all Ready
@@ -185,11 +187,6 @@ def ratios(kumo: Mapping[str, Any], rival: Mapping[str, Any]) -> dict[str, float
     return {key: ratio(kumo.get(key), value) for key, value in rival.items() if key in HEADLINES}
 
 
-def median_or_none(values: list[float | None]) -> float | None:
-    found = [v for v in values if v is not None]
-    return round(statistics.median(found), 1) if found else None
-
-
 def descendants(pid: int, parents: Mapping[int, int]) -> set[int]:
     """`pid` and every process below it, from a child -> parent map."""
     children: dict[int, list[int]] = {}
@@ -242,8 +239,10 @@ HEADLINES = {
     "steady_k8s_writes_per_minute": "steady K8s writes/min",
     "rss_mb_idle": "RSS idle (MiB)",
     "rss_mb_loaded": "RSS loaded (MiB)",
-    "s3_drift_corrected_seconds": "versioning drift corrected (median s)",
+    "s3_drift_corrected_seconds": "S3 versioning drift corrected (median s)",
+    "rds_drift_corrected_seconds": "RDS backup retention drift corrected (median s)",
 }
+DRIFT_SUFFIX = "_drift_corrected_seconds"
 
 
 def table(section: Mapping[str, Any]) -> str:
@@ -281,8 +280,9 @@ def _cell(key: str, figures: Mapping[str, Any], controller: Mapping[str, Any]) -
         return "error"
     if key not in figures:
         return "-"
-    if key == "s3_drift_corrected_seconds" and figures[key] is None:
-        return f"not within {controller.get('drift', {}).get('cap_seconds', 0):.0f}s"
+    if key.endswith(DRIFT_SUFFIX) and figures[key] is None:
+        cap = controller.get("drift", {}).get(key.removesuffix(DRIFT_SUFFIX), {}).get("cap_seconds", 0)
+        return f"not within {cap:.0f}s"
     return _number(figures[key])
 
 
@@ -390,7 +390,7 @@ class Trial:
         self.say(f"pid {self.running.pid}, idle RSS {result['rss_mb_idle']} MiB")
         result["create"] = self.create(kinds)
         result["steady"] = self.steady(kinds)
-        result["drift"] = self.drift() if "s3" in kinds else {}
+        result["drift"] = self.drift(list(kinds))
         result["load_average"]["end"] = _load()
         result["figures"] = figures_of(result)
         return result
@@ -505,32 +505,85 @@ class Trial:
             "rss_mb_loaded": peak,
         }
 
-    def drift(self) -> dict[str, Any]:
-        """Suspend versioning on a few buckets straight on moto; wait for each to be Enabled."""
-        s3 = self.boto("s3")
+    def drift(self, services: list[str]) -> dict[str, Any]:
+        """Change one managed setting behind the controller's back, straight on moto, on a few
+        objects of each kind at once (S3: versioning suspended; RDS: backup retention 7 -> 1 day);
+        wait, up to the cap, for each to read as it did before."""
         cap = self.params.drift_cap
-        chosen = self.names["s3"][: self.params.drift_samples]
-        buckets = {name: self.contender.cloud_name("s3", name, self.namespace) for name in chosen}
-        skipped = [n for n, b in buckets.items() if s3.get_bucket_versioning(Bucket=b).get("Status") != "Enabled"]
-        targets = {n: b for n, b in buckets.items() if n not in skipped}
-        for bucket in targets.values():
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+        drifts = {service: DRIFTS[service](self.boto(service)) for service in services if service in DRIFTS}
+        targets: dict[tuple[str, str], Any] = {}  # (service, object name) -> the value to come back
+        skipped: dict[str, list[str]] = {service: [] for service in drifts}
+        for service, drift in drifts.items():
+            for name in self.names[service][: self.params.drift_samples]:
+                cloud_name = self.contender.cloud_name(service, name, self.namespace)
+                before = drift.read(cloud_name)
+                if before != drift.expected:
+                    skipped[service].append(name)  # the controller never set it: nothing to correct
+                    continue
+                targets[(service, name)] = cloud_name
+        for (service, _), cloud_name in targets.items():
+            drifts[service].inject(cloud_name)
         injected = time.time()
-        self.say(f"versioning suspended on {len(targets)} buckets; waiting up to {cap:.0f}s for corrections")
-        corrected: dict[str, float | None] = dict.fromkeys(targets)
+        self.say(f"drift injected on {len(targets)} objects; waiting up to {cap:.0f}s for corrections")
+        corrected: dict[tuple[str, str], float | None] = dict.fromkeys(targets)
         while time.time() - injected < cap and any(v is None for v in corrected.values()):
-            for name, bucket in targets.items():
-                if corrected[name] is None and s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled":
-                    corrected[name] = round(time.time() - injected, 1)
+            for (service, name), cloud_name in targets.items():
+                if corrected[(service, name)] is None and drifts[service].read(cloud_name) == drifts[service].expected:
+                    corrected[(service, name)] = round(time.time() - injected, 1)
             time.sleep(DRIFT_POLL_SECONDS)
-        fixed = sum(1 for v in corrected.values() if v is not None)
-        self.say(f"{fixed}/{len(targets)} corrected within {cap:.0f}s")
+        self.say(f"{sum(1 for v in corrected.values() if v is not None)}/{len(targets)} corrected within {cap:.0f}s")
         return {
-            "cap_seconds": cap,
-            "samples": corrected,
-            "not_within_cap": len(targets) - fixed,
-            "skipped_not_enabled_at_start": skipped,
+            service: {
+                "change": drift.change,
+                "cap_seconds": cap,
+                "samples": {n: t for (s, n), t in corrected.items() if s == service},
+                "not_within_cap": sum(1 for (s, _), t in corrected.items() if s == service and t is None),
+                "skipped_not_set_at_start": skipped[service],
+            }
+            for service, drift in drifts.items()
         }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One out-of-band change: how to read the setting, the value the controller set, and how
+    to change it behind its back."""
+
+    change: str
+    expected: Any
+    read: Callable[[str], Any]
+    inject: Callable[[str], None]
+
+
+def _s3_drift(s3: Any) -> Drift:
+    return Drift(
+        "versioning Enabled -> Suspended",
+        "Enabled",
+        lambda bucket: s3.get_bucket_versioning(Bucket=bucket).get("Status"),
+        lambda bucket: s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}),
+    )
+
+
+def _rds_drift(rds: Any) -> Drift:
+    return Drift(
+        "backup retention 7 -> 1 days",
+        7,
+        lambda name: rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["BackupRetentionPeriod"],
+        lambda name: rds.modify_db_instance(DBInstanceIdentifier=name, BackupRetentionPeriod=1, ApplyImmediately=True),
+    )
+
+
+DRIFTS: dict[str, Callable[[Any], Drift]] = {"s3": _s3_drift, "rds": _rds_drift}
+
+
+def capped_median(samples: list[float | None]) -> float | None:
+    """The median correction time, a sample not corrected within the cap counting as longer than
+    any; None when the median itself is not within the cap (or there are no samples)."""
+    values = sorted(math.inf if v is None else v for v in samples)
+    if not values:
+        return None
+    middle = statistics.median(values)
+    return None if math.isinf(middle) else round(middle, 1)
 
 
 def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -550,10 +603,9 @@ def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
     figures["steady_k8s_writes_per_minute"] = steady["k8s_writes_per_minute"]
     figures["rss_mb_idle"] = result["rss_mb_idle"]
     figures["rss_mb_loaded"] = steady["rss_mb_loaded"]
-    if drift.get("samples"):
-        figures["s3_drift_corrected_seconds"] = (
-            None if drift["not_within_cap"] else median_or_none(list(drift["samples"].values()))
-        )
+    for service, found in drift.items():
+        if found["samples"]:
+            figures[f"{service}_drift_corrected_seconds"] = capped_median(list(found["samples"].values()))
     return figures
 
 

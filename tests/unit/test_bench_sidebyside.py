@@ -203,9 +203,11 @@ def test_ratios_kumo_over_rival() -> None:
     assert sidebyside.ratio(None, 3.0) is None
 
 
-def test_drift_median_leaves_out_samples_not_corrected() -> None:
-    assert sidebyside.median_or_none([21.0, None, 23.0]) == 22.0
-    assert sidebyside.median_or_none([None, None]) is None
+def test_drift_median_counts_a_sample_not_corrected_within_the_cap_as_longer_than_any() -> None:
+    assert sidebyside.capped_median([21.0, 25.0, None]) == 25.0
+    assert sidebyside.capped_median([21.0, None, None]) is None  # the median is past the cap
+    assert sidebyside.capped_median([21.0, 23.0]) == 22.0
+    assert sidebyside.capped_median([]) is None
 
 
 def test_a_process_tree_is_the_process_and_everything_below_it() -> None:
@@ -229,7 +231,7 @@ def test_the_table_has_a_column_per_controller_and_a_ratio_column_per_rival() ->
             "kumo": {"figures": {"s3_ready_seconds": 7.3, "s3_drift_corrected_seconds": 21.0}},
             "ack-s3": {
                 "figures": {"s3_ready_seconds": 5.2, "s3_drift_corrected_seconds": None},
-                "drift": {"cap_seconds": 300.0},
+                "drift": {"s3": {"cap_seconds": 300.0}},
             },
         },
         "ratios": {"ack-s3": {"s3_ready_seconds": 1.4, "s3_drift_corrected_seconds": None}},
