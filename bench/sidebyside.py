@@ -20,7 +20,8 @@ The figures go into bench/results.json (BENCH_OUT) under "rivals": one entry per
 the ratios kumo/rival. Knobs: BENCH_RIVALS (`auto`: kumo and every rival that builds; `0`: skip;
 or a comma list such as `kumo,ack-s3`), BENCH_RIVALS_N, BENCH_RIVALS_RDS_N,
 BENCH_RIVALS_STEADY_SECONDS, BENCH_RIVALS_DRIFT_SAMPLES, BENCH_RIVALS_DRIFT_CAP,
-BENCH_RIVALS_IDLE_SECONDS, BENCH_RIVALS_TIMEOUT, and BENCH_QUICK=1 (N=5, 30 s windows).
+BENCH_RIVALS_IDLE_SECONDS, BENCH_RIVALS_TIMEOUT, BENCH_RIVALS_RESYNC (every poll and resync, e.g.
+60; default: each controller's own), and BENCH_QUICK=1 (N=5, 30 s windows).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class SideBySideParams:
     drift_cap: float = 300.0  # BENCH_RIVALS_DRIFT_CAP: seconds waited for a correction
     idle_seconds: float = 15.0  # BENCH_RIVALS_IDLE_SECONDS: settling before the idle RSS
     timeout: float = 900.0  # BENCH_RIVALS_TIMEOUT: the longest wait for all Ready
+    resync_seconds: int | None = None  # BENCH_RIVALS_RESYNC: every poll/resync (None: each one's default)
     quick: bool = False  # BENCH_QUICK
     out: Path = DEFAULT_OUT  # BENCH_OUT
 
@@ -84,6 +86,7 @@ class SideBySideParams:
             drift_cap=float(env.get("BENCH_RIVALS_DRIFT_CAP", base.drift_cap)),
             idle_seconds=float(env.get("BENCH_RIVALS_IDLE_SECONDS", base.idle_seconds)),
             timeout=float(env.get("BENCH_RIVALS_TIMEOUT", base.timeout)),
+            resync_seconds=int(env["BENCH_RIVALS_RESYNC"]) if env.get("BENCH_RIVALS_RESYNC") else None,
             quick=quick,
             out=Path(env.get("BENCH_OUT", str(base.out))),
         )
@@ -137,7 +140,10 @@ class Contender(Protocol):
 
     def install(self, api: Any, env: dict[str, Any], namespace: str) -> None: ...
 
-    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running: ...
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str, resync_seconds: int | None) -> Running:
+        """Started and serving; `resync_seconds` (None: the controller's default) sets every
+        poll and resync it has."""
+        ...
 
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -384,7 +390,7 @@ class Trial:
         self.say(f"installing CRDs and configuration ({', '.join(k.kind for k in kinds.values())})")
         contender.install(self.api, self.env, self.namespace)
         log_path = Path(self.bed.env["workdir"]) / f"{contender.name}.log"
-        self.running = contender.start(self.env, log_path, self.namespace)
+        self.running = contender.start(self.env, log_path, self.namespace, self.params.resync_seconds)
         time.sleep(self.params.idle_seconds)
         result["rss_mb_idle"] = tree_rss_mb(self.running.pid)
         self.say(f"pid {self.running.pid}, idle RSS {result['rss_mb_idle']} MiB")
@@ -407,6 +413,7 @@ class Trial:
             for service, names in self.names.items()
             for name in names
         ]
+        first_of_each = {kind.kind: manifest for kind, manifest in reversed(manifests)}
         before, started = self.counter.snapshot(), time.time()
         self.say(f"applying {', '.join(f'{len(v)} {k}' for k, v in self.names.items())}")
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
@@ -431,6 +438,7 @@ class Trial:
             "cloud_requests": by_service(calls),
             "k8s_writes_per_object": per_object(writes, sum(objects.values())),
             "k8s_writers": sorted({f"{w.user} {w.agent}" for w in writes}),
+            "manifests": first_of_each,  # what each controller was asked for, one of each kind
         }
 
     def create_object(self, kind: KindRef, manifest: dict[str, Any]) -> None:
@@ -646,25 +654,29 @@ class KumoContender:
             GROUP, VERSION, namespace, PROVIDER_CONFIG.plural, provider_config
         )
 
-    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running:
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str, resync_seconds: int | None) -> Running:
         from kumo.testbed.controllerproc import ControllerProcess
 
+        extra_env = {"KUMO_NAMESPACES": namespace, "KUMO_LOG_LEVEL": "INFO"}  # INFO: kumo's default
+        if resync_seconds is not None:
+            extra_env["KUMO_SWEEP_INTERVAL"] = str(resync_seconds)  # kumo's only poll: the drift sweep
         process = ControllerProcess(
-            kubeconfig=env["kubeconfig"],
-            log_path=log_path,
-            cluster_id=self.cluster_id,
-            extra_env={"KUMO_NAMESPACES": namespace, "KUMO_LOG_LEVEL": "INFO"},  # INFO: kumo's default
+            kubeconfig=env["kubeconfig"], log_path=log_path, cluster_id=self.cluster_id, extra_env=extra_env
         ).start()
         return _KumoRunning(process)
 
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
-        """The examples' Bucket (versioned, lifecycle, labels) and Database (7 days of backups)."""
+        """The examples' Bucket and Database, the Bucket asking what the rivals' buckets ask
+        (versioning and one tag: no lifecycle rule) and the Database 7 days of backups."""
         import yaml
         from kumo.testbed.providerconfigs import EXAMPLES
 
         filename = {"s3": "bucket.yaml", "rds": "database.yaml"}[service]
         manifest: dict[str, Any] = yaml.safe_load((EXAMPLES / "aws" / filename).read_text())
         manifest["metadata"]["name"] = name
+        if service == "s3":
+            manifest["spec"].pop("lifecycle", None)
+            manifest["spec"]["labels"] = {"bench": "rivals"}
         return manifest
 
     def ready(self, obj: dict[str, Any]) -> bool:
@@ -733,9 +745,9 @@ class RivalContender:
     def install(self, api: Any, env: dict[str, Any], namespace: str) -> None:
         self.rival.install(api, env, namespace)
 
-    def start(self, env: dict[str, Any], log_path: Path, namespace: str) -> Running:
+    def start(self, env: dict[str, Any], log_path: Path, namespace: str, resync_seconds: int | None) -> Running:
         self.rival.build()
-        return self.rival.start(env, log_path, namespace=namespace)
+        return self.rival.start(env, log_path, namespace=namespace, resync_seconds=resync_seconds)
 
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
         kind = self.kinds()[service].kind

@@ -222,6 +222,8 @@ def test_knobs_quick_mode_and_skip() -> None:
     assert sidebyside.SideBySideParams.from_env({"BENCH_RIVALS": "0"}).skipped
     custom = sidebyside.SideBySideParams.from_env({"BENCH_RIVALS": "kumo,ack-s3", "BENCH_RIVALS_N": "50"})
     assert (custom.contenders, custom.n, custom.skipped) == ("kumo,ack-s3", 50, False)
+    assert custom.resync_seconds is None  # each controller's own default
+    assert sidebyside.SideBySideParams.from_env({"BENCH_RIVALS_RESYNC": "60"}).resync_seconds == 60
 
 
 def test_the_table_has_a_column_per_controller_and_a_ratio_column_per_rival() -> None:
