@@ -547,7 +547,7 @@ def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: K
 
 async def run(config: ControllerConfig, stop_flag: asyncio.Event | None = None) -> None:
     """Run the controller until `stop_flag` is set or the process is signalled."""
-    providers = ProviderRegistry.discover()
+    providers = ProviderRegistry.discover(lazy=True)  # a cloud's SDK is imported when first configured
     registry = build_registry(config, providers)
     await kopf.operator(
         registry=registry,

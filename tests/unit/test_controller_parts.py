@@ -189,6 +189,21 @@ def test_broken_plugin_is_reported_and_skipped_not_fatal():
         registry.get("azure")
 
 
+def test_lazy_discovery_imports_a_plugin_only_when_first_asked_for():
+    """The controller's registry imports no plugin at start: one never asked for (a cloud nobody
+    configured) stays unimported, a broken one is reported at its first use."""
+    registry = ProviderRegistry.discover(
+        [_point("aws", "kumo.providers.aws:AWSProvider"), _point("broken", "kumo_no_such_module:Provider")], lazy=True
+    )
+    assert registry.providers == {} and set(registry.pending) == {"aws", "broken"}
+    assert registry.get("aws").name == "aws"
+    assert set(registry.providers) == {"aws"} and "broken" not in registry.unavailable
+    with pytest.raises(Unavailable, match="failed to load"):
+        registry.get("broken")
+    with pytest.raises(Unavailable, match="no provider named 'azure'"):
+        registry.get("azure")
+
+
 def test_builtin_providers_register_through_the_entry_point_group():
     """The built-in aws provider is found through `kumo.providers`, like any third-party one."""
     assert "aws" in ProviderRegistry.discover().providers
