@@ -54,6 +54,13 @@ S3_SPECIAL = {
     ("GET", "versions"): "ListObjectVersions",
     ("POST", "delete"): "DeleteObjects",
 }
+# Configurations kept by id: a GET without `id` lists them all.
+S3_LISTED_BY_ID = {
+    "analytics": "ListBucketAnalyticsConfigurations",
+    "intelligent-tiering": "ListBucketIntelligentTieringConfigurations",
+    "inventory": "ListBucketInventoryConfigurations",
+    "metrics": "ListBucketMetricsConfigurations",
+}
 S3_OBJECT_SUBRESOURCES = {"acl": "ObjectAcl", "tagging": "ObjectTagging", "retention": "ObjectRetention"}
 VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}
 
@@ -98,6 +105,8 @@ def s3_operation(method: str, path: str, query: Mapping[str, list[str]], host: s
     if has_key:
         return _s3_object_operation(method, query)
     for key in query:
+        if method == "GET" and key in S3_LISTED_BY_ID and "id" not in query:
+            return S3_LISTED_BY_ID[key]
         special = S3_SPECIAL.get((method, key))
         if special:
             return special

@@ -273,7 +273,7 @@ def table(section: Mapping[str, Any]) -> str:
         for name, c in controllers.items()
     )
     title = (
-        f"side by side: N={params['n']} buckets, {params['rds_n']} RDS instances, steady window "
+        f"side by side: N={params['n']} buckets, {params['rds_n']} RDS instances (where managed), steady window "
         f"{params['steady_seconds']:.0f}s, drift cap {params['drift_cap']:.0f}s"
         + (" (QUICK)" if params["quick"] else "")
         + f"; load average at each end: {loads}"

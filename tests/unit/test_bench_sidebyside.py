@@ -72,6 +72,17 @@ def _sdk_request(service: str, call: Callable[[Any], Any]) -> tuple[str, str, di
         ("s3", lambda c: c.get_bucket_location(Bucket="b1"), ("s3", "GetBucketLocation")),
         ("s3", lambda c: c.get_bucket_policy(Bucket="b1"), ("s3", "GetBucketPolicy")),
         ("s3", lambda c: c.list_objects_v2(Bucket="b1"), ("s3", "ListObjectsV2")),
+        (
+            "s3",
+            lambda c: c.list_bucket_analytics_configurations(Bucket="b1"),
+            ("s3", "ListBucketAnalyticsConfigurations"),
+        ),
+        (
+            "s3",
+            lambda c: c.get_bucket_metrics_configuration(Bucket="b1", Id="m1"),
+            ("s3", "GetBucketMetricsConfiguration"),
+        ),
+        ("s3", lambda c: c.get_bucket_ownership_controls(Bucket="b1"), ("s3", "GetBucketOwnershipControls")),
         ("s3", lambda c: c.put_object(Bucket="b1", Key="a/b", Body=b"x"), ("s3", "PutObject")),
         ("s3", lambda c: c.delete_bucket(Bucket="b1"), ("s3", "DeleteBucket")),
         ("rds", lambda c: c.describe_db_instances(DBInstanceIdentifier="d1"), ("rds", "DescribeDBInstances")),
