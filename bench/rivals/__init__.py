@@ -15,6 +15,8 @@ The API, for the measurement harness:
     rival.build()                                 # -> Path of the binary; builds once (~5 min,
                                                   #    progress on stderr), cached under
                                                   #    testbed.cluster.cache_dir()/rivals/
+                                                  #    (BENCH_RIVAL_ACK_S3 or _CROSSPLANE_AWS:
+                                                  #    use that binary instead)
     rival.install(api_client, bed.env, namespace) # CRDs (waits for Established), plus what the
                                                   # rival needs first (provider-aws: credentials
                                                   # Secret in `namespace`, ProviderConfig default)
