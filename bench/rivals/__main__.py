@@ -59,6 +59,7 @@ def smoke(rivals: list[Rival]) -> int:
                 print(f"{rival.name}: FAILED: {error}", flush=True)
     finally:
         bed.stop()
+        print("test bed stopped", flush=True)
     return 1 if failures else 0
 
 
@@ -95,6 +96,7 @@ def _running(rival: Rival, env: dict[str, Any], log_path: Path, namespace: str) 
         process.stop()
         if process.alive():
             raise RuntimeError(f"{rival.name} (pid {process.pid}) still running after stop")
+        print(f"{rival.name}: stopped", flush=True)
 
 
 class _Objects:
@@ -152,16 +154,17 @@ def _wait_ready(
 def _delete(api: client.ApiClient, kind: RivalKind, namespace: str, name: str) -> None:
     """Delete and wait until the rival has removed its finalizer (the cloud resource is gone)."""
     objects = _Objects(api, kind, namespace)
+    started = time.monotonic()
     try:
         objects.delete(name)
-        deadline = time.monotonic() + GONE_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
+        while time.monotonic() < started + GONE_TIMEOUT_SECONDS:
             objects.get(name)
             time.sleep(POLL_SECONDS)
         print(f"{kind.kind}/{name}: still there {GONE_TIMEOUT_SECONDS:.0f}s after delete", flush=True)
     except ApiException as error:
         if error.status != 404:
             raise
+        print(f"{kind.kind}/{name}: deleted in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def _api_client(kubeconfig: str) -> client.ApiClient:

@@ -186,7 +186,10 @@ class Rival(ABC):
         binary = self.build()
         ports = {"metrics": free_port(), "health": free_port(), "webhook": free_port()}
         argv = self.command(binary, env, namespace, ports, resync_seconds)
-        process_env = {**os.environ, "KUBECONFIG": env["kubeconfig"], **self.process_env(env)}
+        # The AWS settings of this shell stay out (AWS_CA_BUNDLE, for one, makes the Go SDK refuse
+        # the rivals' HTTP clients): a rival gets exactly the AWS settings process_env names.
+        inherited = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        process_env = {**inherited, "KUBECONFIG": env["kubeconfig"], **self.process_env(env)}
         url = self.ready_url(ports)
         process = ManagedProcess(self.name, argv, log_path, ready=lambda: _answers(url), env=process_env)
         process.address = f"{LOOPBACK}:{ports['metrics']}"
