@@ -5,8 +5,15 @@ The bucket name is the external name. Managed settings are versioning, the publi
 that kumo does not manage are left alone: foreign tags and foreign lifecycle rules are read and
 written back whenever kumo has to rewrite the whole tag set or rule list.
 
-S3 has no batch read of bucket settings, so observing a bucket costs five reads; `observe_many`
-saves only the HeadBucket per bucket (one ListBuckets tells which buckets exist).
+S3 has no batch read of bucket settings, so observing one bucket costs five reads. A sweep
+(`observe_many`) makes fewer: one ListBuckets tells which buckets exist (no HeadBucket), and the
+Resource Groups Tagging API's GetResources reads the tags of up to 100 buckets of one region in
+one call, so each bucket costs four reads plus a hundredth of one. Where that API is refused or
+absent (no `tag:GetResources` permission, an S3-compatible endpoint without it), the sweep reads
+each bucket's tags with GetBucketTagging as before. GetResources is eventually consistent with
+tag writes (https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/API_GetResources.html):
+a tag changed out of band just before a sweep may be seen one sweep later, and a tag kumo just
+wrote may still read as before, which at worst rewrites the same tags once.
 
 A bucket lives in one region (`spec.location`, else the provider config's) and every call on it
 goes to that region's endpoint: S3 refuses a CreateBucket whose LocationConstraint is not the
@@ -21,6 +28,7 @@ it as drift it cannot correct, instead of calling the bucket public.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -75,7 +83,10 @@ US_EAST_1 = "us-east-1"  # the one region CreateBucket takes without a LocationC
 STATE_AVAILABLE = "available"
 STATE_DELETED = "deleted"
 MAX_DELETE_BATCH = 1000  # the DeleteObjects maximum
-MAX_CONCURRENT_BUCKETS = 8  # buckets observe_many reads at once (5 calls each)
+MAX_CONCURRENT_BUCKETS = 8  # buckets observe_many reads at once (4 or 5 calls each)
+TAGGING_SERVICE = "resourcegroupstaggingapi"
+S3_ARN_PREFIX = "arn:aws:s3:::"
+MAX_TAGGING_ARNS = 100  # GetResources takes at most 100 ARNs in ResourceARNList
 MAX_TAGS = 50
 REGION_PATTERN = r"[a-z]{2}(-[a-z]+)+-\d"
 
@@ -90,6 +101,8 @@ CODE_ALREADY_OWNED = "BucketAlreadyOwnedByYou"
 CODE_NAME_TAKEN = "BucketAlreadyExists"
 CODE_NOT_EMPTY = "BucketNotEmpty"
 CODE_OWNED_BY_OTHER = "OwnedByAnotherObject"
+
+log = logging.getLogger(__name__)
 
 MESSAGE_NAME_TAKEN = (
     "bucket name {name!r} is taken by another AWS account (bucket names are global); "
@@ -358,6 +371,29 @@ SETTINGS: FieldTable[BucketReads, Writer] = FieldTable(
 )
 
 
+async def _known(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An answer already in hand, in place of a call."""
+    return answer
+
+
+async def _tagged_buckets(tagging: ServiceCaller, names: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Bucket name -> tag list of those of `names` that have tags, from GetResources with their
+    ARNs (at most 100). AWS answers an ARN list in one page; an emulator may page it anyway, and
+    a page token is then sent alone, as the API requires."""
+    found: dict[str, list[dict[str, str]]] = {}
+    params: dict[str, Any] = {"ResourceARNList": [f"{S3_ARN_PREFIX}{name}" for name in names]}
+    while True:
+        page = await tagging.call("GetResources", **params)
+        for mapping in page.get("ResourceTagMappingList") or []:
+            arn = str(mapping.get("ResourceARN", ""))
+            if arn.startswith(S3_ARN_PREFIX):
+                found[arn[len(S3_ARN_PREFIX) :]] = list(mapping.get("Tags") or [])
+        token = page.get("PaginationToken") or ""
+        if not token:
+            return found
+        params = {"PaginationToken": token}
+
+
 # ---------------------------------------------------------------------------- the client
 
 # A caller for (AWS service, region), sharing the provider config's credentials and endpoints.
@@ -395,16 +431,19 @@ class S3Client:
         return await self._observe_existing(resource, str(head.get("BucketRegion") or ""))
 
     async def observe_many(self, resources: list[ManagedResource]) -> dict[str, Observation]:
-        # S3 has no batch read of bucket settings: one listing says which buckets exist, then
-        # each existing bucket costs its five setting reads (bounded concurrency).
+        # S3 has no batch read of bucket settings: one listing says which buckets exist, one
+        # GetResources per 100 buckets reads their tags, then each existing bucket costs its
+        # other four setting reads (bounded concurrency).
         existing = await self._list_buckets()
+        managed = [r for r in resources if r.external_name in existing]
+        tags = await self._batch_tags({r.external_name: existing[r.external_name] for r in managed})
         limit = asyncio.Semaphore(MAX_CONCURRENT_BUCKETS)
 
         async def observe_one(resource: ManagedResource) -> Observation | None:
+            name = resource.external_name
             async with limit:
-                return await self._observe_existing(resource, existing[resource.external_name])
+                return await self._observe_existing(resource, existing[name], tagging=tags.get(name))
 
-        managed = [r for r in resources if r.external_name in existing]
         observed = await asyncio.gather(*(observe_one(r) for r in managed))
         return {obs.external_name: obs for obs in observed if obs is not None}
 
@@ -466,25 +505,58 @@ class S3Client:
             if not token:
                 return buckets
 
-    async def _observe_existing(self, resource: ManagedResource, region: str) -> Observation | None:
+    async def _batch_tags(self, regions: Mapping[str, str]) -> dict[str, Mapping[str, Any]]:
+        """The tags of the named buckets (name -> region), as GetBucketTagging's answer
+        ({"TagSet": [...]}), read with GetResources, one call per 100 buckets of a region (the
+        API answers for its own region only). A bucket without tags is absent from GetResources'
+        answer and gets an empty set. Empty when the API cannot be used: then every bucket's
+        tags are read on their own."""
+        by_region: dict[str, list[str]] = {}
+        for name, region in regions.items():
+            by_region.setdefault(region or self.home_region, []).append(name)
+        tags: dict[str, Mapping[str, Any]] = {}
+        try:
+            for region, names in by_region.items():
+                tagging = self._callers(TAGGING_SERVICE, region)
+                for start in range(0, len(names), MAX_TAGGING_ARNS):
+                    chunk = names[start : start + MAX_TAGGING_ARNS]
+                    found = await _tagged_buckets(tagging, chunk)
+                    tags.update({name: {"TagSet": found.get(name, [])} for name in chunk})
+        except (Retryable, Terminal) as error:
+            log.info("GetResources unavailable (%s): reading each bucket's tags instead", error)
+            return {}
+        return tags
+
+    async def _observe_existing(
+        self, resource: ManagedResource, region: str, *, tagging: Mapping[str, Any] | None = None
+    ) -> Observation | None:
         # The region S3 named (HeadBucket, ListBuckets) wins: a bucket created before the config's
         # region changed stays where it is.
         region = region or bucket_region(resource, self.settings)
-        reads = await self._read(self.s3(region), resource.external_name)
+        reads = await self._read(self.s3(region), resource.external_name, tagging=tagging)
         if reads is None:
             return None  # deleted between the listing and the reads
         settings = reads.settings()
         withheld = await self._public_access_withheld(settings)
         return self._described(resource, settings, region, public_withheld=withheld)
 
-    async def _read(self, s3: ServiceCaller, name: str) -> BucketReads | None:
+    async def _read(
+        self, s3: ServiceCaller, name: str, *, tagging: Mapping[str, Any] | None = None
+    ) -> BucketReads | None:
+        """The bucket's setting reads; `tagging`, when a batch read already has its tags, saves
+        the GetBucketTagging."""
+        tags_read = (
+            _known(tagging)
+            if tagging is not None
+            else s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name)
+        )
         try:
             versioning, block, encryption, lifecycle, tagging = await asyncio.gather(
                 s3.call("GetBucketVersioning", Bucket=name),
                 s3.find("GetPublicAccessBlock", missing=CODES_NO_PUBLIC_ACCESS_BLOCK, Bucket=name),
                 s3.find("GetBucketEncryption", missing=CODES_NO_ENCRYPTION, Bucket=name),
                 s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name),
-                s3.find("GetBucketTagging", missing=CODES_NO_TAG_SET, Bucket=name),
+                tags_read,
             )
         except Terminal as error:
             if error.code in CODES_NO_BUCKET:
@@ -537,7 +609,7 @@ class S3Client:
                 "externalName": name,
                 "provider": PROVIDER_NAME,
                 "region": region,
-                "arn": f"arn:aws:s3:::{name}",
+                "arn": f"{S3_ARN_PREFIX}{name}",
             },
         )
 

@@ -279,9 +279,10 @@ KEY_SESSION_TOKEN = "aws_session_token"  # noqa: S105 - a key name, not a secret
 KEY_CREDENTIALS_DOCUMENT = "document"
 CREDENTIALS_PROFILE = "default"
 # Services whose endpoint a provider config may override (emulators, LocalStack, VPC endpoints).
-ENDPOINT_SERVICES = ("rds", "s3", "s3control", "sts")
-# S3 Control (the account-level Block Public Access read) is served next to S3 by emulators.
-ENDPOINT_FALLBACK = {"s3control": "s3"}
+ENDPOINT_SERVICES = ("rds", "s3", "s3control", "resourcegroupstaggingapi", "sts")
+# S3 Control (the account-level Block Public Access read) and the Resource Groups Tagging API
+# (a sweep's batch read of bucket tags) are served next to S3 by emulators.
+ENDPOINT_FALLBACK = {"s3control": "s3", "resourcegroupstaggingapi": "s3"}
 # Hosts that cannot take the `<account id>.` prefix S3 Control's endpoint rules put in front.
 _UNPREFIXABLE_HOST = re.compile(r"(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost)(:\d+)?")
 

@@ -545,10 +545,11 @@ def test_bucket_out_of_band_change_is_drift_until_update(
     assert calls.balanced
 
 
-def test_bucket_observe_many_lists_once_then_reads_five_settings_each(
+def test_bucket_observe_many_lists_once_reads_tags_in_one_call_then_four_settings_each(
     provider: AWSProvider, moto: Moto, s3: ExternalClient, calls: CallLog
 ) -> None:
-    """N buckets cost 1 ListBuckets + 5 reads each, with no HeadBucket; absent ones are left out."""
+    """N buckets cost 1 ListBuckets + 1 GetResources for every bucket's tags + 4 reads each, with
+    no HeadBucket and no GetBucketTagging; absent ones are left out."""
     resources = [bucket(labels={"n": str(i)}) for i in range(4)]
     for resource in resources:
         run(s3.create(resource, None))
@@ -559,7 +560,8 @@ def test_bucket_observe_many_lists_once_then_reads_five_settings_each(
     assert set(observed) == {r.external_name for r in resources}
     assert all(not o.drift and o.owner is not None for o in observed.values())
     assert calls.count("ListBuckets") == 1 and calls.count("HeadBucket") == 0
-    assert len(calls.finished) == 1 + 5 * len(resources)
+    assert calls.count("GetResources") == 1 and calls.count("GetBucketTagging") == 0
+    assert len(calls.finished) == 2 + 4 * len(resources)
     assert calls.balanced
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -1166,3 +1166,73 @@ def test_wrapper_lets_bugs_through_but_still_reports_them() -> None:
         asyncio.run(caller.call("DescribeDBInstances"))
 
     assert recorder.events == ["before rds DescribeDBInstances", "after KeyError"]
+
+
+def _sweep_script(names: list[str], tagging: list[Any]) -> dict[str, list[Any]]:
+    """What S3 answers a sweep of `names` (all in eu-west-1, default settings, no lifecycle),
+    with `tagging` the Tagging API's answers in order."""
+    each = len(names)
+    return {
+        "list_buckets": [{"Buckets": [{"Name": n, "BucketRegion": "eu-west-1"} for n in names]}],
+        "get_resources": tagging,
+        "get_bucket_versioning": [{}] * each,
+        "get_public_access_block": [
+            {"PublicAccessBlockConfiguration": dict.fromkeys(s3.PUBLIC_ACCESS_BLOCK_SWITCHES, True)}
+        ]
+        * each,
+        "get_bucket_encryption": [
+            {
+                "ServerSideEncryptionConfiguration": {
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                }
+            }
+        ]
+        * each,
+        "get_bucket_lifecycle_configuration": [client_error("NoSuchLifecycleConfiguration", 404)] * each,
+        "get_bucket_tagging": [{"TagSet": tags_to_list(OWNER_TAGS)}] * each,
+    }
+
+
+def test_bucket_sweep_reads_tags_in_one_tagging_api_call_per_100_buckets() -> None:
+    """observe_many reads every bucket's tags through GetResources with their ARNs (following a
+    page token alone, as an emulator may send one) instead of one GetBucketTagging per bucket;
+    a bucket GetResources leaves out has no tags."""
+    first, second, untagged = (
+        bucket(),
+        replace(bucket(), external_name="team-a-logs-2b"),
+        replace(bucket(), external_name="team-a-bare-3c"),
+    )
+    names = [first.external_name, second.external_name, untagged.external_name]
+    pages = [
+        {
+            "ResourceTagMappingList": [{"ResourceARN": f"arn:aws:s3:::{names[0]}", "Tags": tags_to_list(OWNER_TAGS)}],
+            "PaginationToken": "t1",
+        },
+        {
+            "ResourceTagMappingList": [{"ResourceARN": f"arn:aws:s3:::{names[1]}", "Tags": tags_to_list(OWNER_TAGS)}],
+            "PaginationToken": "",
+        },
+    ]
+    client, stub = s3_client(_sweep_script(names, pages))
+
+    observed = asyncio.run(client.observe_many([first, second, untagged]))
+
+    operations = [method for method, _ in stub.requests]
+    assert "get_bucket_tagging" not in operations and operations.count("get_resources") == 2
+    tagging_requests = [params for method, params in stub.requests if method == "get_resources"]
+    assert tagging_requests == [{"ResourceARNList": [f"arn:aws:s3:::{n}" for n in names]}, {"PaginationToken": "t1"}]
+    assert observed[names[0]].settings["tags"] == OWNER_TAGS and observed[names[1]].drift == ()
+    assert observed[names[2]].settings["tags"] == {} and observed[names[2]].owner is None
+
+
+def test_bucket_sweep_reads_each_buckets_tags_when_the_tagging_api_is_refused() -> None:
+    """Without tag:GetResources (or on an S3-compatible endpoint without the API) a sweep reads
+    each bucket's tags with GetBucketTagging: drift detection does not depend on that API."""
+    names = [bucket().external_name, "team-a-logs-2b"]
+    client, stub = s3_client(_sweep_script(names, [client_error("AccessDeniedException", 400)]))
+
+    observed = asyncio.run(client.observe_many([bucket(), replace(bucket(), external_name=names[1])]))
+
+    operations = [method for method, _ in stub.requests]
+    assert operations.count("get_bucket_tagging") == 2
+    assert all(observed[name].settings["tags"] == OWNER_TAGS for name in names)
