@@ -37,6 +37,7 @@ from kumo.providers.aws.s3 import BucketReads
 from kumo.testbed import emulators
 from kumo.testbed.bed import TestBed, install_crds
 from kumo.testbed.controllerproc import ControllerProcess
+from kumo.testbed.devbed import BED_VARIABLE, DevPaths
 from kumo.testbed.probes import probe_for
 from kumo.testbed.process import ManagedProcess
 
@@ -133,11 +134,21 @@ class Bench:
         shutil.copyfile(self.controller.log_path, kept)
         self.progress.say("teardown", f"controller log kept: {kept}")
 
+    @property
+    def kept_env_file(self) -> Path:
+        """Where BENCH_KEEP=1 leaves the state of the test bed it keeps running."""
+        return Path(tempfile.gettempdir()) / f"kumo-bench-{self.namespace}.json"
+
     def _set_up(self) -> None:
+        self.namespace = f"bench-{uuid.uuid4().hex[:6]}"
         if self.params.testbed_env:
             self.bed = TestBed.from_env_file(Path(self.params.testbed_env))
             self.progress.say("setup", f"reusing the test bed of {self.params.testbed_env}")
         else:
+            if self.params.keep:
+                # `kumo dev down` knows a bed's servers by this marker in their environment; the
+                # servers started below inherit it, so that command can stop the bed kept.
+                os.environ[BED_VARIABLE] = DevPaths.at(self.kept_env_file).marker
             self.progress.say("setup", "starting the test bed (control plane + emulators, audit log on)")
             self.bed = TestBed.start(progress=True, audit_log=True)
             self.owns_bed = True
@@ -153,7 +164,6 @@ class Bench:
         self.api = self.new_api()
         install_crds(self.api)
         core = client.CoreV1Api(self.api)
-        self.namespace = f"bench-{uuid.uuid4().hex[:6]}"
         for name in ("kumo-system", self.namespace):
             try:
                 core.create_namespace({"metadata": {"name": name}})
@@ -187,7 +197,7 @@ class Bench:
             self.bed.env["processes"] += [
                 {"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in self.processes
             ]
-            env_file = self.bed.write_env_file(Path(tempfile.gettempdir()) / f"kumo-bench-{self.namespace}.json")
+            env_file = self.bed.write_env_file(self.kept_env_file)
             self.progress.say("teardown", f"test bed left running: kumo dev down --env-file {env_file}")
             return
         for process in self.processes:
