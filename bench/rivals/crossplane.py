@@ -110,6 +110,11 @@ class ProviderAws(Rival):
             spec: dict[str, Any] = {
                 "forProvider": {
                     "locationConstraint": region,
+                    # S3's default for new buckets since April 2023 (ACLs disabled:
+                    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html),
+                    # and upstream's example. Without it provider-aws sends a PutBucketAcl with no
+                    # ACL on every observe, which moto answers with a 500.
+                    "objectOwnership": "BucketOwnerEnforced",
                     "versioningConfiguration": {"status": "Enabled"},
                     "tagging": {"tagSet": [{"key": "bench", "value": "rivals"}]},
                 },
