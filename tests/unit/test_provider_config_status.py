@@ -353,6 +353,32 @@ def test_status_shows_the_outcome_and_user_count_written_once() -> None:
     asyncio.run(scenario())
 
 
+def test_a_burst_of_new_users_is_counted_in_one_status_write_per_tick() -> None:
+    """Objects arriving one after another change only the user count: that is written at most
+    once per tick, with the count as it is by then; a change of the Ready condition is not held."""
+
+    async def scenario() -> None:
+        world = World()
+        now = [100.0]
+        world.configs.clock = lambda: now[0]
+        world.use("orders", {"kind": "ProviderConfig", "name": "aws"})
+        world.configs.on_config_event("ProviderConfig", None, config())
+        await world.run_pass()
+        for name in ("carts", "users"):
+            world.use(name, {"kind": "ProviderConfig", "name": "aws"})
+            await world.run_pass()
+        assert [status["users"] for _, (*_, status) in world.kube.writes] == [1]
+        now[0] += world.configs.tick
+        await world.run_pass()
+        assert [status["users"] for _, (*_, status) in world.kube.writes] == [1, 3]
+        world.outcome = ConfigCheck(False, api.IDENTITY_CHECK_FAILED, "identity check failed: denied")
+        world.configs.on_config_event("ProviderConfig", None, config(generation=2))
+        await world.run_pass()
+        assert world.kube.writes[-1][1][3]["conditions"][0]["reason"] == api.IDENTITY_CHECK_FAILED
+
+    asyncio.run(scenario())
+
+
 def test_a_cluster_config_in_use_is_held_and_its_deletion_names_the_holders_once() -> None:
     async def scenario() -> None:
         world = World()
