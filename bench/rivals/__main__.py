@@ -12,6 +12,7 @@ It checks that the rivals run here; the measurements are bench/sidebyside.py's.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 import time
 import uuid
@@ -71,6 +72,7 @@ def _smoke_one(rival: Rival, bed: TestBed, api: client.ApiClient) -> Iterator[tu
     log_path = Path(bed.env["workdir"]) / f"{rival.name}.log"
     with _running(rival, bed.env, log_path, namespace) as process:
         print(f"{rival.name}: pid {process.pid}, metrics {process.metrics_url}", flush=True)
+        _check_loopback_only(rival, process)
         suffix = uuid.uuid4().hex[:6]
         created: list[tuple[RivalKind, str]] = []
         try:
@@ -97,6 +99,15 @@ def _running(rival: Rival, env: dict[str, Any], log_path: Path, namespace: str) 
         if process.alive():
             raise RuntimeError(f"{rival.name} (pid {process.pid}) still running after stop")
         print(f"{rival.name}: stopped", flush=True)
+
+
+def _check_loopback_only(rival: Rival, process: RivalProcess) -> None:
+    """Every server the rival opens must bind loopback, as every server of the bed does."""
+    sockets = process.listening()
+    print(f"{rival.name}: listening on {', '.join(f'{host}:{port}' for host, port in sockets)}", flush=True)
+    exposed = [(host, port) for host, port in sockets if not ipaddress.ip_address(host).is_loopback]
+    if exposed:
+        raise RuntimeError(f"{rival.name} listens beyond loopback: {exposed}")
 
 
 class _Objects:

@@ -4,6 +4,8 @@ is cached."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from bench.rivals import RIVALS, by_name
 from bench.rivals.ack import ACK_S3, SYNCED
 from bench.rivals.crossplane import PROVIDER_AWS
+from bench.rivals.rival import listening_sockets
 
 ENV: dict[str, Any] = {
     "kubeconfig": "/nowhere/kubeconfig",
@@ -121,3 +124,16 @@ def test_rivals_are_found_by_name() -> None:
     assert by_name("crossplane-aws") is PROVIDER_AWS
     with pytest.raises(KeyError, match="ack-s3"):
         by_name("ack-rds")
+
+
+def test_listening_sockets_are_read_from_proc_with_their_addresses() -> None:
+    with socket.socket() as ipv4, socket.socket(socket.AF_INET6) as ipv6, socket.socket() as unbound:
+        ipv4.bind(("127.0.0.1", 0))
+        ipv4.listen()
+        ipv6.bind(("::1", 0))
+        ipv6.listen()
+        unbound.bind(("127.0.0.1", 0))  # bound, never listening: not a server
+        found = listening_sockets(os.getpid())
+        assert ("127.0.0.1", ipv4.getsockname()[1]) in found
+        assert ("::1", ipv6.getsockname()[1]) in found
+        assert all(port != unbound.getsockname()[1] for _, port in found)
