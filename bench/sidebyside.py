@@ -516,39 +516,83 @@ class Trial:
     def drift(self, services: list[str]) -> dict[str, Any]:
         """Change one managed setting behind the controller's back, straight on moto, on a few
         objects of each kind at once (S3: versioning suspended; RDS: backup retention 7 -> 1 day);
-        wait, up to the cap, for each to read as it did before."""
+        wait, up to the cap, for each to read as the controller set it again."""
         cap = self.params.drift_cap
         drifts = {service: DRIFTS[service](self.boto(service)) for service in services if service in DRIFTS}
-        targets: dict[tuple[str, str], Any] = {}  # (service, object name) -> the value to come back
+        targets: dict[tuple[str, str], str] = {}  # (service, object name) -> cloud name
         skipped: dict[str, list[str]] = {service: [] for service in drifts}
         for service, drift in drifts.items():
             for name in self.names[service][: self.params.drift_samples]:
                 cloud_name = self.contender.cloud_name(service, name, self.namespace)
-                before = drift.read(cloud_name)
-                if before != drift.expected:
-                    skipped[service].append(name)  # the controller never set it: nothing to correct
+                if drift.read(cloud_name) != drift.expected or not _inject(drift, cloud_name):
+                    skipped[service].append(name)  # never set by the controller, or the cloud refused
                     continue
                 targets[(service, name)] = cloud_name
-        for (service, _), cloud_name in targets.items():
-            drifts[service].inject(cloud_name)
+        watch = DriftWatch(list(targets))
         injected = time.time()
         self.say(f"drift injected on {len(targets)} objects; waiting up to {cap:.0f}s for corrections")
-        corrected: dict[tuple[str, str], float | None] = dict.fromkeys(targets)
-        while time.time() - injected < cap and any(v is None for v in corrected.values()):
-            for (service, name), cloud_name in targets.items():
-                if corrected[(service, name)] is None and drifts[service].read(cloud_name) == drifts[service].expected:
-                    corrected[(service, name)] = round(time.time() - injected, 1)
+        while time.time() - injected < cap and not watch.done:
+            for key, cloud_name in targets.items():
+                if not watch.finished(key):
+                    watch.observe(key, drifts[key[0]].read(cloud_name) == drifts[key[0]].expected, time.time())
             time.sleep(DRIFT_POLL_SECONDS)
-        self.say(f"{sum(1 for v in corrected.values() if v is not None)}/{len(targets)} corrected within {cap:.0f}s")
+        self.say(f"{watch.corrected_count}/{len(targets)} corrected within {cap:.0f}s")
         return {
-            service: {
-                "change": drift.change,
-                "cap_seconds": cap,
-                "samples": {n: t for (s, n), t in corrected.items() if s == service},
-                "not_within_cap": sum(1 for (s, _), t in corrected.items() if s == service and t is None),
-                "skipped_not_set_at_start": skipped[service],
-            }
+            service: {"change": drift.change, **watch.summary(service, cap), "skipped": skipped[service]}
             for service, drift in drifts.items()
+        }
+
+
+def _inject(drift: Drift, cloud_name: str, attempts: int = 30) -> bool:
+    """Make the change, trying again for a while: RDS refuses a modify while the instance is busy
+    (its first backup right after creation)."""
+    for _ in range(attempts):
+        try:
+            drift.inject(cloud_name)
+            return True
+        except Exception:  # any refusal: the instance may just be busy
+            time.sleep(1.0)
+    return False
+
+
+class DriftWatch:
+    """Each out-of-band change from when it is first seen in the cloud (RDS applies a modify
+    asynchronously) to when the setting reads as the controller set it again; to within the
+    poll interval."""
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        self.seen_at: dict[tuple[str, str], float | None] = dict.fromkeys(keys)
+        self.seconds: dict[tuple[str, str], float | None] = dict.fromkeys(keys)
+
+    def observe(self, key: tuple[str, str], as_set: bool, now: float) -> None:
+        seen = self.seen_at[key]
+        if seen is None:
+            if not as_set:
+                self.seen_at[key] = now
+        elif as_set and self.seconds[key] is None:
+            self.seconds[key] = round(now - seen, 1)
+
+    def finished(self, key: tuple[str, str]) -> bool:
+        return self.seconds[key] is not None
+
+    @property
+    def done(self) -> bool:
+        return all(v is not None for v in self.seconds.values())
+
+    @property
+    def corrected_count(self) -> int:
+        return sum(1 for v in self.seconds.values() if v is not None)
+
+    def summary(self, service: str, cap: float) -> dict[str, Any]:
+        """One kind's samples: seconds to corrected (None: not within the cap), and those whose
+        change never showed in the cloud within the cap (left out of the median)."""
+        mine = [key for key in self.seconds if key[0] == service]
+        shown = [key for key in mine if self.seen_at[key] is not None]
+        return {
+            "cap_seconds": cap,
+            "samples": {name: self.seconds[(s, name)] for s, name in shown},
+            "not_within_cap": sum(1 for key in shown if self.seconds[key] is None),
+            "change_never_seen": [name for s, name in mine if self.seen_at[(s, name)] is None],
         }
 
 

@@ -284,3 +284,34 @@ def test_the_fault_proxy_at_rate_zero_counts_a_real_sdks_operations_against_moto
         "rds": {"DescribeDBInstances": 1},
         "s3": {"CreateBucket": 1, "GetBucketVersioning": 1, "PutBucketVersioning": 1},
     }
+
+
+def test_a_drift_is_timed_from_when_it_shows_in_the_cloud_until_it_reads_as_set_again() -> None:
+    watch = sidebyside.DriftWatch([("s3", "b1"), ("rds", "d1"), ("rds", "d2")])
+    watch.observe(("rds", "d1"), True, 100.0)  # the modify is still pending: not drifted yet
+    watch.observe(("s3", "b1"), False, 100.0)
+    watch.observe(("rds", "d1"), False, 104.0)
+    watch.observe(("s3", "b1"), True, 121.0)
+    watch.observe(("rds", "d1"), True, 150.5)
+    assert watch.finished(("s3", "b1")) and watch.corrected_count == 2 and not watch.done
+    assert watch.summary("s3", 300.0) == {
+        "cap_seconds": 300.0,
+        "samples": {"b1": 21.0},
+        "not_within_cap": 0,
+        "change_never_seen": [],
+    }
+    assert watch.summary("rds", 300.0) == {
+        "cap_seconds": 300.0,
+        "samples": {"d1": 46.5},
+        "not_within_cap": 0,
+        "change_never_seen": ["d2"],  # never drifted: left out, not counted as corrected
+    }
+
+
+def test_a_drift_never_put_back_is_not_within_the_cap() -> None:
+    watch = sidebyside.DriftWatch([("s3", "b1")])
+    watch.observe(("s3", "b1"), False, 10.0)
+    watch.observe(("s3", "b1"), False, 300.0)
+    summary = watch.summary("s3", 300.0)
+    assert summary["samples"] == {"b1": None} and summary["not_within_cap"] == 1
+    assert sidebyside.capped_median(list(summary["samples"].values())) is None
