@@ -242,6 +242,7 @@ HEADLINES = {
     "k8s_writes_per_object": "K8s writes per object to Ready",
     "s3_steady_requests_per_resource_per_minute": "steady S3 requests/bucket/min",
     "rds_steady_requests_per_resource_per_minute": "steady RDS requests/instance/min",
+    "steady_requests_per_resource_per_minute": "steady cloud requests/object/min (all)",
     "steady_k8s_writes_per_minute": "steady K8s writes/min",
     "rss_mb_idle": "RSS idle (MiB)",
     "rss_mb_loaded": "RSS loaded (MiB)",
@@ -398,7 +399,6 @@ class Trial:
         result["steady"] = self.steady(kinds)
         result["drift"] = self.drift(list(kinds))
         result["load_average"]["end"] = _load()
-        result["figures"] = figures_of(result)
         return result
 
     def create(self, kinds: dict[str, KindRef]) -> dict[str, Any]:
@@ -433,6 +433,7 @@ class Trial:
                 )
                 for service, names in self.names.items()
             },
+            "objects": objects,
             "not_ready": not_ready,
             "cloud_requests_per_object": per_object_by_service(calls, objects),
             "cloud_requests": by_service(calls),
@@ -652,6 +653,12 @@ def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
         ][service]
     figures["cloud_requests_per_object"] = create["cloud_requests_per_object"]["all"]
     figures["k8s_writes_per_object"] = create["k8s_writes_per_object"]["total"]
+    # Every steady request, whatever service it went to (kumo reads S3 tags through the Resource
+    # Groups Tagging API, which a per-service figure would leave out), per object of every kind.
+    steady_requests = sum(n for operations in steady["cloud_requests"].values() for n in operations.values())
+    figures["steady_requests_per_resource_per_minute"] = rate_per_minute(
+        steady_requests, sum(create["objects"].values()), steady["seconds"]
+    )
     figures["steady_k8s_writes_per_minute"] = steady["k8s_writes_per_minute"]
     figures["rss_mb_idle"] = result["rss_mb_idle"]
     figures["rss_mb_loaded"] = steady["rss_mb_loaded"]
@@ -832,10 +839,21 @@ def measure(params: SideBySideParams, progress: Progress | None = None) -> dict[
         except Exception as error:  # one controller failing must not lose the others' figures
             progress.say(contender.name, f"failed: {error!r}")
             section["controllers"][contender.name] = {"error": repr(error)[:500]}
+    return summarise(section)
+
+
+def summarise(section: dict[str, Any]) -> dict[str, Any]:
+    """Each controller's headline figures from the counts it keeps, and kumo/rival for each
+    rival: the figures can be computed again from a results.json."""
+    for entry in section["controllers"].values():
+        if "create" in entry:
+            entry["figures"] = figures_of(entry)
     kumo = section["controllers"].get("kumo", {}).get("figures", {})
-    for name, entry in section["controllers"].items():
-        if name != "kumo" and kumo and entry.get("figures"):
-            section["ratios"][name] = ratios(kumo, entry["figures"])
+    section["ratios"] = {
+        name: ratios(kumo, entry["figures"])
+        for name, entry in section["controllers"].items()
+        if name != "kumo" and kumo and entry.get("figures")
+    }
     return section
 
 

@@ -315,3 +315,45 @@ def test_a_drift_never_put_back_is_not_within_the_cap() -> None:
     summary = watch.summary("s3", 300.0)
     assert summary["samples"] == {"b1": None} and summary["not_within_cap"] == 1
     assert sidebyside.capped_median(list(summary["samples"].values())) is None
+
+
+def _trial(ready: float, s3_steady: dict[str, int], writes: float, rss: float) -> dict[str, Any]:
+    """One controller's kept counts, as Trial.run records them (S3 only)."""
+    return {
+        "rss_mb_idle": rss,
+        "create": {
+            "objects": {"s3": 50},
+            "ready_seconds": {"s3": ready},
+            "cloud_requests_per_object": {"s3": {"total": 7.0, "by_operation": {}}, "all": 7.0},
+            "k8s_writes_per_object": {"total": writes, "by_request": {}},
+        },
+        "steady": {
+            "seconds": 120.0,
+            "cloud_requests_per_resource_per_minute": {"s3": 0.0},
+            "cloud_requests": {"s3": s3_steady, "tagging": {"GetResources": 4}} if s3_steady else {},
+            "k8s_writes_per_minute": 0.0,
+            "rss_mb_loaded": rss + 10,
+        },
+        "drift": {"s3": {"cap_seconds": 300.0, "samples": {"b1": 40.0}, "not_within_cap": 0}},
+    }
+
+
+def test_summarise_computes_each_controllers_figures_and_the_ratios_from_the_kept_counts() -> None:
+    section: dict[str, Any] = {
+        "params": sidebyside.SideBySideParams().as_json(),
+        "controllers": {
+            "kumo": _trial(8.0, {"GetBucketVersioning": 96}, 5.0, 120.0),
+            "ack-s3": _trial(10.0, {}, 2.0, 50.0),
+            "broken": {"error": "RuntimeError('no binary')"},
+        },
+    }
+    sidebyside.summarise(section)
+    kumo = section["controllers"]["kumo"]["figures"]
+    # 96 versioning reads + 4 tagging reads over 2 minutes, for 50 buckets: 1 per bucket per minute
+    assert kumo["steady_requests_per_resource_per_minute"] == 1.0
+    assert kumo["s3_drift_corrected_seconds"] == 40.0 and kumo["rss_mb_loaded"] == 130.0
+    assert section["ratios"]["ack-s3"]["s3_ready_seconds"] == 0.8
+    assert section["ratios"]["ack-s3"]["k8s_writes_per_object"] == 2.5
+    assert section["ratios"]["ack-s3"]["steady_requests_per_resource_per_minute"] is None  # ACK's is 0
+    assert "broken" not in section["ratios"] and "figures" not in section["controllers"]["broken"]
+    assert "error" in sidebyside.table(section).splitlines()[2]
