@@ -14,6 +14,8 @@ from typing import Any
 
 from kumo.controller.core.kubeapi import Conflict, NamespaceTerminating, NotFound
 from kumo.providers.base import (
+    CallHooks,
+    CloudCall,
     Creation,
     Deletion,
     FieldDrift,
@@ -265,3 +267,22 @@ class FakeCloud:
     def raise_if_failing(self, verb: str) -> None:
         if verb in self.failing:
             raise self.failing[verb]
+
+
+@dataclass
+class HookRecorder:
+    """The controller's call hooks, recording what they see in order: a "before" per call made
+    and an "after" with its outcome, plus the CloudCall each after-hook received."""
+
+    events: list[str] = field(default_factory=list)
+    calls: list[CloudCall] = field(default_factory=list)
+
+    def hooks(self) -> CallHooks:
+        async def before(service: str, operation: str) -> None:
+            self.events.append(f"before {service} {operation}")
+
+        def after(call: CloudCall) -> None:
+            self.events.append(f"after {call.outcome}")
+            self.calls.append(call)
+
+        return CallHooks(before=before, after=after)

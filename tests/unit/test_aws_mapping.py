@@ -33,8 +33,6 @@ from kumo.providers.aws.session import (
     translate,
 )
 from kumo.providers.base import (
-    CallHooks,
-    CloudCall,
     Deletion,
     FieldDrift,
     Kind,
@@ -48,6 +46,7 @@ from kumo.providers.base import (
 )
 
 from ..specs import bucket_spec, database_spec
+from .fakes import HookRecorder
 
 OWNER = Ownership(uid="u-1", namespace="team-a", name="orders", cluster_id="c-1")
 OWNER_TAGS = {
@@ -814,25 +813,9 @@ class StubClient:
         return dict(self.answer)
 
 
-@dataclass
-class Recorder:
-    events: list[str] = field(default_factory=list)
-    calls: list[CloudCall] = field(default_factory=list)
-
-    def hooks(self) -> CallHooks:
-        async def before(service: str, operation: str) -> None:
-            self.events.append(f"before {service} {operation}")
-
-        def after(call: CloudCall) -> None:
-            self.events.append(f"after {call.outcome}")
-            self.calls.append(call)
-
-        return CallHooks(before=before, after=after)
-
-
 def test_wrapper_awaits_before_then_reports_after() -> None:
     """Every call awaits `before` first and reports `after` with the AWS operation name."""
-    recorder, stub = Recorder(), StubClient({"DBInstances": []})
+    recorder, stub = HookRecorder(), StubClient({"DBInstances": []})
     caller = ServiceCaller(stub, "rds", recorder.hooks())
 
     answer = asyncio.run(caller.call("DescribeDBInstances", MaxRecords=100))
@@ -844,7 +827,7 @@ def test_wrapper_awaits_before_then_reports_after() -> None:
 
 def test_wrapper_maps_missing_codes_to_none_and_reports_the_code() -> None:
     """Not-found codes the caller expects become None, still reported to `after`."""
-    recorder = Recorder()
+    recorder = HookRecorder()
     caller = ServiceCaller(StubClient(client_error("DBInstanceNotFound", 404)), "rds", recorder.hooks())
 
     answer = asyncio.run(caller.find("DescribeDBInstances", missing=("DBInstanceNotFound",)))
@@ -855,7 +838,7 @@ def test_wrapper_maps_missing_codes_to_none_and_reports_the_code() -> None:
 def test_wrapper_raises_translated_errors_without_secrets() -> None:
     """A secret AWS echoes back is redacted, and the botocore error is not chained."""
     echoed = client_error("InvalidParameterValue", 400, "The password p4ss-w0rd-value is too short")
-    caller = ServiceCaller(StubClient(echoed), "rds", Recorder().hooks())
+    caller = ServiceCaller(StubClient(echoed), "rds", HookRecorder().hooks())
 
     with pytest.raises(Terminal) as refused:
         asyncio.run(caller.call("DescribeDBInstances", secrets=("p4ss-w0rd-value",)))
@@ -1159,7 +1142,7 @@ def test_bucket_update_merges_tags_into_the_foreign_ones() -> None:
 
 def test_wrapper_lets_bugs_through_but_still_reports_them() -> None:
     """A non-AWS exception (a bug) keeps its type, and `after` still hears of the call."""
-    recorder = Recorder()
+    recorder = HookRecorder()
     caller = ServiceCaller(StubClient(KeyError("boom")), "rds", recorder.hooks())
 
     with pytest.raises(KeyError):

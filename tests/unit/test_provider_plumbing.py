@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from kumo.providers.base import CallHooks, CloudCall, ProviderError, ProviderSettings, Retryable, Terminal
+from kumo.providers.base import CallHooks, ProviderError, ProviderSettings, Retryable, Terminal
 from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors, settings_digest
+
+from .fakes import HookRecorder
 
 
 class FakeSdkError(Exception):
@@ -38,25 +40,7 @@ def outcome(error: Exception) -> str:
 FAKE_ERRORS = SdkErrors(answers=(FakeSdkError,), translate=translate, outcome=outcome)
 
 
-@dataclass
-class Hooks:
-    """Records what the controller's hooks see, in order."""
-
-    events: list[str] = field(default_factory=list)
-    calls: list[CloudCall] = field(default_factory=list)
-
-    def hooks(self) -> CallHooks:
-        async def before(service: str, operation: str) -> None:
-            self.events.append(f"before {service} {operation}")
-
-        def after(call: CloudCall) -> None:
-            self.events.append(f"after {call.outcome}")
-            self.calls.append(call)
-
-        return CallHooks(before=before, after=after)
-
-
-def caller(hooks: Hooks | None = None) -> InstrumentedCaller:
+def caller(hooks: HookRecorder | None = None) -> InstrumentedCaller:
     return InstrumentedCaller("fake", "db", FAKE_ERRORS, hooks.hooks() if hooks else CallHooks())
 
 
@@ -72,7 +56,7 @@ def raising(error: Exception) -> Callable[[], Any]:
 
 def test_a_call_is_paced_first_and_counted_after_with_its_labels() -> None:
     """`before` is awaited before the request, `after` hears provider, service, operation, ok."""
-    hooks, seen_by_request = Hooks(), []
+    hooks, seen_by_request = HookRecorder(), []
 
     def request() -> dict[str, str]:
         seen_by_request.append(list(hooks.events))
@@ -89,7 +73,7 @@ def test_a_call_is_paced_first_and_counted_after_with_its_labels() -> None:
 def test_the_clouds_refusal_is_translated_with_secrets_masked_and_no_cause() -> None:
     """The cloud's code labels the call; the raised error carries its message with the password
     it echoed masked, and the SDK error is not chained (its text may quote the request)."""
-    hooks = Hooks()
+    hooks = HookRecorder()
     echoed = FakeSdkError("InvalidParameter", "password hunter2-long is too weak")
     with pytest.raises(Terminal) as refused:
         asyncio.run(caller(hooks).call("users.update", raising(echoed), secrets=("hunter2-long", "")))
@@ -114,7 +98,7 @@ def test_the_translation_decides_retryable() -> None:
 )
 def test_find_turns_only_the_missing_answer_into_none(error: Exception, found: type[Exception] | None) -> None:
     """`find` reports the call either way and returns None only for what `missing` accepts."""
-    hooks = Hooks()
+    hooks = HookRecorder()
 
     def lookup() -> Any:
         return asyncio.run(
@@ -131,7 +115,7 @@ def test_find_turns_only_the_missing_answer_into_none(error: Exception, found: t
 
 def test_a_bug_keeps_its_type_and_traceback_and_is_still_counted() -> None:
     """An exception that is no answer from the cloud is a bug: not translated, but counted."""
-    hooks = Hooks()
+    hooks = HookRecorder()
     with pytest.raises(KeyError):
         asyncio.run(caller(hooks).call("instances.get", raising(KeyError("settings"))))
     assert hooks.events == ["before db instances.get", "after KeyError"]
@@ -140,7 +124,7 @@ def test_a_bug_keeps_its_type_and_traceback_and_is_still_counted() -> None:
 def test_a_provider_error_raised_in_the_request_passes_as_it_is_labelled_with_its_code() -> None:
     """Credentials found unusable while a client is built (in the worker thread) reach the
     reconciler unchanged; the call is counted under the error's code."""
-    hooks = Hooks()
+    hooks = HookRecorder()
     unusable = Terminal("credentials: not a service-account key", code="NoCredentials")
     with pytest.raises(Terminal) as refused:
         asyncio.run(caller(hooks).call("instances.get", raising(unusable)))
