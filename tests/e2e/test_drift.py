@@ -190,6 +190,7 @@ def test_report_policy_reports_every_change_and_touches_nothing(kumo, probe, pro
     assert not [e for e in kumo.events(name) if e.reason == "DriftCorrected"]
 
 
+@pytest.mark.bed_region_only  # the verdict on a spec edit does not depend on the region
 def test_switching_only_driftpolicy_to_report_keeps_the_drift_there_is(kumo, probe, provider_config, cloud):
     """An out-of-band change kumo has not touched (driftPolicy Ignore), then the user switches
     driftPolicy to Report to keep it: the new generation is no request to the cloud (its settings
@@ -225,6 +226,7 @@ def _as_json_text(value: Any) -> str:
     return text if len(text) <= 256 else text[:253] + "..."
 
 
+@pytest.mark.bed_region_only  # how status.drift is written does not depend on the region: 20 s saved
 def test_drift_values_are_json_values_and_the_old_text_form_is_rewritten_once_without_news(
     kumo, probe, provider_config, cloud
 ):
