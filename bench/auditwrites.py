@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .observe import WRITE_VERBS
+from .observe import WRITE_VERBS, complete_lines
 
 BENCH_AGENT = "kumo-bench-sidebyside"
 CONTROL_PLANE_USER_PREFIX = "system:"
@@ -95,12 +95,8 @@ class AuditTail:
     def refresh(self) -> None:
         if not self.path.is_file():
             return
-        with self.path.open("rb") as log:
-            log.seek(self._offset)
-            chunk = log.read()
-        end = chunk.rfind(b"\n") + 1  # a half-written last line waits for the next read
-        self._offset += end
-        for line in chunk[:end].splitlines():
+        lines, self._offset = complete_lines(self.path, self._offset)
+        for line in lines:
             write = parse_line(line)
             if write is not None:
                 self.writes.append(write)

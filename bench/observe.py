@@ -144,6 +144,16 @@ class Write:
     name: str  # the object written: "rds-00001", "rds-00001-connection", "rds-00001.1a2b3c" (an event)
 
 
+def complete_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
+    """The whole lines a growing file gained since `offset`, and the offset after them: a
+    half-written last line waits for the next read."""
+    with path.open("rb") as log:
+        log.seek(offset)
+        chunk = log.read()
+    end = chunk.rfind(b"\n") + 1
+    return chunk[:end].splitlines(), offset + end
+
+
 class AuditLog:
     """The controller's writes in one namespace, read incrementally from the API server's audit
     log (policy: Metadata level for write verbs only; see testbed/cluster.py)."""
@@ -163,12 +173,8 @@ class AuditLog:
     def refresh(self) -> None:
         if not self.available:
             return
-        with self.path.open("rb") as log:
-            log.seek(self._offset)
-            chunk = log.read()
-        end = chunk.rfind(b"\n") + 1  # a half-written last line waits for the next read
-        self._offset += end
-        for line in chunk[:end].splitlines():
+        lines, self._offset = complete_lines(self.path, self._offset)
+        for line in lines:
             entry = json.loads(line)
             ref = entry.get("objectRef") or {}
             if (

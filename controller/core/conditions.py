@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kumo.api import READY, SYNCED
+from kumo.api import CONDITION_ORDER
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def merge(current: Iterable[Mapping[str, Any]], updates: Iterable[Condition], ge
     now = now_rfc3339()
     for condition in updates:
         by_type[condition.type] = condition.to_dict(generation, now, by_type.get(condition.type))
-    order = {READY: 0, SYNCED: 1, "InSync": 2}
+    order = {type_: rank for rank, type_ in enumerate(CONDITION_ORDER)}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 9), c["type"]))
 
 
