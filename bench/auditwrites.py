@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +71,35 @@ def by_controller(writes: Iterable[AuditWrite], bench_agent: str = BENCH_AGENT) 
 def breakdown(writes: Iterable[AuditWrite]) -> dict[str, int]:
     """ "verb resource" -> writes, e.g. {"patch buckets/status": 50, "create events": 50}."""
     return dict(sorted(Counter(w.request for w in writes).items()))
+
+
+UNATTRIBUTED = "unattributed"
+NAME_SEPARATORS = "-."  # how a controller's Secret or Event names extend the object's name
+
+
+def owner_of(write_name: str, owners: Mapping[str, str]) -> str | None:
+    """The object a write is about: one whose name is the write's name, or the write's name up
+    to a "-" or "." (a Secret `<object>-conn`, an Event `<object>.<hash>`); the longest such."""
+    end = len(write_name)
+    while end > 0:
+        found = owners.get(write_name[:end])
+        if found is not None:
+            return found
+        end = max((write_name.rfind(sep, 0, end) for sep in NAME_SEPARATORS), default=-1)
+    return None
+
+
+def by_kind(writes: Iterable[AuditWrite], names: Mapping[str, Iterable[str]]) -> dict[str, list[AuditWrite]]:
+    """The writes per kind (the keys of `names`, each with the names of its objects), by the
+    object each write is about (`owner_of`); the rest under UNATTRIBUTED: shared objects (a
+    ProviderConfig), leases, and an Event created with generateName when the audit log does not
+    name it."""
+    owners = {name: kind for kind, kind_names in names.items() for name in kind_names}
+    found: dict[str, list[AuditWrite]] = {kind: [] for kind in names}
+    found[UNATTRIBUTED] = []
+    for write in writes:
+        found[owner_of(write.name, owners) or UNATTRIBUTED].append(write)
+    return found
 
 
 def per_object(writes: list[AuditWrite], objects: int) -> dict[str, object]:

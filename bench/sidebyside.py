@@ -14,14 +14,26 @@ same moto and the same bench, at its own defaults:
    writes per minute, loaded RSS (the highest VmRSS of the controller's processes);
 4. drift: a managed setting changed behind the controller's back on a few objects, straight on
    moto (S3 versioning suspended; RDS backup retention 7 -> 1 day); seconds until each reads
-   as before, or "not within the cap".
+   as before, or "not within the cap";
+5. scale: more S3 buckets applied until SCALE_N exist in all; the highest RSS of the
+   controller's processes while they come up and for a settling window after, seconds until all
+   Ready, or how many were Ready at the cap (a separate last phase: the others are unchanged).
+
+Kubernetes writes per object to Ready are also given per kind (per bucket, per RDS instance) by
+the object each write is about, so a bucket compares with a rival's bucket like for like.
 
 The figures go into bench/results.json (BENCH_OUT) under "rivals": one entry per controller and
 the ratios kumo/rival. Knobs: BENCH_RIVALS (`auto`: kumo and every rival that builds; `0`: skip;
 or a comma list such as `kumo,ack-s3`), BENCH_RIVALS_N, BENCH_RIVALS_RDS_N,
 BENCH_RIVALS_STEADY_SECONDS, BENCH_RIVALS_DRIFT_SAMPLES, BENCH_RIVALS_DRIFT_CAP,
-BENCH_RIVALS_IDLE_SECONDS, BENCH_RIVALS_TIMEOUT, BENCH_RIVALS_RESYNC (every poll and resync, e.g.
-60; default: each controller's own), and BENCH_QUICK=1 (N=5, 30 s windows).
+BENCH_RIVALS_IDLE_SECONDS, BENCH_RIVALS_TIMEOUT, BENCH_RIVALS_SCALE_N (0: no scale phase),
+BENCH_RIVALS_SCALE_CAP, BENCH_RIVALS_SCALE_SETTLE, BENCH_RIVALS_RESYNC (every poll and resync,
+each run in turn: `default` for each controller's own, a number of seconds, or a list such as
+`default,60`; each run's section has its own key, RESULTS_KEY), and BENCH_QUICK=1 (N=5, 30 s
+windows, 20 buckets at scale).
+
+`python -m bench.sidebyside markdown [results.json]` prints, without running anything, the
+markdown table of each side-by-side section of a results.json (for docs/comparison.md).
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +59,9 @@ SERVICES = ("s3", "rds")  # the kinds compared: S3 buckets and RDS instances
 SKIP = ("0", "off", "false", "no", "none")
 APPLY_THREADS = 8
 POLL_SECONDS = 0.5
+SCALE_POLL_SECONDS = 3.0  # listing thousands of objects costs CPU the controller shares
+RESULTS_KEY = "rivals"  # results.json: the run at each controller's defaults; others add _resync_<s>
+DEFAULT_RESYNC = "default"
 RSS_EVERY_SECONDS = 2.0
 DRIFT_POLL_SECONDS = 1.0
 
@@ -64,7 +79,11 @@ class SideBySideParams:
     drift_cap: float = 300.0  # BENCH_RIVALS_DRIFT_CAP: seconds waited for a correction
     idle_seconds: float = 15.0  # BENCH_RIVALS_IDLE_SECONDS: settling before the idle RSS
     timeout: float = 900.0  # BENCH_RIVALS_TIMEOUT: the longest wait for all Ready
-    resync_seconds: int | None = None  # BENCH_RIVALS_RESYNC: every poll/resync (None: each one's default)
+    scale_n: int = 2000  # BENCH_RIVALS_SCALE_N: S3 buckets in all for the scale phase (0: none)
+    scale_cap: float = 600.0  # BENCH_RIVALS_SCALE_CAP: the longest wait for all of them Ready
+    scale_settle_seconds: float = 60.0  # BENCH_RIVALS_SCALE_SETTLE: RSS still sampled once all Ready
+    resync_seconds: int | None = None  # this run's poll/resync (None: each controller's default)
+    resyncs: tuple[int | None, ...] = (None,)  # BENCH_RIVALS_RESYNC: one run for each, in turn
     quick: bool = False  # BENCH_QUICK
     out: Path = DEFAULT_OUT  # BENCH_OUT
 
@@ -73,10 +92,22 @@ class SideBySideParams:
         env = os.environ if env is None else env
         quick = env.get("BENCH_QUICK", "") not in ("", "0", "false")
         base = (
-            cls(n=5, rds_n=2, steady_seconds=30.0, drift_samples=2, drift_cap=60.0, idle_seconds=5.0, timeout=180.0)
+            cls(
+                n=5,
+                rds_n=2,
+                steady_seconds=30.0,
+                drift_samples=2,
+                drift_cap=60.0,
+                idle_seconds=5.0,
+                timeout=180.0,
+                scale_n=20,
+                scale_cap=120.0,
+                scale_settle_seconds=10.0,
+            )
             if quick
             else cls()
         )
+        resyncs = parse_resyncs(env.get("BENCH_RIVALS_RESYNC", ""))
         return cls(
             contenders=env.get("BENCH_RIVALS", base.contenders).strip().lower(),
             n=int(env.get("BENCH_RIVALS_N", base.n)),
@@ -86,7 +117,11 @@ class SideBySideParams:
             drift_cap=float(env.get("BENCH_RIVALS_DRIFT_CAP", base.drift_cap)),
             idle_seconds=float(env.get("BENCH_RIVALS_IDLE_SECONDS", base.idle_seconds)),
             timeout=float(env.get("BENCH_RIVALS_TIMEOUT", base.timeout)),
-            resync_seconds=int(env["BENCH_RIVALS_RESYNC"]) if env.get("BENCH_RIVALS_RESYNC") else None,
+            scale_n=int(env.get("BENCH_RIVALS_SCALE_N", base.scale_n)),
+            scale_cap=float(env.get("BENCH_RIVALS_SCALE_CAP", base.scale_cap)),
+            scale_settle_seconds=float(env.get("BENCH_RIVALS_SCALE_SETTLE", base.scale_settle_seconds)),
+            resync_seconds=resyncs[0],
+            resyncs=resyncs,
             quick=quick,
             out=Path(env.get("BENCH_OUT", str(base.out))),
         )
@@ -98,10 +133,29 @@ class SideBySideParams:
     def count(self, service: str) -> int:
         return self.n if service == "s3" else self.rds_n
 
+    def runs(self) -> list[SideBySideParams]:
+        """One set of parameters per BENCH_RIVALS_RESYNC entry, in order."""
+        return [replace(self, resync_seconds=resync) for resync in self.resyncs]
+
+    @property
+    def results_key(self) -> str:
+        """Where this run's section goes in results.json: "rivals" at the defaults."""
+        return RESULTS_KEY if self.resync_seconds is None else f"{RESULTS_KEY}_resync_{self.resync_seconds}"
+
     def as_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["out"] = str(self.out)
+        values["resyncs"] = list(self.resyncs)
         return values
+
+
+def parse_resyncs(value: str) -> tuple[int | None, ...]:
+    """BENCH_RIVALS_RESYNC: "" or "default" -> (None,); "60" -> (60,); "default,60" -> (None, 60)."""
+    entries = [entry.strip().lower() for entry in value.split(",") if entry.strip()] or [DEFAULT_RESYNC]
+    resyncs = tuple(None if entry == DEFAULT_RESYNC else int(entry) for entry in entries)
+    if any(r is not None and r <= 0 for r in resyncs):
+        raise ValueError(f"BENCH_RIVALS_RESYNC: seconds must be positive, not {value!r}")
+    return tuple(dict.fromkeys(resyncs))  # each once, in order
 
 
 # ---------------------------------------------------------------------- the controllers
@@ -143,6 +197,11 @@ class Contender(Protocol):
     def start(self, env: dict[str, Any], log_path: Path, namespace: str, resync_seconds: int | None) -> Running:
         """Started and serving; `resync_seconds` (None: the controller's default) sets every
         poll and resync it has."""
+        ...
+
+    def resync_settings(self, env: dict[str, Any], namespace: str, resync_seconds: int | None) -> list[str]:
+        """What `start` sets for `resync_seconds` (flags or environment), as recorded in the
+        results; [] at the controller's defaults."""
         ...
 
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]: ...
@@ -240,6 +299,9 @@ HEADLINES = {
     "rds_cloud_requests_per_object": "RDS requests per instance to Ready",
     "cloud_requests_per_object": "cloud requests per object to Ready (all)",
     "k8s_writes_per_object": "K8s writes per object to Ready",
+    "s3_k8s_writes_per_object": "K8s writes per bucket to Ready",
+    "rds_k8s_writes_per_object": "K8s writes per RDS instance to Ready",
+    "unattributed_k8s_writes_per_object": "K8s writes to Ready about no one object, per object",
     "s3_steady_requests_per_resource_per_minute": "steady S3 requests/bucket/min",
     "rds_steady_requests_per_resource_per_minute": "steady RDS requests/instance/min",
     "steady_requests_per_resource_per_minute": "steady cloud requests/object/min (all)",
@@ -248,38 +310,83 @@ HEADLINES = {
     "rss_mb_loaded": "RSS loaded (MiB)",
     "s3_drift_corrected_seconds": "S3 versioning drift corrected (median s)",
     "rds_drift_corrected_seconds": "RDS backup retention drift corrected (median s)",
+    "scale_rss_mb": "RSS with {scale_n} buckets applied (MiB, highest)",
+    "scale_ready_seconds": "{scale_n} buckets to Ready (s)",
+    "scale_ready": "buckets Ready when that RSS was measured",
 }
 DRIFT_SUFFIX = "_drift_corrected_seconds"
+SCALE_READY_SECONDS = "scale_ready_seconds"
+# Rows of the table that are not figures: each controller's run as recorded, never a ratio.
+CONDITIONS = {
+    "resync": "poll/resync set",
+    "load_start": "load average at start (1/5/15 min)",
+    "load_end": "load average at end (1/5/15 min)",
+}
 
 
-def table(section: Mapping[str, Any]) -> str:
-    """The side-by-side table: one column per controller, then kumo/rival per rival."""
+def conditions_of(controller: Mapping[str, Any]) -> dict[str, str]:
+    """The CONDITIONS cells of one controller's run."""
+    loads = controller.get("load_average", {})
+    resync = controller.get("resync")
+    return {
+        "resync": "defaults" if not resync else " ".join(resync),
+        "load_start": "/".join(str(x) for x in loads.get("start", [])) or "-",
+        "load_end": "/".join(str(x) for x in loads.get("end", [])) or "-",
+    }
+
+
+def rows(section: Mapping[str, Any]) -> list[list[str]]:
+    """The table's rows, header first: one column per controller, then kumo/rival per rival."""
     controllers: dict[str, Any] = section["controllers"]
     names = list(controllers)
-    rivals = [name for name in names if name != "kumo"]
-    header = ["figure", *names, *(f"kumo/{name}" for name in rivals if name in section.get("ratios", {}))]
-    rows = [header]
+    with_ratio = [name for name in names if name != "kumo" and name in section.get("ratios", {})]
+    found = [["figure", *names, *(f"kumo/{name}" for name in with_ratio)]]
     for key, label in HEADLINES.items():
         figures = [controllers[name].get("figures", {}) for name in names]
         if all(key not in f for f in figures):
             continue
-        row = [label, *(_cell(key, f, controllers[name]) for name, f in zip(names, figures, strict=True))]
-        row += [_number(section["ratios"][name].get(key)) for name in rivals if name in section.get("ratios", {})]
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        row = [
+            _label(key, label, section),
+            *(_cell(key, f, controllers[name]) for name, f in zip(names, figures, strict=True)),
+        ]
+        row += [_number(section["ratios"][name].get(key)) for name in with_ratio]
+        found.append(row)
+    for key, label in CONDITIONS.items():
+        cells = [conditions_of(controllers[name])[key] for name in names]
+        found.append([label, *cells, *([""] * len(with_ratio))])
+    return found
+
+
+def title(section: Mapping[str, Any]) -> str:
     params = section["params"]
-    loads = ", ".join(
-        f"{name} {'/'.join(str(x) for x in c.get('load_average', {}).get('end', []))}"
-        for name, c in controllers.items()
-    )
-    title = (
+    resync = params.get("resync_seconds")
+    return (
         f"side by side: N={params['n']} buckets, {params['rds_n']} RDS instances (where managed), steady window "
         f"{params['steady_seconds']:.0f}s, drift cap {params['drift_cap']:.0f}s"
+        + (f", {params['scale_n']} buckets at scale (cap {params['scale_cap']:.0f}s)" if params.get("scale_n") else "")
+        + (f", every poll/resync {resync}s" if resync else ", each controller's own poll/resync")
         + (" (QUICK)" if params["quick"] else "")
-        + f"; load average at each end: {loads}"
     )
-    return "\n".join([title, *lines])
+
+
+def table(section: Mapping[str, Any]) -> str:
+    """The side-by-side table for the terminal."""
+    found = rows(section)
+    widths = [max(len(row[i]) for row in found) for i in range(len(found[0]))]
+    lines = ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in found]
+    return "\n".join([title(section), *lines])
+
+
+def markdown(section: Mapping[str, Any]) -> str:
+    """The same table in markdown (docs/comparison.md), regenerable from results.json."""
+    found = rows(section)
+    lines = [f"| {' | '.join(row)} |" for row in found]
+    lines.insert(1, "|" + " --- |" * len(found[0]))
+    return "\n".join([title(section), "", *lines])
+
+
+def _label(key: str, label: str, section: Mapping[str, Any]) -> str:
+    return label.format(scale_n=section["params"].get("scale_n", "?"))
 
 
 def _cell(key: str, figures: Mapping[str, Any], controller: Mapping[str, Any]) -> str:
@@ -290,6 +397,10 @@ def _cell(key: str, figures: Mapping[str, Any], controller: Mapping[str, Any]) -
     if key.endswith(DRIFT_SUFFIX) and figures[key] is None:
         cap = controller.get("drift", {}).get(key.removesuffix(DRIFT_SUFFIX), {}).get("cap_seconds", 0)
         return f"not within {cap:.0f}s"
+    if key == SCALE_READY_SECONDS and figures[key] is None:
+        return f"not within {controller.get('scale', {}).get('cap_seconds', 0):.0f}s"
+    if key == "scale_ready":
+        return f"{figures[key]} of {controller.get('scale', {}).get('applied', '?')}"
     return _number(figures[key])
 
 
@@ -391,6 +502,7 @@ class Trial:
         self.say(f"installing CRDs and configuration ({', '.join(k.kind for k in kinds.values())})")
         contender.install(self.api, self.env, self.namespace)
         log_path = Path(self.bed.env["workdir"]) / f"{contender.name}.log"
+        result["resync"] = contender.resync_settings(self.env, self.namespace, self.params.resync_seconds)
         self.running = contender.start(self.env, log_path, self.namespace, self.params.resync_seconds)
         time.sleep(self.params.idle_seconds)
         result["rss_mb_idle"] = tree_rss_mb(self.running.pid)
@@ -398,11 +510,13 @@ class Trial:
         result["create"] = self.create(kinds)
         result["steady"] = self.steady(kinds)
         result["drift"] = self.drift(list(kinds))
+        if self.params.scale_n > 0 and "s3" in kinds:
+            result["scale"] = self.scale(kinds["s3"])
         result["load_average"]["end"] = _load()
         return result
 
     def create(self, kinds: dict[str, KindRef]) -> dict[str, Any]:
-        from .auditwrites import by_controller, per_object
+        from .auditwrites import UNATTRIBUTED, by_controller, by_kind, per_object
         from .cloudops import by_service
 
         self.names = {
@@ -438,8 +552,78 @@ class Trial:
             "cloud_requests_per_object": per_object_by_service(calls, objects),
             "cloud_requests": by_service(calls),
             "k8s_writes_per_object": per_object(writes, sum(objects.values())),
+            # per bucket and per RDS instance; writes about no one object over every object
+            "k8s_writes_per_object_by_kind": {
+                kind: per_object(kind_writes, objects.get(kind, sum(objects.values())))
+                for kind, kind_writes in by_kind(writes, self.names).items()
+                if kind != UNATTRIBUTED or kind_writes
+            },
             "k8s_writers": sorted({f"{w.user} {w.agent}" for w in writes}),
             "manifests": first_of_each,  # what each controller was asked for, one of each kind
+        }
+
+    def scale(self, kind: KindRef) -> dict[str, Any]:
+        """More buckets, up to SCALE_N in all, applied at once: the highest RSS of the
+        controller's processes from then until all are Ready (or the cap) and a settling window
+        after, seconds to all Ready, and how many were Ready when it was measured."""
+        from .auditwrites import breakdown, by_controller
+        from .cloudops import by_service
+
+        assert self.running is not None
+        pid = self.running.pid
+        names = list(self.names["s3"])
+        added = [f"sbs-s3-{i:04d}" for i in range(len(names), self.params.scale_n)]
+        names += added
+        cap, settle = self.params.scale_cap, self.params.scale_settle_seconds
+        before, started = self.counter.snapshot(), time.time()
+        peak = tree_rss_mb(pid)
+        self.say(f"scale: applying {len(added)} more buckets ({len(names)} in all); waiting up to {cap:.0f}s")
+        with ThreadPoolExecutor(APPLY_THREADS) as pool:
+            manifests = [self.contender.manifest("s3", name, self.namespace, self.env) for name in added]
+            pending = [pool.submit(self.create_object, kind, manifest) for manifest in manifests]
+            while not all(future.done() for future in pending):
+                peak = max(peak, tree_rss_mb(pid))
+                time.sleep(RSS_EVERY_SECONDS)
+            for future in pending:
+                future.result()  # a refused create fails the phase rather than counting as not Ready
+        applied_seconds = time.time() - started
+        wanted, ready, all_ready_at, said = set(names), 0, None, time.monotonic()
+        while time.time() - started < cap:
+            peak = max(peak, tree_rss_mb(pid))
+            ready = sum(
+                1 for obj in self.list_objects(kind) if obj["metadata"]["name"] in wanted and self.contender.ready(obj)
+            )
+            if ready == len(names):
+                all_ready_at = time.time()
+                break
+            if time.monotonic() - said > 30:
+                self.say(f"scale: {ready}/{len(names)} Ready ({time.time() - started:.0f}s), RSS so far {peak} MiB")
+                said = time.monotonic()
+            time.sleep(SCALE_POLL_SECONDS)
+        settle_until = time.time() + settle  # the first sweeps or polls at full size
+        while time.time() < settle_until:
+            peak = max(peak, tree_rss_mb(pid))
+            time.sleep(RSS_EVERY_SECONDS)
+        ended = time.time()
+        writes = by_controller(self.audit.between(started, ended))
+        ready_seconds = None if all_ready_at is None else round(all_ready_at - started, 1)
+        self.say(
+            f"scale: RSS {peak} MiB with {len(names)} applied, {ready} Ready "
+            + (f"after {ready_seconds}s" if ready_seconds is not None else f"at the {cap:.0f}s cap")
+        )
+        return {
+            "applied": len(names),
+            "added": len(added),
+            "apply_seconds": round(applied_seconds, 1),
+            "cap_seconds": cap,
+            "settle_seconds": settle,
+            "ready": ready,
+            "ready_seconds": ready_seconds,
+            "rss_mb_peak": peak,
+            "rss_mb_at_end": tree_rss_mb(pid),
+            "seconds": round(ended - started, 1),
+            "cloud_requests": by_service(self.counter.since(before)),
+            "k8s_writes": breakdown(writes),
         }
 
     def create_object(self, kind: KindRef, manifest: dict[str, Any]) -> None:
@@ -653,6 +837,8 @@ def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
         ][service]
     figures["cloud_requests_per_object"] = create["cloud_requests_per_object"]["all"]
     figures["k8s_writes_per_object"] = create["k8s_writes_per_object"]["total"]
+    for kind, writes in create.get("k8s_writes_per_object_by_kind", {}).items():
+        figures[f"{kind}_k8s_writes_per_object"] = writes["total"]
     # Every steady request, whatever service it went to (kumo reads S3 tags through the Resource
     # Groups Tagging API, which a per-service figure would leave out), per object of every kind.
     steady_requests = sum(n for operations in steady["cloud_requests"].values() for n in operations.values())
@@ -665,6 +851,11 @@ def figures_of(result: Mapping[str, Any]) -> dict[str, Any]:
     for service, found in drift.items():
         if found["samples"]:
             figures[f"{service}_drift_corrected_seconds"] = capped_median(list(found["samples"].values()))
+    scale = result.get("scale")
+    if scale:
+        figures["scale_rss_mb"] = scale["rss_mb_peak"]
+        figures[SCALE_READY_SECONDS] = scale["ready_seconds"]
+        figures["scale_ready"] = scale["ready"]
     return figures
 
 
@@ -709,12 +900,19 @@ class KumoContender:
         from kumo.testbed.controllerproc import ControllerProcess
 
         extra_env = {"KUMO_NAMESPACES": namespace, "KUMO_LOG_LEVEL": "INFO"}  # INFO: kumo's default
-        if resync_seconds is not None:
-            extra_env["KUMO_SWEEP_INTERVAL"] = str(resync_seconds)  # kumo's only poll: the drift sweep
+        extra_env.update(self._resync_env(resync_seconds))
         process = ControllerProcess(
             kubeconfig=env["kubeconfig"], log_path=log_path, cluster_id=self.cluster_id, extra_env=extra_env
         ).start()
         return _KumoRunning(process)
+
+    def resync_settings(self, env: dict[str, Any], namespace: str, resync_seconds: int | None) -> list[str]:
+        return [f"{key}={value}" for key, value in self._resync_env(resync_seconds).items()]
+
+    @staticmethod
+    def _resync_env(resync_seconds: int | None) -> dict[str, str]:
+        # kumo's only poll is the drift sweep (controller/runtime/config.py: sweep_interval)
+        return {} if resync_seconds is None else {"KUMO_SWEEP_INTERVAL": str(resync_seconds)}
 
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
         """The examples' Bucket and Database, the Bucket asking what the rivals' buckets ask
@@ -800,6 +998,16 @@ class RivalContender:
         self.rival.build()
         return self.rival.start(env, log_path, namespace=namespace, resync_seconds=resync_seconds)
 
+    def resync_settings(self, env: dict[str, Any], namespace: str, resync_seconds: int | None) -> list[str]:
+        """The flags the rival's argv gains for `resync_seconds` (ACK: its default resync;
+        provider-aws: --poll and --sync)."""
+        ports = {"metrics": 0, "health": 0, "webhook": 0}
+        binary = self.rival.binary_path()
+        default = self.rival.command(binary, env, namespace, ports, None)
+        return [
+            flag for flag in self.rival.command(binary, env, namespace, ports, resync_seconds) if flag not in default
+        ]
+
     def manifest(self, service: str, name: str, namespace: str, env: dict[str, Any]) -> dict[str, Any]:
         kind = self.kinds()[service].kind
         return self.rival.manifest(kind, name, namespace, env)
@@ -857,10 +1065,10 @@ def summarise(section: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
-def write_results(out: Path, section: dict[str, Any]) -> None:
-    """Put the section under "rivals" in results.json, keeping everything else in it."""
+def write_results(out: Path, section: dict[str, Any], key: str = RESULTS_KEY) -> None:
+    """Put the section under `key` in results.json, keeping everything else in it."""
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results["rivals"] = section
+    results[key] = section
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -875,13 +1083,29 @@ def main() -> int:
     if params.skipped:
         print("side by side: skipped (BENCH_RIVALS=0)", flush=True)
         return 0
-    print(f"side by side: {json.dumps(params.as_json())}", flush=True)
-    section = measure(params)
-    write_results(params.out, section)
-    print("\n" + table(section), flush=True)
-    print(f'\nresults: {params.out} (under "rivals")', flush=True)
+    for run in params.runs():
+        print(f"side by side: {json.dumps(run.as_json())}", flush=True)
+        section = measure(run)
+        write_results(run.out, section, run.results_key)
+        print("\n" + table(section), flush=True)
+        print(f'\nresults: {run.out} (under "{run.results_key}")', flush=True)
+    return 0
+
+
+def print_markdown(path: Path) -> int:
+    """The markdown table of every side-by-side section of a results.json, figures computed
+    again from the counts kept."""
+    results = json.loads(path.read_text())
+    keys = [key for key in results if key == RESULTS_KEY or key.startswith(f"{RESULTS_KEY}_resync_")]
+    if not keys:
+        print(f"{path}: no side-by-side section ({RESULTS_KEY}...)", file=sys.stderr)
+        return 1
+    for key in keys:
+        print(f"<!-- {path.name}, key {key} -->\n{markdown(summarise(results[key]))}\n")
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["markdown"]:
+        sys.exit(print_markdown(Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_OUT))
     sys.exit(main())

@@ -357,3 +357,138 @@ def test_summarise_computes_each_controllers_figures_and_the_ratios_from_the_kep
     assert section["ratios"]["ack-s3"]["steady_requests_per_resource_per_minute"] is None  # ACK's is 0
     assert "broken" not in section["ratios"] and "figures" not in section["controllers"]["broken"]
     assert "error" in sidebyside.table(section).splitlines()[2]
+
+
+def _write(name: str, request: str = "create secrets") -> auditwrites.AuditWrite:
+    verb, resource = request.split(" ", 1)
+    return auditwrites.AuditWrite(0.0, "admin", "kumo-controller/0.1.0", verb, resource, "sbs", name, 201)
+
+
+def test_each_write_goes_to_the_kind_of_the_object_it_names() -> None:
+    names = {"s3": ["sbs-s3-0000", "sbs-s3-0001"], "rds": ["sbs-rds-0000"]}
+    writes = [
+        _write("sbs-s3-0000", "patch buckets"),
+        _write("sbs-s3-0000", "patch buckets/status"),
+        _write("sbs-s3-0000-bucket"),  # kumo's connection Secret of a bucket
+        _write("sbs-s3-0001.18a2b3c4d5", "create events"),  # an Event named <object>.<hash>
+        _write("sbs-rds-0000-connection"),
+        _write("aws", "patch providerconfigs/status"),  # shared by every object
+        _write("", "create events"),  # generateName, not named in the audit log
+        _write("sbs-s3-00001"),  # not an object's name, nor one extended at a separator
+    ]
+    found = auditwrites.by_kind(writes, names)
+    assert [w.name for w in found["s3"]] == [
+        "sbs-s3-0000",
+        "sbs-s3-0000",
+        "sbs-s3-0000-bucket",
+        "sbs-s3-0001.18a2b3c4d5",
+    ]
+    assert [w.name for w in found["rds"]] == ["sbs-rds-0000-connection"]
+    assert [w.name for w in found[auditwrites.UNATTRIBUTED]] == ["aws", "", "sbs-s3-00001"]
+
+
+def test_the_longest_object_name_a_write_extends_owns_it() -> None:
+    owners = {"db": "rds", "db-main": "s3"}
+    assert auditwrites.owner_of("db-main-connection", owners) == "s3"
+    assert auditwrites.owner_of("db-other", owners) == "rds"
+    assert auditwrites.owner_of("other", owners) is None
+
+
+def test_resync_runs_each_with_its_own_results_key() -> None:
+    assert sidebyside.parse_resyncs("") == (None,)
+    assert sidebyside.parse_resyncs("default, 60") == (None, 60)
+    assert sidebyside.parse_resyncs("60,60") == (60,)
+    with pytest.raises(ValueError, match="positive"):
+        sidebyside.parse_resyncs("0")
+    params = sidebyside.SideBySideParams.from_env({"BENCH_RIVALS_RESYNC": "default,60"})
+    assert [(run.resync_seconds, run.results_key) for run in params.runs()] == [
+        (None, "rivals"),
+        (60, "rivals_resync_60"),
+    ]
+    assert params.as_json()["resyncs"] == [None, 60]
+
+
+def test_scale_knobs() -> None:
+    assert sidebyside.SideBySideParams().scale_n == 2000
+    quick = sidebyside.SideBySideParams.from_env({"BENCH_QUICK": "1"})
+    assert (quick.scale_n, quick.scale_cap) == (20, 120.0)
+    custom = sidebyside.SideBySideParams.from_env({"BENCH_RIVALS_SCALE_N": "0", "BENCH_RIVALS_SCALE_CAP": "30"})
+    assert (custom.scale_n, custom.scale_cap) == (0, 30.0)
+
+
+def test_each_controller_records_the_poll_and_resync_it_was_given() -> None:
+    from kumo.controller.runtime.config import ControllerConfig
+
+    from bench.rivals import by_name
+
+    kumo = sidebyside.KumoContender()
+    assert kumo.resync_settings({}, "sbs", None) == []
+    (setting,) = kumo.resync_settings({}, "sbs", 60)
+    variable, value = setting.split("=")
+    assert ControllerConfig.load(env={variable: value}).sweep_interval == 60.0  # the sweep is kumo's poll
+    env = {"aws": {"region": "us-east-1", "endpoint": "http://127.0.0.1:5000"}}
+    ack = sidebyside.RivalContender(by_name("ack-s3"))
+    crossplane = sidebyside.RivalContender(by_name("crossplane-aws"))
+    assert ack.resync_settings(env, "sbs", 60) == ["--reconcile-default-resync-seconds=60"]
+    assert crossplane.resync_settings(env, "sbs", 60) == ["--poll=60s", "--sync=60s"]
+    assert ack.resync_settings(env, "sbs", None) == crossplane.resync_settings(env, "sbs", None) == []
+
+
+def _scaled(trial: dict[str, Any], ready: int, ready_seconds: float | None, rss: float) -> dict[str, Any]:
+    """A trial with per-kind writes, a scale phase and its recorded conditions."""
+    trial["create"]["k8s_writes_per_object_by_kind"] = {
+        "s3": {"total": 3.0, "by_request": {"create secrets": 1.0, "patch buckets": 1.0, "patch buckets/status": 1.0}},
+        "unattributed": {"total": 0.04, "by_request": {"patch providerconfigs/status": 0.04}},
+    }
+    trial["scale"] = {
+        "applied": 2000,
+        "ready": ready,
+        "ready_seconds": ready_seconds,
+        "rss_mb_peak": rss,
+        "cap_seconds": 600.0,
+    }
+    trial["load_average"] = {"start": [0.5, 0.6, 0.7], "end": [1.1, 0.9, 0.8]}
+    trial["resync"] = []
+    return trial
+
+
+def test_figures_per_kind_and_at_scale_with_the_conditions_of_each_run() -> None:
+    section: dict[str, Any] = {
+        "params": sidebyside.SideBySideParams().as_json(),
+        "controllers": {
+            "kumo": _scaled(_trial(8.0, {}, 3.04, 120.0), 2000, 95.0, 180.0),
+            "crossplane-aws": _scaled(_trial(70.0, {}, 14.0, 160.0), 430, None, 240.0),
+        },
+    }
+    sidebyside.summarise(section)
+    kumo = section["controllers"]["kumo"]["figures"]
+    assert (kumo["s3_k8s_writes_per_object"], kumo["unattributed_k8s_writes_per_object"]) == (3.0, 0.04)
+    assert (kumo["scale_rss_mb"], kumo["scale_ready_seconds"], kumo["scale_ready"]) == (180.0, 95.0, 2000)
+    assert section["ratios"]["crossplane-aws"]["scale_rss_mb"] == 0.75
+    assert section["ratios"]["crossplane-aws"]["scale_ready_seconds"] is None  # not all Ready within the cap
+    rows = {row[0]: row[1:] for row in sidebyside.rows(section)}
+    assert rows["K8s writes per bucket to Ready"] == ["3", "3", "1"]
+    assert rows["RSS with 2000 buckets applied (MiB, highest)"] == ["180", "240", "0.75"]
+    assert rows["2000 buckets to Ready (s)"] == ["95", "not within 600s", "n/a"]
+    assert rows["buckets Ready when that RSS was measured"] == ["2000 of 2000", "430 of 2000", "4.65"]
+    assert rows["load average at start (1/5/15 min)"] == ["0.5/0.6/0.7", "0.5/0.6/0.7", ""]
+    assert rows["poll/resync set"] == ["defaults", "defaults", ""]
+    text = sidebyside.markdown(section).splitlines()
+    assert text[2] == "| figure | kumo | crossplane-aws | kumo/crossplane-aws |"
+    assert text[3] == "| --- | --- | --- | --- |"
+    assert "| RSS with 2000 buckets applied (MiB, highest) | 180 | 240 | 0.75 |" in text
+
+
+def test_markdown_of_every_side_by_side_section_of_a_results_file(tmp_path, capsys) -> None:
+    section: dict[str, Any] = {
+        "params": sidebyside.SideBySideParams().as_json(),
+        "controllers": {"kumo": _scaled(_trial(8.0, {}, 3.04, 120.0), 2000, 95.0, 180.0)},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"ready_seconds": 1.0, "rivals": section, "rivals_resync_60": section}))
+    assert sidebyside.print_markdown(path) == 0
+    printed = capsys.readouterr().out
+    assert "key rivals -->" in printed and "key rivals_resync_60 -->" in printed
+    assert printed.count("| figure | kumo |") == 2
+    path.write_text(json.dumps({"ready_seconds": 1.0}))
+    assert sidebyside.print_markdown(path) == 1
