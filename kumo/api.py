@@ -98,6 +98,24 @@ MANAGED_BY = "kumo"
 LABEL_OWNER_KIND = f"{GROUP}/owner-kind"
 LABEL_OWNER_NAME = f"{GROUP}/owner-name"
 
+# Sharding (kumo run --shard-ring): the contract of timebertt/kubernetes-controller-sharding
+# v0.11.0, docs/implement-sharding.md. Its sharder writes the shard and drain labels; kumo reads
+# them, labels its shard Lease, and removes both labels to acknowledge a drain.
+SHARDING_GROUP = "sharding.timebertt.dev"
+LABEL_CONTROLLER_RING = f"alpha.{SHARDING_GROUP}/controllerring"  # on each shard Lease: its ring
+SHARD_LABEL_PREFIX = f"shard.alpha.{SHARDING_GROUP}/"  # + ring: the shard an object is assigned to
+DRAIN_LABEL_PREFIX = f"drain.alpha.{SHARDING_GROUP}/"  # + ring: present while the sharder moves it
+
+
+def shard_label(ring: str) -> str:
+    """The label naming the shard an object of `ring` is assigned to."""
+    return SHARD_LABEL_PREFIX + ring
+
+
+def drain_label(ring: str) -> str:
+    """The label the sharder adds to take an object of `ring` away from its shard."""
+    return DRAIN_LABEL_PREFIX + ring
+
 
 # ---------------------------------------------------------------------- conditions
 

@@ -31,6 +31,7 @@ class Result:
     error: Exception | None = None
     terminal: bool = False  # retried only at the slow pace (a person must act)
     retry: RetryPace | None = None  # the pace of retries after `error` (None: the queue's backoff)
+    dropped: bool = False  # no longer this replica's object (controller/core/assignment.py): forget it
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ orders the steps; what each step decides lives in a collaborator that is tested 
 - what to do about drift (controller/core/driftverdict.py, pure),
 - the connection Secret and its password (controller/core/secrets.py),
 - what a failure means and when to retry (controller/core/disposition.py, one table),
-- events, each piece of news once (controller/core/events.py).
+- events, each piece of news once (controller/core/events.py),
+- whether this replica may still act on the object (controller/core/assignment.py, sharded
+  controllers): asked right before every cloud create, update, delete and password change.
 
 The order, as in crossplane-runtime's managed reconciler:
 
@@ -39,6 +41,7 @@ from kumo.controller.core import conditions as cond
 from kumo.controller.core import connection as conn
 from kumo.controller.core import drift as drift_policy
 from kumo.controller.core import driftverdict, ownership
+from kumo.controller.core.assignment import Assignment, NotAssigned, Unsharded
 from kumo.controller.core.disposition import (
     Disposition,
     OwnershipConflict,
@@ -135,8 +138,10 @@ class Reconciler:
         timing: Timing | None = None,
         default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
         on_event: EventHook | None = None,
+        assignment: Assignment | None = None,
     ) -> None:
         self.kube = kube
+        self.assignment: Assignment = assignment or Unsharded()
         self.secrets = ConnectionSecrets(kube)
         self.events = EventRecorder(kube, on_event)
         self.providers = providers
@@ -192,6 +197,11 @@ class Reconciler:
                 report += outcome
         except NotReady as progress:
             report += self._in_progress(subject, progress)
+        except NotAssigned as moved:
+            # Not ours any more (sharded): nothing of this pass is written; its shard takes over.
+            log.info("%s: %s; dropped without acting", key, moved)
+            self.forget(key)
+            return Result(dropped=True)
         except Exception as error:  # every failure, whichever step: the disposition table decides
             failure = error if isinstance(error, StepFailed) else StepFailed(Step.RECONCILE, error)
             disposition = dispose(failure.step, failure.cause, self.timing)
@@ -366,6 +376,7 @@ class Reconciler:
         absent = driftverdict.judge_absent(existed, self._situation(s))
         if absent is driftverdict.Absent.REPORT_MISSING:
             return Created(None, secret, outcome=await self._report_missing(s))
+        await self.assignment.confirm(s.key)  # before the event too: the create is not ours to announce
         if absent is driftverdict.Absent.RECREATE:
             await self._event(s, WARNING, EVENT_MISSING, f"{resource.external_name} was deleted outside kumo")
         with at(Step.CREATE):
@@ -452,6 +463,7 @@ class Reconciler:
         """Update the cloud to the spec. The resource comes back when the cloud took the change at
         once and now matches, so the same pass can finish (the usual case for buckets, and for the
         app database a new Cloud SQL instance needs); None means look again later."""
+        await self.assignment.confirm(s.key)  # before the drift event: the update is not ours to announce
         out_of_band = not self._situation(s).spec_changed
         if out_of_band:
             assessment = drift_policy.assess(observation.drift, s.status.get("drift") or [], cond.now_rfc3339())
@@ -497,6 +509,7 @@ class Reconciler:
             if self._passwords_requested.get(s.key) == digest:
                 applied = not observation.password_pending
             else:
+                await self.assignment.confirm(s.key)
                 with at(Step.SET_PASSWORD):
                     applied = (await client.set_password(resource, password.value)).applied
                 _log_change(s, "set the master password of", resource.external_name)
@@ -528,6 +541,7 @@ class Reconciler:
             with at(Step.OBSERVE):
                 observation = await client.observe(resource)
             if observation is not None and self._judge_owner(s, observation).ours:
+                await self.assignment.confirm(s.key)
                 with at(Step.DELETE):
                     deletion = await client.delete(resource)
                 if deletion.gone:

@@ -56,6 +56,14 @@ class SecretOwner:
         """The rotation request the object carries ("" for none)."""
         return (self.body["metadata"].get("annotations") or {}).get(api.ANNOTATION_ROTATE_PASSWORD, "")
 
+    @property
+    def shard_labels(self) -> dict[str, str]:
+        """The object's shard assignments (kumo run --shard-ring): its Secret follows it onto the
+        same shard, as the sharder's own rule for controlled objects says; written here too so a
+        Secret kumo replaces never drops out of its shard's watch between writes."""
+        labels = self.body["metadata"].get("labels") or {}
+        return {key: value for key, value in labels.items() if key.startswith(api.SHARD_LABEL_PREFIX)}
+
 
 @dataclass(frozen=True)
 class SecretState:
@@ -160,6 +168,7 @@ def secret_body(owner: SecretOwner, data: Mapping[str, str], password: conn.Stor
                 api.LABEL_MANAGED_BY: api.MANAGED_BY,
                 api.LABEL_OWNER_KIND: str(owner.key.kind),
                 api.LABEL_OWNER_NAME: owner.key.name,
+                **owner.shard_labels,
             },
             "annotations": annotations,
             "ownerReferences": [owner_reference(owner.key.kind, owner.body)],

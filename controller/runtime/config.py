@@ -184,6 +184,19 @@ class ControllerConfig:
     retry_period: float = option(
         2.0, env="KUMO_RETRY_PERIOD", help="seconds between Lease renewals (leader) and tries (standby)"
     )
+    leader_identity: str = option(
+        "",
+        env="KUMO_LEADER_IDENTITY",
+        help="this replica's name in its Lease (with --shard-ring also its shard's name: give each replica its own)",
+        default_text="the hostname (the Pod name), plus pid and a random suffix unless sharded",
+    )
+    # Sharding (controller/runtime/sharding.py): each replica acts on the objects a sharder assigns it.
+    shard_ring: str = option(
+        "",
+        env="KUMO_SHARD_RING",
+        help="run as a shard of this ControllerRing: own shard Lease, only objects labelled for this replica",
+        default_text="off: one replica acts on every object",
+    )
 
     @classmethod
     def load(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> ControllerConfig:
