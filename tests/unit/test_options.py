@@ -217,7 +217,7 @@ def test_cli_page_lists_every_option_once():
 
 def test_deployment_sets_only_declared_variables():
     """Every variable deploy/ sets is one `kumo run` reads (a typo would be silently ignored)."""
-    documents = yaml.safe_load_all((ROOT / "deploy/deployment.yaml").read_text(encoding="utf-8"))
+    documents = yaml.safe_load_all((ROOT / "deploy/base/deployment.yaml").read_text(encoding="utf-8"))
     deployment = next(d for d in documents if d and d.get("kind") == "Deployment")
     containers = deployment["spec"]["template"]["spec"]["containers"]
     names = {e["name"] for c in containers for e in c.get("env", [])}
