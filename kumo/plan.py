@@ -44,18 +44,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.client.rest import ApiException
 
-from kumo.api import GROUP, MANAGED, VERSION
+from kumo.api import GROUP, MANAGED
 from kumo.controller.core import driftverdict, ownership
 from kumo.controller.core.drift import DriftPolicy, why_uncorrectable
 from kumo.controller.core.driftverdict import Absent, Situation, situation_of
+from kumo.controller.core.kubeapi import KubeError, NotFound
 from kumo.controller.core.providerconfig import ProviderConfigError
 from kumo.controller.core.reconciler import OBSERVE_ONLY_MESSAGE, PAUSED_MESSAGE, Reconciler
 from kumo.controller.core.resources import InvalidSpec, external_name
-from kumo.controller.runtime.kube import KubeClient, api_error_message
+from kumo.controller.runtime.kube import KubeClient, custom_path
+from kumo.controller.runtime.kubehttp import Credentials, KubeHTTP, Refusal
 from kumo.providers.base import FieldDrift, Kind, Observation, ProviderError, Terminal
 from kumo.providers.registry import ProviderRegistry
+from kumo.version import kumo_version
 
 EXIT_NO_CHANGES = 0
 EXIT_ERROR = 1
@@ -68,8 +70,9 @@ KNOWN_AFTER_APPLY = "(known after apply)"
 SENSITIVE = "(sensitive)"
 # No provider renders a secret into desired(); should one ever do, its value still never prints.
 _SENSITIVE_FIELD = re.compile(r"password|secret|credential|token|private.?key", re.IGNORECASE)
-REQUEST_TIMEOUT = (5.0, 30.0)
+REQUEST_TIMEOUT = 35.0  # seconds for one read or dry run
 DRY_RUN_ATTEMPTS = 3
+PLAN_USER_AGENT = f"kumo-plan/{kumo_version()}"
 # How a drifted field that applying leaves alone is marked (driftverdict decides which).
 REPORT_ONLY = "report only, not changed"
 CANNOT_CORRECT = "cannot be corrected"
@@ -89,8 +92,10 @@ class ApiRefusal(Exception):
         self.message = message
 
     @classmethod
-    def of(cls, error: ApiException) -> ApiRefusal:
-        return cls(int(error.status or 0), api_error_message(error))
+    def of(cls, error: KubeError) -> ApiRefusal:
+        """From the client's error; its cause is the server's answer, with the status."""
+        refusal = error.__cause__
+        return cls(refusal.status if isinstance(refusal, Refusal) else 0, str(error))
 
     @property
     def action(self) -> Action:
@@ -506,26 +511,15 @@ class Planner:
         and the manifest's annotations and labels over the live ones. A new object's uid is not
         known until it is created: PLACEHOLDER_UID stands for it."""
         plural = MANAGED[kind].plural
-        options = {"dry_run": "All", "field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT}
+        options = {"dryRun": "All", "fieldValidation": "Strict"}
         wanted = dry_run_body(manifest, live, namespace)
         try:
             if live is None:
-                stored = await asyncio.to_thread(
-                    self.kube.custom.create_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    wanted,
-                    **options,
-                )
+                path, method = custom_path(plural, namespace), "POST"
             else:
-                name = str(live["metadata"]["name"])
-                stored = await asyncio.to_thread(
-                    self.kube.custom.replace_namespaced_custom_object,
-                    GROUP, VERSION, namespace, plural, name, wanted, **options,
-                )  # fmt: skip
-        except ApiException as error:
+                path, method = custom_path(plural, namespace, str(live["metadata"]["name"])), "PUT"
+            stored = await self.kube.http.request(method, path, params=options, body=wanted, timeout=REQUEST_TIMEOUT)
+        except KubeError as error:
             raise ApiRefusal.of(error) from None
         body = copy.deepcopy(dict(stored))
         if live is None:
@@ -535,25 +529,15 @@ class Planner:
         return body
 
     async def _live(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any] | None:
+        path = custom_path(MANAGED[kind].plural, namespace, name)
         try:
-            found: Mapping[str, Any] = await asyncio.to_thread(
-                self.kube.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                MANAGED[kind].plural,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return found
+            return await self.kube.http.request("GET", path, timeout=REQUEST_TIMEOUT)
+        except NotFound:
+            return None
 
 
 def plan_documents(
-    api_client: Any,
+    credentials: Credentials,
     documents: Sequence[Document],
     *,
     default_namespace: str,
@@ -561,20 +545,24 @@ def plan_documents(
     controller_namespace: str = "kumo-system",
     default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
 ) -> Plan:
-    """The plan for `documents` against the cluster behind `api_client`; cluster id defaults,
+    """The plan for `documents` against the cluster `credentials` reach; cluster id defaults,
     as in `kumo run`, to the kube-system namespace's UID."""
 
     async def planned() -> Plan:
-        kube = PlanKube(api_client, component="kumo-plan")
-        planner = Planner(
-            kube,
-            ProviderRegistry.discover(),
-            cluster_id=cluster_id or await kube.namespace_uid("kube-system"),
-            controller_namespace=controller_namespace,
-            default_namespace=default_namespace,
-            default_drift_policy=default_drift_policy,
-        )
-        return await planner.plan(documents)
+        http = KubeHTTP(lambda: credentials, user_agent=PLAN_USER_AGENT, pool_size=4, timeout=REQUEST_TIMEOUT)
+        kube = PlanKube(http, component="kumo-plan")
+        try:
+            planner = Planner(
+                kube,
+                ProviderRegistry.discover(),
+                cluster_id=cluster_id or await kube.namespace_uid("kube-system"),
+                controller_namespace=controller_namespace,
+                default_namespace=default_namespace,
+                default_drift_policy=default_drift_policy,
+            )
+            return await planner.plan(documents)
+        finally:
+            await http.close()
 
     return asyncio.run(planned())
 

@@ -1,33 +1,30 @@
 """The Kubernetes API as the controller calls it: `KubeClient` implements the core's `Kube`.
 
 Everything the controller writes goes through here, so the writes are easy to count and easy to
-fake in unit tests. The official client is blocking; each call runs in a worker thread so the
-event loop never waits on the network. Finalizers are changed with JSON patches that `test` the
+fake in unit tests. Calls go over controller/runtime/kubehttp.py's aiohttp client on the event
+loop (no threads, no official client). Finalizers are changed with JSON patches that `test` the
 list first, so a concurrent change by someone else fails instead of being overwritten.
 
 Objects go in and come out as plain dicts in the API's JSON shape, and every refusal is translated
-into the core's own errors (controller/core/kubeapi.py): 404 `NotFound`, 409 (and a failed patch
-`test`) `Conflict`, a create in a terminating namespace `NamespaceTerminating`, anything else
-`KubeError` with the server's one-line message. No `ApiException` leaves this module.
+into the core's own errors (controller/core/kubeapi.py) by kubehttp: 404 `NotFound`, 409 (and a
+failed patch `test`) `Conflict`, a create in a terminating namespace `NamespaceTerminating`,
+anything else `KubeError` with the server's one-line message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 from kumo.controller.core.conditions import now_rfc3339
 from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminating, NotFound
 from kumo.controller.core.resources import ObjectKey
+from kumo.controller.runtime.kubehttp import JSON, JSON_PATCH, MERGE_PATCH, METADATA_ONLY, KubeHTTP
 from kumo.providers.base import Kind
 
-from kumo.api import API_VERSION, GROUP, MANAGED, PLURALS, PROVIDER_CONFIG, VERSION
+from kumo.api import API_VERSION, CLUSTER_PROVIDER_CONFIG, GROUP, MANAGED, PLURALS, PROVIDER_CONFIG, VERSION
 
 log = logging.getLogger(__name__)
 PAGE = 500  # objects per list request: bounded memory however many there are
@@ -35,48 +32,22 @@ PAGE = 500  # objects per list request: bounded memory however many there are
 __all__ = ["Conflict", "KubeClient", "KubeError", "NamespaceTerminating", "NotFound"]
 
 
-def api_error_message(error: ApiException) -> str:
-    """The API server's own one-line message (its Status.message), not the HTTP dump."""
-    try:
-        message = json.loads(error.body or "{}").get("message")
-    except (TypeError, ValueError):
-        message = None
-    return f"Kubernetes API {error.status} {error.reason}: {message or error.body or ''}".rstrip(": ")
+def custom_path(plural: str, namespace: str | None, name: str | None = None, subresource: str = "") -> str:
+    """The REST path of kumo's own resources: one object, or the collection when `name` is None;
+    cluster-scoped (or across all namespaces) when `namespace` is None."""
+    path = f"/apis/{GROUP}/{VERSION}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{name}"
+    return f"{path}/{subresource}" if subresource else path
 
 
-def namespace_terminating(error: ApiException) -> bool:
-    """403 with cause NamespaceTerminating: the NamespaceLifecycle admission plugin's answer to a
-    create in a namespace being deleted ("unable to create new content in namespace X because it
-    is being terminated"). It is final for that namespace: retrying cannot succeed."""
-    if error.status != 403:
-        return False
-    try:
-        causes = (json.loads(error.body or "{}").get("details") or {}).get("causes") or []
-    except (TypeError, ValueError):
-        return False
-    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
-
-
-def translated(error: ApiException, *, guarded_patch: bool = False) -> KubeError:
-    """The core's error for an API refusal. `guarded_patch`: the request was a JSON patch whose
-    `test` operation guards against concurrent changes; the API server answers a failed `test`
-    with 422, which means the same as a 409."""
-    message = api_error_message(error)
-    if namespace_terminating(error):
-        return NamespaceTerminating(message)
-    if error.status == 404:
-        return NotFound(message)
-    if error.status == 409 or (guarded_patch and error.status == 422):
-        return Conflict(message)
-    return KubeError(message)
-
-
-async def _call(call: Callable[..., Any], *args: Any, guarded_patch: bool = False, **options: Any) -> Any:
-    """Run one blocking client call in a worker thread, with its refusal translated."""
-    try:
-        return await asyncio.to_thread(call, *args, **options)
-    except ApiException as error:
-        raise translated(error, guarded_patch=guarded_patch) from None
+def core_path(plural: str, namespace: str | None, name: str | None = None) -> str:
+    """The REST path of a core/v1 resource (secrets, events, namespaces)."""
+    path = "/api/v1" + (f"/namespaces/{namespace}" if namespace is not None else "") + f"/{plural}"
+    return f"{path}/{name}" if name is not None else path
 
 
 def finalizers_patch(current: list[str], wanted: list[str]) -> list[dict[str, Any]]:
@@ -91,11 +62,10 @@ def finalizers_patch(current: list[str], wanted: list[str]) -> list[dict[str, An
 
 
 class KubeClient:
-    """The core's `Kube` over the official client, plus the listings the runtime needs."""
+    """The core's `Kube` over kubehttp, plus the listings and writes the runtime needs."""
 
-    def __init__(self, api_client: client.ApiClient, component: str = "kumo") -> None:
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, http: KubeHTTP, component: str = "kumo") -> None:
+        self.http = http
         self.component = component
 
     # ------------------------------------------------------------------ managed objects
@@ -108,16 +78,8 @@ class KubeClient:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        await _call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            key.namespace,
-            MANAGED[key.kind].plural,
-            key.name,
-            body,
-            _content_type="application/merge-patch+json",
-        )
+        path = custom_path(MANAGED[key.kind].plural, key.namespace, key.name, "status")
+        await self.http.request("PATCH", path, body=body, content_type=MERGE_PATCH)
 
     async def add_finalizer(self, key: ObjectKey, current: list[str], finalizer: str) -> None:
         patch: list[dict[str, Any]]
@@ -128,7 +90,7 @@ class KubeClient:
             ]
         else:
             patch = [{"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}]
-        await self._json_patch(key, patch)
+        await self._json_patch(custom_path(MANAGED[key.kind].plural, key.namespace, key.name), patch)
 
     async def remove_finalizer(self, key: ObjectKey, current: list[str], finalizer: str) -> None:
         index = current.index(finalizer)
@@ -137,72 +99,39 @@ class KubeClient:
             {"op": "remove", "path": f"/metadata/finalizers/{index}"},
         ]
         with contextlib.suppress(NotFound):  # already gone: nothing left to hold
-            await self._json_patch(key, patch)
+            await self._json_patch(custom_path(MANAGED[key.kind].plural, key.namespace, key.name), patch)
 
-    async def _json_patch(self, key: ObjectKey, patch: list[dict[str, Any]]) -> None:
-        await _call(
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            key.namespace,
-            MANAGED[key.kind].plural,
-            key.name,
-            patch,
-            guarded_patch=True,
-            _content_type="application/json-patch+json",
-        )
+    async def _json_patch(self, path: str, patch: list[dict[str, Any]]) -> None:
+        """A JSON patch guarded by its `test` operations (a failed one is a `Conflict`)."""
+        await self.http.request("PATCH", path, body=patch, content_type=JSON_PATCH, guarded_patch=True)
 
     async def get_object(self, key: ObjectKey) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await _call(
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                key.namespace,
-                MANAGED[key.kind].plural,
-                key.name,
-            )
+            return await self.http.request("GET", custom_path(MANAGED[key.kind].plural, key.namespace, key.name))
         except NotFound:
             return None
-        return found
 
     async def list_objects(self, kind: Kind, namespace: str | None) -> AsyncIterator[dict[str, Any]]:
         """Every object of a kind, in one namespace or all (None), a page at a time."""
-        plural = MANAGED[kind].plural
-        token = None
-        while True:
-            if namespace is None:
-                page = await _call(
-                    self.custom.list_cluster_custom_object, GROUP, VERSION, plural, limit=PAGE, _continue=token
-                )
-            else:
-                page = await _call(
-                    self.custom.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    limit=PAGE,
-                    _continue=token,
-                )
+        async for page in self._pages(custom_path(MANAGED[kind].plural, namespace), {}):
             for item in page.get("items") or []:
                 yield item
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
 
     async def list_secret_metadata(self, namespace: str | None, label_selector: str) -> AsyncIterator[dict[str, Any]]:
-        """The metadata of matching Secrets, a page at a time; their data is never decoded."""
-        token = None
-        while True:
-            options: dict[str, Any] = {"label_selector": label_selector, "limit": PAGE, "_continue": token}
-            if namespace is None:
-                response = await _call(self.core.list_secret_for_all_namespaces, _preload_content=False, **options)
-            else:
-                response = await _call(self.core.list_namespaced_secret, namespace, _preload_content=False, **options)
-            page = json.loads(response.data)
+        """The metadata of matching Secrets, a page at a time: asked for as PartialObjectMetadata,
+        so their data is not even sent (a server that ignores the ask sends it; it is dropped)."""
+        params = {"labelSelector": label_selector}
+        async for page in self._pages(core_path("secrets", namespace), params, accept=METADATA_ONLY):
             for item in page.get("items") or []:
                 yield item["metadata"]
+
+    async def _pages(self, path: str, params: Mapping[str, str], accept: str = JSON) -> AsyncIterator[dict[str, Any]]:
+        """A list request's pages of at most PAGE items, following the continue token."""
+        token = None
+        while True:
+            query = {**params, "limit": PAGE, "continue": token}
+            page = await self.http.request("GET", path, params=query, accept=accept)
+            yield page
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
@@ -210,71 +139,65 @@ class KubeClient:
     # ------------------------------------------------------------------ provider configs
 
     async def get_provider_config(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        plural = PLURALS[kind]
+        cluster_scoped = kind == CLUSTER_PROVIDER_CONFIG.kind
         try:
-            if kind == "ClusterProviderConfig":
-                found: dict[str, Any] = await _call(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
-            else:
-                found = await _call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+            return await self.http.request(
+                "GET", custom_path(PLURALS[kind], None if cluster_scoped else namespace, name)
+            )
         except NotFound:
             raise NotFound(f"{kind} {name!r} not found") from None
-        return found
 
     async def set_provider_config_finalizers(
         self, namespace: str, name: str, current: list[str], wanted: list[str]
     ) -> None:
         """A namespaced ProviderConfig's finalizers (the in-use protection); gone is fine."""
         with contextlib.suppress(NotFound):
-            await _call(
-                self.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PROVIDER_CONFIG.plural,
-                name,
-                finalizers_patch(current, wanted),
-                guarded_patch=True,
-                _content_type="application/json-patch+json",
+            await self._json_patch(
+                custom_path(PROVIDER_CONFIG.plural, namespace, name), finalizers_patch(current, wanted)
             )
+
+    async def set_cluster_provider_config_finalizers(self, name: str, current: list[str], wanted: list[str]) -> None:
+        """A ClusterProviderConfig's finalizers; `Conflict` if the list is no longer `current`."""
+        await self._json_patch(
+            custom_path(CLUSTER_PROVIDER_CONFIG.plural, None, name), finalizers_patch(current, wanted)
+        )
+
+    async def patch_provider_config_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch a ProviderConfig's (namespace given) or ClusterProviderConfig's status."""
+        path = custom_path(PLURALS[kind], namespace or None, name, "status")
+        await self.http.request("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     # ------------------------------------------------------------------ secrets
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Secret as the API returns it (read raw: no client model is built for it)."""
+        """The Secret as the API returns it."""
         try:
-            response = await _call(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+            return await self.http.request("GET", core_path("secrets", namespace, name))
         except NotFound:
             return None
-        secret: dict[str, Any] = json.loads(response.data)
-        return secret
 
     async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> str:
         """Create a Secret; returns its resourceVersion, so a later replace in the same pass is
         guarded by the version this write made, not a stale one."""
-        created = await _call(self.core.create_namespaced_secret, namespace, secret)
-        return str(created.metadata.resource_version)
+        created = await self.http.request("POST", core_path("secrets", namespace), body=secret)
+        return str(created["metadata"]["resourceVersion"])
 
     async def set_secret_finalizers(self, namespace: str, name: str, current: list[str], wanted: list[str]) -> None:
         """A credentials Secret's finalizers (the in-use protection); gone is fine."""
         with contextlib.suppress(NotFound):
-            await _call(
-                self.core.patch_namespaced_secret,
-                name,
-                namespace,
-                finalizers_patch(current, wanted),
-                guarded_patch=True,
-                _content_type="application/json-patch+json",
-            )
+            await self._json_patch(core_path("secrets", namespace, name), finalizers_patch(current, wanted))
 
     async def replace_secret(self, namespace: str, name: str, secret: Mapping[str, Any]) -> str:
         """Replace a Secret (`Conflict` if it carries a resourceVersion that is no longer
         current); returns the new resourceVersion."""
-        replaced = await _call(self.core.replace_namespaced_secret, name, namespace, secret)
-        return str(replaced.metadata.resource_version)
+        replaced = await self.http.request("PUT", core_path("secrets", namespace, name), body=secret)
+        return str(replaced["metadata"]["resourceVersion"])
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
-            await _call(self.core.delete_namespaced_secret, name, namespace)
+            await self.http.request("DELETE", core_path("secrets", namespace, name))
 
     # ------------------------------------------------------------------ events and cluster facts
 
@@ -301,12 +224,16 @@ class KubeClient:
             "reportingComponent": self.component,
         }
         try:
-            await _call(self.core.create_namespaced_event, key.namespace, event)
+            await self.create_event(key.namespace, event)
         except NamespaceTerminating:  # expected while a namespace's objects are finalized
             log.info("event %s on %s not posted: namespace %s is being terminated", reason, key, key.namespace)
         except KubeError as error:
             log.warning("could not post event %s on %s: %s", reason, key, error)
 
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+        """Post a core/v1 Event as given (refusals raise)."""
+        await self.http.request("POST", core_path("events", namespace), body=event)
+
     async def namespace_uid(self, name: str) -> str:
-        namespace = await _call(self.core.read_namespace, name)
-        return str(namespace.metadata.uid)
+        namespace = await self.http.request("GET", core_path("namespaces", None, name))
+        return str(namespace["metadata"]["uid"])

@@ -25,7 +25,6 @@ Nodes kept in sync by NTP are well inside that margin.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -36,8 +35,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kumo.controller.core.kubeapi import Conflict, NotFound
+from kumo.controller.runtime.kubehttp import KubeHTTP
 
 log = logging.getLogger(__name__)
 
@@ -103,44 +102,33 @@ class LeaseStore(Protocol):
 
 
 class KubeLeaseStore:
-    """One Lease through CoordinationV1Api; the blocking client runs in worker threads."""
+    """One Lease through the coordination.k8s.io/v1 REST API, over kubehttp."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, name: str, request_timeout: float) -> None:
-        self.api = client.CoordinationV1Api(api_client)
+    def __init__(self, http: KubeHTTP, namespace: str, name: str, request_timeout: float) -> None:
+        self.http = http
         self.namespace = namespace
         self.name = name
         self.request_timeout = request_timeout
+        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
     async def get(self) -> LeaseRecord | None:
         try:
-            raw = await self._call(self.api.read_namespaced_lease, self.name, self.namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+            raw = await self.http.request("GET", f"{self.collection}/{self.name}", timeout=self.request_timeout)
+        except NotFound:
+            return None
         return _record(raw)
 
     async def create(self, record: LeaseRecord) -> LeaseRecord:
-        return _record(await self._write(self.api.create_namespaced_lease, self.namespace, self._body(record)))
+        return _record(await self._write("POST", self.collection, record))
 
     async def update(self, record: LeaseRecord) -> LeaseRecord:
-        body = self._body(record)
-        return _record(await self._write(self.api.replace_namespaced_lease, self.name, self.namespace, body))
+        return _record(await self._write("PUT", f"{self.collection}/{self.name}", record))
 
-    async def _write(self, method: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    async def _write(self, method: str, path: str, record: LeaseRecord) -> dict[str, Any]:
         try:
-            return await self._call(method, *args)
-        except ApiException as error:
-            if error.status == 409:
-                raise LeaseConflict(str(error.reason)) from None
-            raise
-
-    async def _call(self, method: Callable[..., Any], *args: Any) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            response = method(*args, _preload_content=False, _request_timeout=self.request_timeout)
-            return dict(json.loads(response.data))
-
-        return await asyncio.to_thread(call)
+            return await self.http.request(method, path, body=self._body(record), timeout=self.request_timeout)
+        except Conflict as error:  # 409: created or updated by someone else since we read it
+            raise LeaseConflict(str(error)) from None
 
     def _body(self, record: LeaseRecord) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kumo.controller.core import conditions as cond
 from kumo.controller.core.connection import edited
 from kumo.controller.core.drift import DriftPolicy
@@ -39,6 +37,7 @@ from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.cloudcalls import CloudCalls
 from kumo.controller.runtime.config import ControllerConfig
 from kumo.controller.runtime.kube import KubeClient
+from kumo.controller.runtime.kubehttp import DEFAULT_TIMEOUT, KubeHTTP
 from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.namespaces import watched
@@ -386,16 +385,21 @@ def _list_namespaces(patterns: Sequence[str]) -> list[str | None]:
     return [None]
 
 
-def api_client(config: ControllerConfig) -> k8s.ApiClient:
-    configuration = k8s.Configuration()
-    try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(config_file=config.kubeconfig or None, client_configuration=configuration)
-    configuration.connection_pool_maxsize = config.threads
-    api = k8s.ApiClient(configuration)
-    api.user_agent = USER_AGENT  # lets audit logs and benchmarks attribute our writes
-    return api
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own minimal logins: the Pod's ServiceAccount, else the kubeconfig named by
+    KUBECONFIG (or ~/.kube/config). The watches and kumo's own calls use the same one."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def kube_http(config: ControllerConfig, settings: kopf.OperatorSettings) -> KubeHTTP:
+    """kumo's own Kubernetes calls: as many connections as `--threads` allows, kopf's request
+    timeout, and a User-Agent that lets audit logs and benchmarks attribute our writes."""
+    return KubeHTTP(
+        lambda: login(settings=settings),
+        user_agent=USER_AGENT,
+        pool_size=config.threads,
+        timeout=settings.networking.request_timeout or DEFAULT_TIMEOUT,
+    )
 
 
 def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kopf.OperatorRegistry:
@@ -404,10 +408,9 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     memo: dict[str, Controller] = {}
     configs: dict[str, ProviderConfigs] = {}  # the provider configs' status, usage and requeues
     election: dict[str, tuple[LeaderElector, asyncio.Task[None]]] = {}
+    memo_http: dict[str, KubeHTTP] = {}
 
-    @kopf.on.login(registry=registry, id="login")
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    kopf.on.login(registry=registry, id="login")(login)
 
     @kopf.on.startup(registry=registry, id="start-controller")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -416,8 +419,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         settings.networking.request_timeout = 60
         loop = asyncio.get_running_loop()
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(config.threads, "kumo-io"))
-        api = api_client(config)
-        kube = KubeClient(api)
+        memo_http["http"] = http = kube_http(config, settings)
+        kube = KubeClient(http)
         cluster_id = config.cluster_id or await kube.namespace_uid("kube-system")
         metrics = Metrics()
         if config.metrics_port:
@@ -453,7 +456,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         )
         controller.watch(watcher.run(), "kumo-provider-configs")
         if config.leader_elect:
-            elector = _elector(config, api, controller)
+            elector = _elector(config, http, controller)
             controller.may_act = elector.holds_fresh_lease
             campaign = asyncio.create_task(elector.run(), name="kumo-leader-election")
             campaign.add_done_callback(_exit_if_election_failed)
@@ -480,6 +483,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             await memo["controller"].stop()
         if "elector" in election:
             await election["elector"][0].release()  # after the workers stopped: hand over at once
+        if "http" in memo_http:
+            await memo_http.pop("http").close()
 
     for kind, info in MANAGED.items():
         _watch(registry, memo, kind, info.plural)
@@ -516,12 +521,12 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     return registry
 
 
-def _elector(config: ControllerConfig, api: k8s.ApiClient, controller: Controller) -> LeaderElector:
+def _elector(config: ControllerConfig, http: KubeHTTP, controller: Controller) -> LeaderElector:
     """Elected: start workers and sweeper (the watches have kept the cache and queue current).
     Deposed: exit at once, because only ending the process stops cloud calls already running in
     worker threads; the supervisor (the Deployment) brings the process back as a standby."""
     timing = ElectionTiming(config.lease_duration, config.renew_deadline, config.retry_period)
-    store = KubeLeaseStore(api, config.controller_namespace, config.lease_name, request_timeout=config.retry_period)
+    store = KubeLeaseStore(http, config.controller_namespace, config.lease_name, request_timeout=config.retry_period)
     return LeaderElector(store, timing=timing, on_elected=controller.start, on_deposed=_exit_deposed)
 
 
@@ -547,6 +552,10 @@ def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: K
 
 async def run(config: ControllerConfig, stop_flag: asyncio.Event | None = None) -> None:
     """Run the controller until `stop_flag` is set or the process is signalled."""
+    if config.kubeconfig:
+        # kopf's login_with_kubeconfig reads only the KUBECONFIG variable: `--kubeconfig` is
+        # passed to it (and so to the watches and kumo's own calls alike) through it.
+        os.environ["KUBECONFIG"] = config.kubeconfig
     providers = ProviderRegistry.discover(lazy=True)  # a cloud's SDK is imported when first configured
     registry = build_registry(config, providers)
     await kopf.operator(

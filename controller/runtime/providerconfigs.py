@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from kumo.controller.core import configstatus
 from kumo.controller.core.configstatus import ConfigCheck
 from kumo.controller.core.kubeapi import Conflict, KubeError, NotFound
@@ -44,11 +43,11 @@ from kumo.controller.core.providerconfig import ConfigKey
 from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
-from kumo.controller.runtime.kube import KubeClient, finalizers_patch, translated
+from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.workqueue import WorkQueue
 
 from kumo import api
-from kumo.api import API_VERSION, CLUSTER_PROVIDER_CONFIG, GROUP, IN_USE_FINALIZER, PLURALS, PROVIDER_CONFIG, VERSION
+from kumo.api import API_VERSION, CLUSTER_PROVIDER_CONFIG, IN_USE_FINALIZER, PROVIDER_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +295,7 @@ class ProviderConfigs:
         if self._count_only(key, current, wanted):
             return  # a later pass, within `tick`, writes the count as it is by then
         kind, namespace, name = key
-        body = {"status": wanted}
-        if namespace:
-            call: Any = self.kube.custom.patch_namespaced_custom_object_status
-            args: tuple[Any, ...] = (GROUP, VERSION, namespace, PLURALS[kind], name, body)
-        else:
-            call = self.kube.custom.patch_cluster_custom_object_status
-            args = (GROUP, VERSION, PLURALS[kind], name, body)
-        await _call(call, *args, _content_type="application/merge-patch+json")
+        await self.kube.patch_provider_config_status(kind, namespace, name, wanted)
         self._written[key] = wanted
         self._written_at[key] = self.clock()
 
@@ -330,18 +322,8 @@ class ProviderConfigs:
             log.info("%s: no object uses it any more, in-use protection released", _describe(key))
         else:
             return
-        patch = finalizers_patch(config.finalizers, wanted)
         try:
-            await _call(
-                self.kube.custom.patch_cluster_custom_object,
-                GROUP,
-                VERSION,
-                CLUSTER_PROVIDER_CONFIG.plural,
-                key[2],
-                patch,
-                guarded=True,
-                _content_type="application/json-patch+json",
-            )
+            await self.kube.set_cluster_provider_config_finalizers(key[2], config.finalizers, wanted)
         except Conflict:
             return  # changed meanwhile: its event brings the new list, the next pass decides again
         config.finalizers = wanted  # until the event confirms it: no second patch meanwhile
@@ -376,14 +358,6 @@ class ProviderConfigs:
             "reportingComponent": self.kube.component,
         }
         try:
-            await _call(self.kube.core.create_namespaced_event, where, event)
+            await self.kube.create_event(where, event)
         except KubeError as error:  # an event is never worth failing the pass for
             log.warning("could not post event %s on %s: %s", reason, _describe(key), error)
-
-
-async def _call(call: Callable[..., Any], *args: Any, guarded: bool = False, **options: Any) -> Any:
-    """One blocking client call in a worker thread, its refusal translated as kube.py does."""
-    try:
-        return await asyncio.to_thread(call, *args, **options)
-    except ApiException as error:
-        raise translated(error, guarded_patch=guarded) from None

@@ -9,10 +9,11 @@ import json
 import sys
 from typing import Any
 
+import kopf
 import pytest
-from kubernetes.client import ApiClient, Configuration
 from kumo.controller.core.resources import managed_resource
 from kumo.controller.runtime.kube import KubeClient
+from kumo.controller.runtime.kubehttp import KubeHTTP
 from kumo.providers.aws import rds, s3
 from kumo.providers.base import FieldDrift, Kind, Observation, Ownership
 from kumo.providers.gcp import cloudsql, gcs
@@ -521,7 +522,8 @@ def test_plan_takes_no_in_use_finalizer():
     """Resolving a provider config as the controller does would put the in-use finalizer on a
     namespaced ProviderConfig and its Secret; the plan's client makes neither write (no request
     at all: the API client points nowhere)."""
-    kube = PlanKube(ApiClient(Configuration(host="http://127.0.0.1:9")))
+    nowhere = kopf.ConnectionInfo(server="http://127.0.0.1:9")
+    kube = PlanKube(KubeHTTP(lambda: nowhere, user_agent="kumo-plan/test"))
     for write in ("set_provider_config_finalizers", "set_secret_finalizers"):
         assert write in vars(KubeClient), f"KubeClient.{write} was renamed: PlanKube no longer overrides it"
         assert asyncio.run(getattr(kube, write)("team-a", "aws", [], ["kumo.dev/in-use"])) is None

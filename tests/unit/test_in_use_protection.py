@@ -12,13 +12,12 @@ import copy
 import json
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from kumo.controller.core.drift import DriftPolicy
 from kumo.controller.core.kubeapi import Conflict
 from kumo.controller.core.providerconfig import release
 from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
-from kumo.controller.runtime.kube import namespace_terminating
+from kumo.controller.runtime.kubehttp import Refusal
 from kumo.controller.runtime.operator import Controller
 from kumo.providers.base import Kind
 from kumo.providers.registry import ProviderRegistry
@@ -165,22 +164,28 @@ def test_a_create_refused_in_a_terminating_namespace_is_no_error():
 
 
 def test_the_namespace_lifecycle_refusal_is_recognised_by_its_cause():
-    refused = ApiException(status=403, reason="Forbidden")
-    refused.body = json.dumps(
-        {
-            "kind": "Status",
-            "status": "Failure",
-            "message": "unable to create new content in namespace t because it is being terminated",
-            "reason": "Forbidden",
-            "details": {
-                "name": "x",
-                "kind": "secrets",
-                "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}],
-            },
-            "code": 403,
-        }
+    refused = Refusal(
+        403,
+        "Forbidden",
+        json.dumps(
+            {
+                "kind": "Status",
+                "status": "Failure",
+                "message": "unable to create new content in namespace t because it is being terminated",
+                "reason": "Forbidden",
+                "details": {
+                    "name": "x",
+                    "kind": "secrets",
+                    "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}],
+                },
+                "code": 403,
+            }
+        ),
     )
-    rbac = ApiException(status=403, reason="Forbidden")
-    rbac.body = json.dumps({"kind": "Status", "reason": "Forbidden", "details": {"kind": "secrets"}, "code": 403})
-    assert namespace_terminating(refused)
-    assert not namespace_terminating(rbac)
+    rbac = Refusal(
+        403,
+        "Forbidden",
+        json.dumps({"kind": "Status", "reason": "Forbidden", "details": {"kind": "secrets"}, "code": 403}),
+    )
+    assert refused.namespace_terminating()
+    assert not rbac.namespace_terminating()

@@ -1,21 +1,48 @@
-"""The Kubernetes client's refusals as the reconcile core receives them: its own error classes,
-never the client library's `ApiException`, and plain dicts for Secrets."""
+"""The controller's Kubernetes client (controller/runtime/kube.py over kubehttp.py) against a small
+aiohttp server playing the API server: the requests it sends (paths, verbs, content types,
+paging, headers) and the refusals as the reconcile core receives them: its own error classes,
+never an aiohttp exception, and plain dicts for Secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import kopf
 import pytest
-from kubernetes.client.rest import ApiException
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminating, NotFound
-from kumo.controller.runtime.kube import KubeClient, translated
+from kumo.controller.core.resources import ObjectKey
+from kumo.controller.runtime.kube import PAGE, KubeClient
+from kumo.controller.runtime.kubehttp import JSON_PATCH, MERGE_PATCH, KubeHTTP, Refusal, translated
+from kumo.controller.runtime.leader import KubeLeaseStore, LeaseConflict, LeaseRecord
+from kumo.providers.base import Kind
+
+AGENT = "kumo-controller/test"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def refusal(status: int, message: str = "", causes: list[dict[str, str]] | None = None) -> ApiException:
-    error = ApiException(status=status, reason={403: "Forbidden", 404: "Not Found", 409: "Conflict"}.get(status, "x"))
-    error.body = json.dumps({"kind": "Status", "message": message, "details": {"causes": causes or []}})
-    return error
+def status(code: int, message: str = "", causes: list[dict[str, str]] | None = None) -> web.Response:
+    """A metav1.Status refusal as the API server sends it."""
+    body = {
+        "kind": "Status",
+        "status": "Failure",
+        "message": message,
+        "code": code,
+        "details": {"causes": causes or []},
+    }
+    return web.json_response(body, status=code)
+
+
+def refusal(code: int, message: str = "", causes: list[dict[str, str]] | None = None) -> Refusal:
+    reason = {403: "Forbidden", 404: "Not Found", 409: "Conflict"}.get(code, "x")
+    return Refusal(
+        code, reason, json.dumps({"kind": "Status", "message": message, "details": {"causes": causes or []}})
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,38 +71,193 @@ def test_refusals_become_the_cores_errors_with_the_servers_message(error, guarde
     assert json.loads(error.body)["message"] in str(mapped) and str(error.status) in str(mapped)
 
 
-class Response:
-    def __init__(self, body: dict) -> None:
-        self.data = json.dumps(body).encode()
+class ApiServer:
+    """Routes of a fake API server; every request it gets is kept for the test to inspect."""
+
+    def __init__(self, routes: dict[tuple[str, str], Handler]) -> None:
+        self.routes = routes
+        self.requests: list[web.Request] = []
+        self.bodies: list[Any] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        self.bodies.append(json.loads(await request.text()) if request.can_read_body else None)
+        handler = self.routes.get((request.method, request.path))
+        return await handler(request) if handler else status(404, f"{request.path} not found")
 
 
-class SecretsApi:
-    """CoreV1Api's Secret reads: one Secret, a 404 for any other name."""
+def served(
+    routes: dict[tuple[str, str], Handler],
+    scenario: Callable[[KubeClient, ApiServer], Awaitable[None]],
+    tokens: list[str] | None = None,
+) -> ApiServer:
+    """Run `scenario` with a KubeClient logged in (token after token from `tokens`) to the routes."""
+    server = ApiServer(routes)
+    logins = iter(tokens or ["t0"])
 
-    def read_namespaced_secret(self, name, namespace, _preload_content=True):
-        if name != "db-connection":
-            raise refusal(404, f'secrets "{name}" not found')
-        return Response({"metadata": {"name": name, "namespace": namespace, "resourceVersion": "7"}, "data": {}})
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", server.handle)
+        async with TestServer(app) as test_server:
+            url = str(test_server.make_url(""))
+            http = KubeHTTP(lambda: kopf.ConnectionInfo(server=url, token=next(logins)), user_agent=AGENT, pool_size=2)
+            try:
+                await scenario(KubeClient(http), server)
+            finally:
+                await http.close()
 
-    def replace_namespaced_secret(self, name, namespace, body):
-        raise refusal(409, "the object has been modified; please apply your changes to the latest version")
+    asyncio.run(run())
+    return server
 
 
-def client_over(core: object) -> KubeClient:
-    kube = KubeClient.__new__(KubeClient)
-    kube.core = core  # type: ignore[assignment]
-    return kube
+def answer(body: dict[str, Any]) -> Handler:
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    return handler
+
+
+def refuse(code: int, message: str, causes: list[dict[str, str]] | None = None) -> Handler:
+    async def handler(_: web.Request) -> web.Response:
+        return status(code, message, causes)
+
+    return handler
+
+
+SECRET = "/api/v1/namespaces/team-a/secrets/db-connection"
 
 
 def test_a_secret_is_read_as_a_dict_and_a_missing_one_as_none():
-    kube = client_over(SecretsApi())
-    secret = asyncio.run(kube.read_secret("team-a", "db-connection"))
-    assert secret is not None and secret["metadata"]["resourceVersion"] == "7"
-    assert asyncio.run(kube.read_secret("team-a", "other")) is None
+    async def scenario(kube: KubeClient, _: ApiServer) -> None:
+        secret = await kube.read_secret("team-a", "db-connection")
+        assert secret is not None and secret["metadata"]["resourceVersion"] == "7"
+        assert await kube.read_secret("team-a", "other") is None
+
+    served({("GET", SECRET): answer({"metadata": {"name": "db-connection", "resourceVersion": "7"}})}, scenario)
 
 
-def test_a_stale_replace_raises_conflict_not_apiexception():
-    """Before, a 409 escaped as the client library's ApiException."""
-    kube = client_over(SecretsApi())
-    with pytest.raises(Conflict):
-        asyncio.run(kube.replace_secret("team-a", "db-connection", {"metadata": {"resourceVersion": "1"}}))
+def test_a_stale_replace_raises_conflict_and_a_write_returns_the_new_version():
+    async def scenario(kube: KubeClient, _: ApiServer) -> None:
+        with pytest.raises(Conflict, match="please apply your changes"):
+            await kube.replace_secret("team-a", "db-connection", {"metadata": {"resourceVersion": "1"}})
+        assert await kube.create_secret("team-a", {"metadata": {"name": "new"}}) == "9"
+
+    routes = {
+        ("PUT", SECRET): refuse(409, "the object has been modified; please apply your changes to the latest version"),
+        ("POST", "/api/v1/namespaces/team-a/secrets"): answer({"metadata": {"resourceVersion": "9"}}),
+    }
+    served(routes, scenario)
+
+
+def test_a_finalizer_patch_is_a_guarded_json_patch_and_its_failed_test_a_conflict():
+    key = ObjectKey(Kind.DATABASE, "team-a", "orders")
+    path = "/apis/kumo.dev/v1alpha1/namespaces/team-a/databases/orders"
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        with pytest.raises(Conflict):
+            await kube.add_finalizer(key, ["other"], "kumo.dev/finalizer")
+        gone = ObjectKey(Kind.DATABASE, "team-a", "gone")
+        await kube.remove_finalizer(gone, ["kumo.dev/finalizer"], "kumo.dev/finalizer")  # 404: nothing to hold
+        await kube.patch_status(key, {"phase": "Ready"}, resource_version="5")
+        patch, _, merge = server.requests
+        assert patch.content_type == JSON_PATCH and server.bodies[0][0] == {
+            "op": "test",
+            "path": "/metadata/finalizers",
+            "value": ["other"],
+        }
+        assert merge.path == f"{path}/status" and merge.content_type == MERGE_PATCH
+        assert server.bodies[2] == {"status": {"phase": "Ready"}, "metadata": {"resourceVersion": "5"}}
+
+    routes = {
+        ("PATCH", path): refuse(422, "the server rejected our request due to an error in our request"),
+        ("PATCH", f"{path}/status"): answer({}),
+    }
+    served(routes, scenario)
+
+
+def test_lists_follow_continue_tokens_and_secrets_come_as_metadata_only():
+    pages = {"": {"items": [{"n": 1}], "metadata": {"continue": "p2"}}, "p2": {"items": [{"n": 2}], "metadata": {}}}
+
+    async def objects(request: web.Request) -> web.Response:
+        return web.json_response(pages[request.query.get("continue", "")])
+
+    async def secrets(_: web.Request) -> web.Response:
+        return web.json_response({"items": [{"metadata": {"name": "s"}}], "metadata": {}})
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        assert [item["n"] async for item in kube.list_objects(Kind.BUCKET, None)] == [1, 2]
+        listed = [meta async for meta in kube.list_secret_metadata("team-a", "app.kubernetes.io/managed-by=kumo")]
+        assert listed == [{"name": "s"}]
+        first, second, secret_list = server.requests
+        assert first.query == {"limit": str(PAGE)} and second.query == {"limit": str(PAGE), "continue": "p2"}
+        assert secret_list.query["labelSelector"] == "app.kubernetes.io/managed-by=kumo"
+        assert "as=PartialObjectMetadataList" in secret_list.headers["Accept"]
+
+    routes = {
+        ("GET", "/apis/kumo.dev/v1alpha1/buckets"): objects,
+        ("GET", "/api/v1/namespaces/team-a/secrets"): secrets,
+    }
+    served(routes, scenario)
+
+
+def test_requests_carry_the_user_agent_and_a_401_logs_in_again_once():
+    """The bench's audit log attributes writes by User-Agent; a rotated token is picked up."""
+
+    async def namespace(request: web.Request) -> web.Response:
+        if request.headers["Authorization"] != "Bearer fresh":
+            return status(401, "Unauthorized")
+        return web.json_response({"metadata": {"uid": "cluster-uid"}})
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        assert await kube.namespace_uid("kube-system") == "cluster-uid"
+        assert [r.headers["Authorization"] for r in server.requests] == ["Bearer stale", "Bearer fresh"]
+        assert {r.headers["User-Agent"] for r in server.requests} == {AGENT}
+
+    served({("GET", "/api/v1/namespaces/kube-system"): namespace}, scenario, tokens=["stale", "fresh"])
+
+
+def test_a_refused_event_is_logged_not_raised():
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        key = ObjectKey(Kind.BUCKET, "gone", "b")
+        await kube.emit_event(key, "uid", "Normal", "Created", "created")
+        assert server.bodies[0]["involvedObject"]["name"] == "b"
+
+    causes = [{"reason": "NamespaceTerminating"}]
+    served({("POST", "/api/v1/namespaces/gone/events"): refuse(403, "being terminated", causes)}, scenario)
+
+
+def test_the_lease_store_reads_a_missing_lease_as_none_and_a_lost_race_as_lease_conflict():
+    leases = "/apis/coordination.k8s.io/v1/namespaces/kumo-system/leases"
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        store = KubeLeaseStore(kube.http, "kumo-system", "kumo-controller", request_timeout=2.0)
+        assert await store.get() is None
+        with pytest.raises(LeaseConflict):
+            await store.create(LeaseRecord(holder="me"))
+        updated = await store.update(LeaseRecord(holder="me", resource_version="41"))
+        assert updated.resource_version == "42" and updated.holder == "me"
+        assert server.bodies[2]["metadata"]["resourceVersion"] == "41"
+
+    routes = {
+        ("POST", leases): refuse(409, 'leases.coordination.k8s.io "kumo-controller" already exists'),
+        ("PUT", f"{leases}/kumo-controller"): answer(
+            {"metadata": {"resourceVersion": "42"}, "spec": {"holderIdentity": "me"}}
+        ),
+    }
+    served(routes, scenario)
+
+
+def test_an_unreachable_api_server_is_a_kube_error_in_one_line():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario() -> None:
+        http = KubeHTTP(lambda: kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), user_agent=AGENT)
+        try:
+            with pytest.raises(KubeError, match=f"cannot reach the Kubernetes API server at 127.0.0.1:{port}"):
+                await KubeClient(http).namespace_uid("kube-system")
+        finally:
+            await http.close()
+
+    asyncio.run(scenario())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +15,7 @@ from kumo.controller.core.configstatus import ConfigCheck
 from kumo.controller.core.providerconfig import ProviderConfigError, RecentConfigs, resolve
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
+from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.providerconfigs import ProviderConfigs
 from kumo.controller.runtime.workqueue import WorkQueue
 from kumo.providers.base import CallHooks, Identity, Kind, ProviderSettings, Terminal
@@ -222,21 +222,31 @@ def test_aws_unable_to_locate_credentials_explains_the_controllers_own_chain() -
 # ---------------------------------------------------------------------- requeue and usage
 
 
-@dataclass
-class RecordingKube:
-    """The slice of KubeClient ProviderConfigs writes through, recording each write."""
+class RecordingHTTP:
+    """kubehttp's seam: each write the real KubeClient sends, recorded as (what, details)."""
 
-    writes: list[tuple[str, Any]] = field(default_factory=list)
-    component: str = "kumo"
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, Any]] = []
 
-    def __post_init__(self) -> None:
-        record = self.writes.append
-        self.custom = SimpleNamespace(
-            patch_namespaced_custom_object_status=lambda *a, **_: record(("status", (*a[2:5], a[5]["status"]))),
-            patch_cluster_custom_object_status=lambda *a, **_: record(("status", (*a[2:4], a[4]["status"]))),
-            patch_cluster_custom_object=lambda *a, **_: record(("finalizers", (a[3], a[4]))),
-        )
-        self.core = SimpleNamespace(create_namespaced_event=lambda ns, event, **_: record(("event", (ns, event))))
+    async def request(self, method: str, path: str, *, body: Any = None, **_: Any) -> dict[str, Any]:
+        parts = path.strip("/").split("/")  # apis, group, version, [namespaces, ns], plural, name[, status]
+        if path.endswith("/events"):
+            self.writes.append(("event", (parts[3], body)))
+        elif parts[-1] == "status":  # (namespace, plural, name) or (plural, name)
+            where = parts[4:-1] if parts[3] == "namespaces" else parts[3:-1]
+            self.writes.append(("status", (*where, body["status"])))
+        else:
+            self.writes.append(("finalizers", (parts[-1], body)))
+        return {}
+
+
+class RecordingKube(KubeClient):
+    """The real KubeClient ProviderConfigs writes through, over a recording transport."""
+
+    def __init__(self) -> None:
+        self.recorder = RecordingHTTP()
+        super().__init__(self.recorder)  # type: ignore[arg-type]
+        self.writes = self.recorder.writes
 
 
 class World:

@@ -1,0 +1,201 @@
+"""A small asynchronous Kubernetes REST client on aiohttp, so the controller never loads the
+official `kubernetes` package.
+
+Why: kopf already runs on aiohttp; the official client (with requests, oauthlib, google.auth,
+urllib3, pydantic behind it) cost about 30 MB of resident memory for the dozen REST calls the
+controller makes itself (issue 16). Those calls are few and simple (get, list, create, replace,
+merge and JSON patches, delete), so they are spoken here directly over one pooled session.
+
+Authentication is kopf's own: `login` returns the `kopf.ConnectionInfo` the operator's
+`@kopf.on.login` handler returns, and its `as_http_headers()` / `as_ssl_context()` give the
+Authorization header and the TLS context (https://kopf.readthedocs.io/en/stable/authentication/).
+A 401 runs `login` again once, so a rotated ServiceAccount token (bound tokens are refreshed by
+the kubelet, https://kubernetes.io/docs/reference/access-authn-authz/service-accounts-admin/#bound-service-account-token-volume)
+is picked up without a restart.
+
+Every refusal leaves as one of the core's errors (controller/core/kubeapi.py), decided by
+`translated`: 404 `NotFound`, 409 (and 422 for a JSON patch whose `test` failed) `Conflict`, a
+403 with cause NamespaceTerminating `NamespaceTerminating`, anything else `KubeError` with the
+server's Status.message. An unreachable or silent server is a `KubeError` too: no aiohttp
+exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+from kumo.controller.core.kubeapi import Conflict, KubeError, NamespaceTerminating, NotFound
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Asks for the objects' metadata only (https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-partialobjectmetadata),
+# plain JSON from a server that does not offer it.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+DEFAULT_TIMEOUT = 60.0  # seconds for one request, as kopf's settings.networking.request_timeout
+
+
+class Credentials(Protocol):
+    """What a request needs from `kopf.ConnectionInfo` (so tests can pass a plain stand-in)."""
+
+    server: str
+
+    def as_http_headers(self) -> dict[str, str]: ...
+
+    def as_ssl_context(self) -> ssl.SSLContext: ...
+
+
+class Refusal(Exception):
+    """An API server's answer with a status of 400 or more, before it is translated. It is the
+    `__cause__` of the core error raised, for callers that need the status itself (kumo plan)."""
+
+    def __init__(self, status: int, reason: str, body: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    def status_object(self) -> dict[str, Any]:
+        """The metav1.Status the server sent, or {} when the body is no JSON object."""
+        try:
+            parsed = json.loads(self.body or "{}")
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def message(self) -> str:
+        """The API server's own one-line message (its Status.message), not the HTTP dump."""
+        message = self.status_object().get("message")
+        return f"Kubernetes API {self.status} {self.reason}: {message or self.body or ''}".rstrip(": ")
+
+    def namespace_terminating(self) -> bool:
+        """403 with cause NamespaceTerminating: the NamespaceLifecycle admission plugin's answer
+        to a create in a namespace being deleted ("unable to create new content in namespace X
+        because it is being terminated"). It is final for that namespace: retrying cannot succeed."""
+        if self.status != 403:
+            return False
+        causes = (self.status_object().get("details") or {}).get("causes") or []
+        return any(isinstance(cause, dict) and cause.get("reason") == "NamespaceTerminating" for cause in causes)
+
+
+def translated(refusal: Refusal, *, guarded_patch: bool = False) -> KubeError:
+    """The core's error for an API refusal. `guarded_patch`: the request was a JSON patch whose
+    `test` operation guards against concurrent changes; the API server answers a failed `test`
+    with 422, which means the same as a 409."""
+    message = refusal.message()
+    if refusal.namespace_terminating():
+        return NamespaceTerminating(message)
+    if refusal.status == 404:
+        return NotFound(message)
+    if refusal.status == 409 or (guarded_patch and refusal.status == 422):
+        return Conflict(message)
+    return KubeError(message)
+
+
+class KubeHTTP:
+    """One pooled aiohttp session to the API server, created on first use inside the event loop.
+
+    `pool_size` bounds the connections open at once (requests beyond it wait for one);
+    `timeout` bounds each request end to end unless the call gives its own.
+    """
+
+    def __init__(
+        self,
+        login: Callable[[], Credentials | None],
+        *,
+        user_agent: str,
+        pool_size: int = 64,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.login = login
+        self.user_agent = user_agent
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._credentials: Credentials | None = None
+        self._lock = asyncio.Lock()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int | None] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+        accept: str = JSON,
+        guarded_patch: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One call; the answer's JSON body as a dict. Refusals raise the core's errors."""
+        query = {name: str(value) for name, value in (params or {}).items() if value not in (None, "")}
+        data = None if body is None else json.dumps(body)
+        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
+        for attempt in (1, 2):
+            session, credentials = await self._connected(renew=attempt == 2)
+            headers = {"Accept": accept, **credentials.as_http_headers()}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            try:
+                async with session.request(
+                    method,
+                    credentials.server.rstrip("/") + path,
+                    params=query,
+                    data=data,
+                    headers=headers,
+                    timeout=limit,
+                ) as response:
+                    text = await response.text()
+                    if response.status == 401 and attempt == 1:
+                        continue  # credentials may have rotated: log in again, once
+                    if response.status >= 400:
+                        refusal = Refusal(response.status, response.reason or "", text)
+                        raise translated(refusal, guarded_patch=guarded_patch) from refusal
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise KubeError(_unreachable(credentials.server, method, path, error)) from None
+            return _decoded(text)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _connected(self, renew: bool) -> tuple[aiohttp.ClientSession, Credentials]:
+        async with self._lock:  # one login and one session however many requests start at once
+            if renew or self._credentials is None:
+                credentials = await asyncio.to_thread(self.login)  # reads files: off the event loop
+                if credentials is None:
+                    raise KubeError("no Kubernetes credentials: neither a ServiceAccount nor a kubeconfig was found")
+                # The pool keeps its TLS context: a rotation changes the token (a header), not the
+                # CA or a client certificate, which take a restart.
+                self._credentials = credentials
+            if self._session is None:
+                connector = aiohttp.TCPConnector(limit=self.pool_size, ssl=self._credentials.as_ssl_context())
+                self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
+            return self._session, self._credentials
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _decoded(text: str) -> dict[str, Any]:
+    """The JSON object of a successful answer ({} for an empty one, e.g. some deletes)."""
+    if not text:
+        return {}
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        raise KubeError(f"Kubernetes API answered with no JSON: {text[:200]!r}") from None
+    return answer if isinstance(answer, dict) else {}
+
+
+def _unreachable(server: str, method: str, path: str, error: BaseException) -> str:
+    """One line for a request that got no answer (the same words `kumo plan` has always used)."""
+    if isinstance(error, TimeoutError):
+        return f"the Kubernetes API server at {server} did not answer {method} {path} in time"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot reach the Kubernetes API server at {error.host}:{error.port}: {error.os_error}"
+    return f"Kubernetes API {method} {path} failed: {error or type(error).__name__}"
