@@ -179,13 +179,15 @@ class Clouds:
     def _create_s3(self, resource: ManagedResource) -> None:
         name, spec = resource.external_name, resource.bucket
         desired = aws_s3.desired_settings(resource)
+        # What a new bucket does not already have (S3's defaults), decided as kumo's create does.
+        needed = {row.name for row in aws_s3.SETTINGS.written_on_create(desired)}
         calls: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [("CreateBucket", self.s3.create_bucket, {})]
-        if desired[aws_s3.FIELD_PUBLIC_ACCESS_BLOCK]:
+        if desired[aws_s3.FIELD_PUBLIC_ACCESS_BLOCK] and aws_s3.FIELD_PUBLIC_ACCESS_BLOCK in needed:
             config = dict.fromkeys(aws_s3.PUBLIC_ACCESS_BLOCK_SWITCHES, True)
             calls.append(
                 ("PutPublicAccessBlock", self.s3.put_public_access_block, {"PublicAccessBlockConfiguration": config})
             )
-        if desired[aws_s3.FIELD_ENCRYPTION]:
+        if desired[aws_s3.FIELD_ENCRYPTION] and aws_s3.FIELD_ENCRYPTION in needed:
             config = aws_s3.encryption_configuration(spec)
             calls.append(
                 ("PutBucketEncryption", self.s3.put_bucket_encryption, {"ServerSideEncryptionConfiguration": config})

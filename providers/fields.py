@@ -12,7 +12,9 @@ A provider's managed settings (those it compares for drift and puts back) are de
 - `grow_only`: the cloud can raise the value but never lower it (disks), so a cloud value above
   the desired one is drift that cannot be corrected;
 - `matches`: when a cloud value other than the desired one still satisfies it (version "16"
-  is satisfied by 16.4).
+  is satisfied by 16.4);
+- `initial`: the value the cloud gives a resource it has just created, when the cloud documents
+  one (a new S3 bucket blocks public access), so a create need not write it.
 
 `desired()`, the settings an observation reads back, drift and update's request are derived from
 the table, so adding a portable setting is one row per provider (plus the CRD and the spec field).
@@ -51,6 +53,7 @@ class Setting(Generic[Answer, Patch]):
     patch: Patch
     grow_only: bool = False
     matches: Callable[[Any, Any], bool] = operator.eq
+    initial: Any = UNMANAGED  # UNMANAGED: no documented initial value, so a create always writes it
 
 
 class FieldTable(Generic[Answer, Patch]):
@@ -90,6 +93,15 @@ class FieldTable(Generic[Answer, Patch]):
         """The rows of `fields`, in table order (the order updates send and report them in)."""
         wanted = set(fields)
         return tuple(row for row in self.rows if row.name in wanted)
+
+    def written_on_create(self, desired: Mapping[str, Any]) -> tuple[Setting[Answer, Patch], ...]:
+        """The rows of `desired` a resource the cloud has just created does not already satisfy
+        with its `initial` value, in table order: the only ones a create needs to write."""
+        return tuple(
+            row
+            for row in self.rows
+            if row.name in desired and (row.initial is UNMANAGED or not row.matches(desired[row.name], row.initial))
+        )
 
     def satisfied(self, name: str, desired: Any, actual: Any) -> bool:
         """Whether the cloud value `actual` satisfies the desired one."""

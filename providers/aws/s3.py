@@ -275,8 +275,8 @@ def _label_problems(labels: Mapping[str, str]) -> list[str]:
 # ---------------------------------------------------------------------------- managed settings
 
 
-# Writes one managed setting through the bucket region's caller; `creating` skips calls a
-# brand-new bucket does not need.
+# Writes one managed setting through the bucket region's caller; `creating`: the bucket is brand
+# new, so it holds nothing foreign (tags, lifecycle rules) to read first and keep.
 Writer = Callable[[ServiceCaller, ManagedResource, Any, bool], Awaitable[None]]
 
 
@@ -304,16 +304,12 @@ async def write_encryption(s3: ServiceCaller, resource: ManagedResource, algorit
 
 
 async def write_versioning(s3: ServiceCaller, resource: ManagedResource, enabled: Any, creating: bool) -> None:
-    if creating and not enabled:
-        return  # a new bucket is unversioned; "Suspended" would only add noise
     status = "Enabled" if enabled else "Suspended"
     await s3.call("PutBucketVersioning", Bucket=resource.external_name, VersioningConfiguration={"Status": status})
 
 
 async def write_lifecycle(s3: ServiceCaller, resource: ManagedResource, days: Any, creating: bool) -> None:
     name = resource.external_name
-    if creating and days is None:
-        return
     current: list[dict[str, Any]] = []
     if not creating:  # keep rules someone else added
         found = await s3.find("GetBucketLifecycleConfiguration", missing=CODES_NO_LIFECYCLE, Bucket=name)
@@ -333,15 +329,22 @@ async def write_tags(s3: ServiceCaller, resource: ManagedResource, tags: Any, cr
     await s3.call("PutBucketTagging", Bucket=name, Tagging={"TagSet": tags_to_list(merged)})
 
 
-# The managed settings, read from a bucket's five reads and each written by its own call. Order:
-# the order create writes them in (Block Public Access first, so a new bucket is never open),
-# also the order `Update.changed` lists them.
+# The managed settings, read from a bucket's five reads and each written by its own call, in the
+# order `Update.changed` lists them. `initial` is what Amazon S3 gives every new bucket, so a create
+# writes only what the spec wants otherwise: since 5 January 2023 SSE-S3 default encryption
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html), since April
+# 2023 all four Block Public Access switches on
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/create-bucket-overview.html), no
+# versioning, no lifecycle rule. A new bucket is therefore never open, even for the moment before
+# kumo's first write. An S3-compatible store with other defaults shows them as drift at the first
+# sweep, which puts them right.
 SETTINGS: FieldTable[BucketReads, Writer] = FieldTable(
     Setting(
         FIELD_PUBLIC_ACCESS_BLOCK,
         lambda resource: not resource.bucket.public_access,
         lambda reads: reads.blocks_public_access,
         write_public_access_block,
+        initial=True,
     ),
     Setting(
         FIELD_ENCRYPTION,
@@ -349,18 +352,21 @@ SETTINGS: FieldTable[BucketReads, Writer] = FieldTable(
         lambda reads: _encryption_algorithm(reads.encryption),
         write_encryption,
         matches=encryption_matches,
+        initial=SSE_S3,
     ),
     Setting(
         FIELD_VERSIONING,
         lambda resource: resource.bucket.versioning,
         lambda reads: reads.versioning.get("Status") == "Enabled",
         write_versioning,
+        initial=False,  # GetBucketVersioning answers no Status until versioning is first set
     ),
     Setting(
         FIELD_LIFECYCLE,
         lambda resource: resource.bucket.lifecycle_expire_days,
         lambda reads: _expire_days(reads.rules),
         write_lifecycle,
+        initial=None,
     ),
     Setting(
         FIELD_TAGS,
@@ -451,6 +457,30 @@ class S3Client:
         name = resource.external_name
         region = bucket_region(resource, self.settings)
         s3 = self.s3(region)
+        desired = self.desired(resource)
+        new = await self._create_bucket(s3, resource, region)
+        # A new bucket has S3's defaults (SETTINGS' `initial`): only what the spec wants otherwise
+        # is written. One an earlier attempt created may hold some settings of that attempt
+        # (perhaps of an older spec): every one is set, as on any existing bucket.
+        fields = tuple(row.name for row in SETTINGS.written_on_create(desired)) if new else tuple(desired)
+        try:
+            await self._apply(s3, resource, fields, creating=new)
+        except Terminal as error:
+            if error.code in CODES_NO_BUCKET:
+                # A just-created bucket may take a moment to be visible to every endpoint.
+                raise Retryable(str(error), code=error.code) from None
+            raise
+        # Every managed setting is now as desired (written, or a new bucket's default) and S3 reads
+        # are consistent after writes: the bucket is known without the six reads an observe would
+        # make (the next sweep reads it).
+        withheld = await self._public_access_withheld(desired)
+        described = self._described(resource, desired, region, public_withheld=withheld)
+        return Creation(name, STATE_AVAILABLE, observation=described)
+
+    async def _create_bucket(self, s3: ServiceCaller, resource: ManagedResource, region: str) -> bool:
+        """CreateBucket: True when it made the bucket, False when the bucket was ours already (an
+        earlier attempt made it)."""
+        name = resource.external_name
         try:
             await s3.call("CreateBucket", **create_bucket_params(name, region))
         except Terminal as error:
@@ -458,14 +488,9 @@ class S3Client:
                 raise Terminal(MESSAGE_NAME_TAKEN.format(name=name), code=error.code) from None
             if error.code != CODE_ALREADY_OWNED:
                 raise
-            await self._refuse_foreign(s3, resource)  # ours from an earlier attempt: continue
-        await self._apply(s3, resource, tuple(self.desired(resource)), creating=True)
-        # Every managed setting was just written and S3 reads are consistent after writes: the
-        # bucket is known without the six reads an observe would make (the next sweep reads it).
-        written = self.desired(resource)
-        withheld = await self._public_access_withheld(written)
-        described = self._described(resource, written, region, public_withheld=withheld)
-        return Creation(name, STATE_AVAILABLE, observation=described)
+            await self._refuse_foreign(s3, resource)
+            return False
+        return True
 
     async def update(self, resource: ManagedResource, drift: tuple[FieldDrift, ...]) -> Update:
         fields = {entry.field for entry in drift}
@@ -628,13 +653,7 @@ class S3Client:
         # One call after another: S3 answers OperationAborted to concurrent changes of a bucket.
         desired = self.desired(resource)
         for row in SETTINGS.selected(fields):
-            try:
-                await row.patch(s3, resource, desired[row.name], creating)
-            except Terminal as error:
-                if creating and error.code in CODES_NO_BUCKET:
-                    # A just-created bucket may take a moment to be visible to every endpoint.
-                    raise Retryable(str(error), code=error.code) from None
-                raise
+            await row.patch(s3, resource, desired[row.name], creating)
 
     # ------------------------------------------------------------------------ deleting
 

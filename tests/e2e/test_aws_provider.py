@@ -455,15 +455,28 @@ def test_bucket_create_then_observe_is_configured_and_in_sync(s3: ExternalClient
     }
     assert observed.connection["url"] == f"s3://{resource.external_name}"
     assert observed.at_provider["arn"] == f"arn:aws:s3:::{resource.external_name}"
-    assert calls.operations()[:6] == [
+    # A new bucket already has SSE-S3 and Block Public Access on (the strict bed, like S3 since 2023).
+    assert calls.operations()[:4] == [
         "CreateBucket",
-        "PutPublicAccessBlock",
-        "PutBucketEncryption",
         "PutBucketVersioning",
         "PutBucketLifecycleConfiguration",
         "PutBucketTagging",
     ]
     assert calls.balanced
+
+
+def test_bucket_create_away_from_s3_defaults_reads_back_as_asked(s3: ExternalClient, calls: CallLog) -> None:
+    """Public access allowed and KMS encryption differ from what a new bucket has: both are
+    written (Block Public Access removed, the key set) and read back without drift."""
+    resource = bucket(public_access=True, provider_options={"kmsKeyId": "alias/orders"})
+    run(s3.create(resource, None))
+    observed = run(s3.observe(resource))
+
+    assert observed is not None and not observed.drift, observed.drift
+    assert observed.settings["publicAccessBlock"] is False
+    assert observed.settings["encryption"] == "aws:kms"
+    writes = [op for op in calls.operations() if op.startswith(("Put", "Delete"))]
+    assert writes == ["DeletePublicAccessBlock", "PutBucketEncryption", "PutBucketTagging"]
 
 
 def test_bucket_create_twice_is_idempotent(s3: ExternalClient, calls: CallLog) -> None:

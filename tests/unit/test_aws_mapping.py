@@ -1067,11 +1067,101 @@ def test_bucket_create_goes_to_the_bucket_region_with_its_own_name(
         expected["CreateBucketConfiguration"] = expected_configuration  # type: ignore[assignment]
     assert stub.requests[0] == ("create_bucket", expected)
     assert set(stub.regions) == {expected_region}
-    # Every setting was written, so the create describes the bucket without reading it back.
+    # Every setting is as desired (written, or S3's default), so the create describes the bucket
+    # without reading it back.
     described = creation.observation
     assert described is not None and described.ready and described.drift == ()
     assert described.owner == bucket().owner and described.connection["region"] == expected_region
     assert [name for name, _ in stub.requests if name.startswith(("get_", "head_"))] == []
+
+
+# What S3 gives every new bucket: SSE-S3, Block Public Access on, no versioning, no lifecycle rule.
+NEW_BUCKET_DEFAULTS = {
+    "publicAccessBlock": True,
+    "encryption": "AES256",
+    "versioning": False,
+    "lifecycleExpireDays": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "writes"),
+    [
+        pytest.param({}, ["put_bucket_tagging"], id="default-bucket-only-tags"),
+        pytest.param({"encryption": False}, ["put_bucket_tagging"], id="no-encryption-is-sse-s3-anyway"),
+        pytest.param({"versioning": True}, ["put_bucket_versioning", "put_bucket_tagging"], id="versioned"),
+        pytest.param(
+            {"lifecycle_expire_days": 30},
+            ["put_bucket_lifecycle_configuration", "put_bucket_tagging"],
+            id="lifecycle",
+        ),
+        pytest.param(
+            {"provider_options": {"kmsKeyId": "alias/orders"}},
+            ["put_bucket_encryption", "put_bucket_tagging"],
+            id="kms",
+        ),
+        pytest.param({"public_access": True}, ["delete_public_access_block", "put_bucket_tagging"], id="public-access"),
+    ],
+)
+def test_bucket_create_writes_only_what_differs_from_a_new_buckets_defaults(
+    spec: dict[str, Any], writes: list[str]
+) -> None:
+    """A new bucket already has SSE-S3 and Block Public Access on (S3 since 2023), no versioning and
+    no lifecycle rule: create writes the rest, Block Public Access first when it is to go, and
+    describes the bucket as the spec wants it."""
+    settings_writes = [*writes, "put_bucket_encryption", "put_bucket_versioning", "put_public_access_block"]
+    script: dict[str, list[Any]] = {name: [{}] for name in ["create_bucket", *settings_writes]}
+    script |= {"get_caller_identity": [{"Account": "123456789012"}], "get_public_access_block": [{}]}
+    client, stub = s3_client(script)
+    resource = bucket(**spec)
+
+    creation = asyncio.run(client.create(resource, None))
+
+    sent = [name for name, _ in stub.requests if name.startswith(("put_", "delete_"))]
+    assert sent == writes
+    described = creation.observation
+    assert described is not None and described.drift == ()
+    assert described.settings == s3.desired_settings(resource)
+    if "put_bucket_encryption" in writes:
+        put = next(params for name, params in stub.requests if name == "put_bucket_encryption")
+        default = put["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+        assert default == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/orders"}
+
+
+def test_bucket_table_initial_values_are_s3s_new_bucket_defaults() -> None:
+    assert {row.name: row.initial for row in s3.SETTINGS.rows if row.name != s3.FIELD_TAGS} == NEW_BUCKET_DEFAULTS
+
+
+def test_bucket_create_over_our_own_earlier_bucket_sets_every_setting() -> None:
+    """BucketAlreadyOwnedByYou: an earlier attempt made the bucket and may have written settings of
+    an older spec before it failed (versioning on, public access allowed): nothing is assumed
+    to be a new bucket's default, every setting is written, foreign tags kept."""
+    ours = {"TagSet": tags_to_list({**OWNER_TAGS, "cost": "x"})}
+    client, stub = s3_client(
+        {
+            "create_bucket": [client_error("BucketAlreadyOwnedByYou", 409)],
+            "get_bucket_tagging": [ours, ours],
+            "put_public_access_block": [{}],
+            "put_bucket_encryption": [{}],
+            "put_bucket_versioning": [{}],
+            "get_bucket_lifecycle_configuration": [client_error("NoSuchLifecycleConfiguration", 404)],
+            "delete_bucket_lifecycle": [{}],
+            "put_bucket_tagging": [{}],
+        }
+    )
+
+    asyncio.run(client.create(bucket(), None))
+
+    sent = {name: params for name, params in stub.requests if name.startswith(("put_", "delete_"))}
+    assert list(sent) == [
+        "put_public_access_block",
+        "put_bucket_encryption",
+        "put_bucket_versioning",
+        "delete_bucket_lifecycle",
+        "put_bucket_tagging",
+    ]
+    assert sent["put_bucket_versioning"]["VersioningConfiguration"] == {"Status": "Suspended"}
+    assert tags_to_dict(sent["put_bucket_tagging"]["Tagging"]["TagSet"])["cost"] == "x"
 
 
 def test_public_bucket_kept_private_by_the_account_setting_is_reported_not_accepted() -> None:

@@ -80,3 +80,17 @@ def test_bucket_tables_render_every_setting_of_a_default_bucket() -> None:
     resource = ManagedResource(Kind.BUCKET, "assets", OWNER, bucket_spec())
     assert set(s3.desired_settings(resource)) == set(s3.SETTINGS.names)
     assert set(gcs.desired_settings(resource)) == set(gcs.SETTINGS.names)
+
+
+def test_a_create_writes_only_what_a_new_resource_does_not_already_have() -> None:
+    """Rows whose desired value the cloud's initial one satisfies (by the row's own match) are
+    not written on create; rows without a documented initial value always are."""
+    table = FieldTable(
+        _row("blocked", True, initial=True),
+        _row("version", "16", matches=lambda want, have: str(have).startswith(want), initial="16.4"),
+        _row("versioning", True, initial=False),
+        _row("tags", {"owner": "u-1"}),
+    )
+    desired = {"blocked": True, "version": "16", "versioning": True, "tags": {"owner": "u-1"}}
+    assert [row.name for row in table.written_on_create(desired)] == ["versioning", "tags"]
+    assert [row.name for row in table.written_on_create({"blocked": False})] == ["blocked"]
