@@ -75,6 +75,7 @@ def breakdown(writes: Iterable[AuditWrite]) -> dict[str, int]:
 
 UNATTRIBUTED = "unattributed"
 NAME_SEPARATORS = "-."  # how a controller's Secret or Event names extend the object's name
+UNNAMED_EVENT_CREATE = "create events"
 
 
 def owner_of(write_name: str, owners: Mapping[str, str]) -> str | None:
@@ -89,17 +90,33 @@ def owner_of(write_name: str, owners: Mapping[str, str]) -> str | None:
     return None
 
 
-def by_kind(writes: Iterable[AuditWrite], names: Mapping[str, Iterable[str]]) -> dict[str, list[AuditWrite]]:
+def by_kind(
+    writes: Iterable[AuditWrite], names: Mapping[str, Iterable[str]], unnamed_events: Iterable[str] = ()
+) -> dict[str, list[AuditWrite]]:
     """The writes per kind (the keys of `names`, each with the names of its objects), by the
     object each write is about (`owner_of`); the rest under UNATTRIBUTED: shared objects (a
-    ProviderConfig), leases, and an Event created with generateName when the audit log does not
-    name it."""
+    ProviderConfig and its Secret), leases.
+
+    An Event created with generateName (kumo's) has no name in the audit log, which logs the
+    request: `unnamed_events` are the involved objects of the Events the API holds that the audit
+    log did not name, and each unnamed Event create goes to the kind of the next of them."""
     owners = {name: kind for kind, kind_names in names.items() for name in kind_names}
+    involved = iter(unnamed_events)
     found: dict[str, list[AuditWrite]] = {kind: [] for kind in names}
     found[UNATTRIBUTED] = []
     for write in writes:
-        found[owner_of(write.name, owners) or UNATTRIBUTED].append(write)
+        about = write.name
+        if not about and write.request == UNNAMED_EVENT_CREATE:
+            about = next(involved, "")
+        found[owner_of(about, owners) or UNATTRIBUTED].append(write)
     return found
+
+
+def unnamed_events(events: Iterable[tuple[str, str]], writes: Iterable[AuditWrite]) -> list[str]:
+    """The involved objects of `events` ((event name, involved object name), as the API lists
+    them) whose creation the audit log did not name."""
+    named = {w.name for w in writes if w.request == UNNAMED_EVENT_CREATE}
+    return [involved for name, involved in events if name not in named]
 
 
 def per_object(writes: list[AuditWrite], objects: int) -> dict[str, object]:

@@ -46,6 +46,7 @@ import signal
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -516,7 +517,7 @@ class Trial:
         return result
 
     def create(self, kinds: dict[str, KindRef]) -> dict[str, Any]:
-        from .auditwrites import UNATTRIBUTED, by_controller, by_kind, per_object
+        from .auditwrites import UNATTRIBUTED, by_controller, by_kind, per_object, unnamed_events
         from .cloudops import by_service
 
         self.names = {
@@ -538,6 +539,7 @@ class Trial:
         writes = by_controller(self.audit.between(started, ended))
         objects = {service: len(names) for service, names in self.names.items()}
         not_ready = sorted(f"{s}/{n}" for (s, n), t in ready_at.items() if t is None)
+        kind_writes = by_kind(writes, self.names, unnamed_events(self.events_between(started, ended), writes))
         return {
             "ready_seconds": {
                 service: (
@@ -554,10 +556,13 @@ class Trial:
             "k8s_writes_per_object": per_object(writes, sum(objects.values())),
             # per bucket and per RDS instance; writes about no one object over every object
             "k8s_writes_per_object_by_kind": {
-                kind: per_object(kind_writes, objects.get(kind, sum(objects.values())))
-                for kind, kind_writes in by_kind(writes, self.names).items()
-                if kind != UNATTRIBUTED or kind_writes
+                kind: per_object(found, objects.get(kind, sum(objects.values())))
+                for kind, found in kind_writes.items()
+                if kind != UNATTRIBUTED or found
             },
+            "k8s_writes_unattributed": dict(
+                sorted(Counter(f"{w.request} {w.name or '(unnamed)'}" for w in kind_writes[UNATTRIBUTED]).items())
+            ),
             "k8s_writers": sorted({f"{w.user} {w.agent}" for w in writes}),
             "manifests": first_of_each,  # what each controller was asked for, one of each kind
         }
@@ -625,6 +630,18 @@ class Trial:
             "cloud_requests": by_service(self.counter.since(before)),
             "k8s_writes": breakdown(writes),
         }
+
+    def events_between(self, start: float, end: float) -> list[tuple[str, str]]:
+        """(name, involved object's name) of every Event created in [start, end] (to the second
+        the API keeps), in every namespace (cluster-scoped objects' Events go to `default`)."""
+        from kubernetes import client
+
+        events = client.CoreV1Api(self.api).list_event_for_all_namespaces().items
+        return [
+            (event.metadata.name, event.involved_object.name or "")
+            for event in events
+            if math.floor(start) <= event.metadata.creation_timestamp.timestamp() <= end + 1
+        ]
 
     def create_object(self, kind: KindRef, manifest: dict[str, Any]) -> None:
         from kubernetes import client

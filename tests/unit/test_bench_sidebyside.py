@@ -492,3 +492,22 @@ def test_markdown_of_every_side_by_side_section_of_a_results_file(tmp_path, caps
     assert printed.count("| figure | kumo |") == 2
     path.write_text(json.dumps({"ready_seconds": 1.0}))
     assert sidebyside.print_markdown(path) == 1
+
+
+def test_an_event_created_with_generate_name_goes_to_the_object_the_api_says_it_is_about() -> None:
+    names = {"s3": ["sbs-s3-0000"], "rds": ["sbs-rds-0000"]}
+    writes = [
+        _write("", "create events"),  # kumo's: generateName, so the audit log names no Event
+        _write("", "create events"),
+        _write("sbs-rds-0000.17f0a", "create events"),  # a Go recorder's: named
+        _write("", "create events"),  # the API lists no Event left for it
+    ]
+    listed = [
+        ("sbs-s3-0000.x7k2p", "sbs-s3-0000"),
+        ("sbs-rds-0000.17f0a", "sbs-rds-0000"),
+        ("sbs-rds-0000.q9", "sbs-rds-0000"),
+    ]
+    unnamed = auditwrites.unnamed_events(listed, writes)
+    assert unnamed == ["sbs-s3-0000", "sbs-rds-0000"]
+    found = auditwrites.by_kind(writes, names, unnamed)
+    assert (len(found["s3"]), len(found["rds"]), len(found[auditwrites.UNATTRIBUTED])) == (1, 2, 1)
