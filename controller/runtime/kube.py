@@ -111,11 +111,20 @@ class KubeClient:
         except NotFound:
             return None
 
-    async def list_objects(self, kind: Kind, namespace: str | None) -> AsyncIterator[dict[str, Any]]:
-        """Every object of a kind, in one namespace or all (None), a page at a time."""
-        async for page in self._pages(custom_path(MANAGED[kind].plural, namespace), {}):
+    async def list_objects(
+        self, kind: Kind, namespace: str | None, label_selector: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object of a kind (only those matching `label_selector`, when given: a shard's
+        own), in one namespace or all (None), a page at a time."""
+        params = {"labelSelector": label_selector} if label_selector else {}
+        async for page in self._pages(custom_path(MANAGED[kind].plural, namespace), params):
             for item in page.get("items") or []:
                 yield item
+
+    async def patch_object_metadata(self, key: ObjectKey, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a managed object's metadata (a shard's drain acknowledgement: labels only)."""
+        path = custom_path(MANAGED[key.kind].plural, key.namespace, key.name)
+        await self.http.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
     async def list_secret_metadata(self, namespace: str | None, label_selector: str) -> AsyncIterator[dict[str, Any]]:
         """The metadata of matching Secrets, a page at a time: asked for as PartialObjectMetadata,
@@ -194,6 +203,10 @@ class KubeClient:
         current); returns the new resourceVersion."""
         replaced = await self.http.request("PUT", core_path("secrets", namespace, name), body=secret)
         return str(replaced["metadata"]["resourceVersion"])
+
+    async def patch_secret_metadata(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a Secret's metadata (a shard's drain acknowledgement: labels only)."""
+        await self.http.request("PATCH", core_path("secrets", namespace, name), body=patch, content_type=MERGE_PATCH)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):

@@ -12,6 +12,11 @@ reconcile from triggering itself.
 
 With `--leader-elect` several replicas run: all watch and keep the cache and queue current, and
 only the holder of the Lease (controller/runtime/leader.py) runs workers and the sweeper.
+
+With `--shard-ring` every replica is active on its own share of the objects (controller/runtime/
+sharding.py): it holds a shard Lease of its own, its watches and start-up listing ask only for the
+objects labelled for it, a worker acknowledges a drain instead of reconciling, and the reconciler
+re-checks the assignment before every cloud mutation.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import kopf
 from kumo.controller.core import conditions as cond
 from kumo.controller.core.connection import edited
 from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.kubeapi import NotFound
 from kumo.controller.core.providerconfig import ConfigKey, config_key
 from kumo.controller.core.reconciler import Reconciler, Result
 from kumo.controller.core.resources import ObjectKey
@@ -43,6 +49,7 @@ from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.namespaces import watched
 from kumo.controller.runtime.providerconfigs import ProviderConfigs
 from kumo.controller.runtime.ratelimit import RateLimiters
+from kumo.controller.runtime.sharding import Shard, ShardAssignment, shard_lease_store, shard_of, used_anywhere
 from kumo.controller.runtime.sweeps import Sweeper
 from kumo.controller.runtime.workqueue import WorkQueue
 from kumo.providers.base import Kind
@@ -76,7 +83,8 @@ EXIT_DEPOSED = 3  # a leader that lost its Lease exits; its supervisor restarts 
 
 
 def fingerprint(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What must change for an event to be worth a reconcile."""
+    """What must change for an event to be worth a reconcile (or, sharded, a drain's
+    acknowledgement: a drain label appearing counts too)."""
     meta = body.get("metadata", {})
     annotations = meta.get("annotations") or {}
     return (
@@ -84,6 +92,7 @@ def fingerprint(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("generation"),
         bool(meta.get("deletionTimestamp")),
         tuple(annotations.get(a) for a in WATCHED_ANNOTATIONS),
+        any(label.startswith(api.DRAIN_LABEL_PREFIX) for label in meta.get("labels") or {}),
     )
 
 
@@ -102,6 +111,10 @@ class Controller:
     # With leader election: asked before every reconcile, so a leader that froze and woke up
     # after losing the lease does not start new work before its elector notices.
     may_act: Callable[[], bool] = lambda: True
+    # With --shard-ring: this replica's shard (the watches deliver only its objects), and the
+    # client its drain acknowledgements and cross-shard usage checks go through.
+    shard: Shard | None = None
+    kube: KubeClient | None = None
     # (namespace, name) of every kumo connection Secret -> the rotation request it answers
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)
     # Those of them whose password is not the one kumo wrote (a user edited it)
@@ -132,6 +145,9 @@ class Controller:
         if self._fingerprints.get(key) == mark:
             return
         self._fingerprints[key] = mark
+        if self.shard is not None and self.shard.draining(body):
+            self.queue.add(key)  # a worker acknowledges it: never while a reconcile of it runs
+            return
         if event_type is None and self._settled(key, body):
             return  # listed at start-up and already done: the first sweep verifies it in bulk
         self.queue.add(key)
@@ -159,6 +175,8 @@ class Controller:
         if not self.may_act():
             return  # a standby: the leader sees the same events and releases it
         try:
+            if self.shard is not None and await used_anywhere(self._kube(), config):
+                return  # this shard's last user went, another shard's have not (or it is moving)
             await self.reconciler.release_config(config)
         except Exception:  # the next event about the config or its last user tries again
             log.exception("could not release ProviderConfig %s/%s", config[1], config[2])
@@ -190,6 +208,13 @@ class Controller:
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
+        if self.shard is not None and event_type != "DELETED" and not self.shard.owns(body):
+            # Sharded, the Secret watch is not label-selected (see sharding.py): one on another
+            # shard, or not yet on any, is as absent to this replica as a selected watch makes it.
+            event_type = "DELETED"
+        elif self.shard is not None and event_type != "DELETED" and self.shard.draining(body):
+            self._acknowledge_secret_drain(where)
+            event_type = "DELETED"
         if self._unconfirmed_secrets.pop(where, False) is not False:
             self._confirmed += 1
         if event_type != "DELETED":
@@ -207,6 +232,29 @@ class Controller:
         self.edited_secrets.discard(where)
         self._secret_gone(where, _secret_owner(meta))
 
+    def _acknowledge_secret_drain(self, where: tuple[str, str]) -> None:
+        """A connection Secret the sharder moves: remove both labels (nothing else waits on it)."""
+        assert self.shard is not None
+        patch = self.shard.acknowledgement()
+
+        async def acknowledge() -> None:
+            try:
+                await self._kube().patch_secret_metadata(*where, patch)
+            except Exception as error:  # the sharder drains it again on its next sync
+                log.warning("could not acknowledge the drain of Secret %s/%s: %s", *where, error)
+
+        self._spawn(acknowledge(), f"kumo-drain-secret-{where[0]}/{where[1]}")
+
+    def _kube(self) -> KubeClient:
+        assert self.kube is not None, "a sharded Controller is given its KubeClient"
+        return self.kube
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A short task of its own, kept until it ends (a watch handler must not wait on it)."""
+        task = asyncio.create_task(work, name=name)
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
     def _secret_gone(self, where: tuple[str, str], owner: ObjectKey | None) -> None:
         self.secrets.pop(where, None)
         if owner is not None and owner in self.cache:
@@ -223,14 +271,16 @@ class Controller:
         """
         started = time.monotonic()
         self._loop = None
+        secrets_selector = self.shard.secret_selector if self.shard else f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        objects_selector = self.shard.selector if self.shard else ""
         for namespace in _list_namespaces(namespaces):
-            async for meta in kube.list_secret_metadata(namespace, f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
+            async for meta in kube.list_secret_metadata(namespace, secrets_selector):
                 if watched(meta["namespace"], namespaces):
                     where = (meta["namespace"], meta["name"])
                     self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
                     self._unconfirmed_secrets[where] = _secret_owner(meta)
             for kind in MANAGED:
-                async for body in kube.list_objects(kind, namespace):
+                async for body in kube.list_objects(kind, namespace, label_selector=objects_selector):
                     if watched(body["metadata"]["namespace"], namespaces):
                         self.on_object_event(kind, None, body)
                         self._unconfirmed.add(ObjectKey(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
@@ -319,18 +369,40 @@ class Controller:
                 body = self.cache.get(key)
                 if body is not None and not self.may_act():
                     self.queue.add_after(key, 1.0)  # keep it for whoever leads next
+                elif body is not None and self.shard is not None and self.shard.draining(body):
+                    await self._acknowledge_drain(key)
                 elif body is not None:
                     started = time.monotonic()
                     result = await self.reconciler.reconcile(key, body)
                     took = time.monotonic() - started
                     log.debug("reconciled %s in %.3fs: %s", key, took, _describe(result))
                     self._observe(key, result, took)
-                    self._schedule(key, result)
+                    if result.dropped:
+                        self._forget(key)  # assigned elsewhere meanwhile: its shard has it now
+                    else:
+                        self._schedule(key, result)
             except Exception:  # one object's bug must never stop a worker
                 log.exception("unexpected error reconciling %s", key)
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
+
+    async def _acknowledge_drain(self, key: ObjectKey) -> None:
+        """The sharder is moving the object: no further cloud call for it from here, both labels
+        removed in one patch (the acknowledgement), and the object forgotten. Runs in the key's
+        worker, so no reconcile of it is in flight."""
+        assert self.shard is not None
+        try:
+            await self._kube().patch_object_metadata(key, self.shard.acknowledgement())
+        except NotFound:
+            pass  # deleted meanwhile: nothing left to hand over
+        except Exception as error:  # e.g. the API server unreachable: try again, still no cloud call
+            log.warning("could not acknowledge the drain of %s: %s", key, error)
+            self.queue.add_rate_limited(key)
+            return
+        log.info("%s: drain acknowledged, handed over to its next shard", key)
+        self._forget(key)
+        self.queue.forget(key)
 
     def _observe(self, key: ObjectKey, result: Result, took: float) -> None:
         if self.metrics is None:
@@ -435,8 +507,14 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             default_drift_policy=DriftPolicy(config.drift_policy),
             on_event=metrics.count_event if metrics else None,
         )
+        shard = shard_of(config)
+        if shard is not None:
+            for info in MANAGED.values():  # the API server sends this replica its objects only
+                settings.watching.label_selectors[GROUP, VERSION, info.plural] = shard.selector
         memo["controller"] = controller = Controller(
             reconciler,
+            shard=shard,
+            kube=kube,
             workers=config.workers,
             sweep_interval=config.sweep_interval,
             sweep_concurrency=config.sweep_concurrency,
@@ -452,12 +530,15 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             controller.cache,
             controller.queue,
             may_act=lambda: controller.may_act(),
+            sharded=shard is not None,
             watched_namespace=lambda namespace: watched(namespace, config.namespaces),
         )
         controller.watch(watcher.run(), "kumo-provider-configs")
-        if config.leader_elect:
-            elector = _elector(config, http, controller)
+        if config.leader_elect or shard is not None:
+            elector = _elector(config, http, controller, shard)
             controller.may_act = elector.holds_fresh_lease
+            if shard is not None:
+                reconciler.assignment = ShardAssignment(shard, controller.cache, elector.holds_fresh_lease)
             campaign = asyncio.create_task(elector.run(), name="kumo-leader-election")
             campaign.add_done_callback(_exit_if_election_failed)
             election["elector"] = (elector, campaign)
@@ -470,9 +551,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             config.workers,
             config.sweep_interval,
             config.drift_policy,
-            f", standby until it holds Lease {config.controller_namespace}/{config.lease_name}"
-            if config.leader_elect
-            else "",
+            _waits_for(config, shard),
         )
 
     @kopf.on.cleanup(registry=registry, id="stop-controller")
@@ -521,13 +600,29 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
     return registry
 
 
-def _elector(config: ControllerConfig, http: KubeHTTP, controller: Controller) -> LeaderElector:
+def _elector(config: ControllerConfig, http: KubeHTTP, controller: Controller, shard: Shard | None) -> LeaderElector:
     """Elected: start workers and sweeper (the watches have kept the cache and queue current).
     Deposed: exit at once, because only ending the process stops cloud calls already running in
-    worker threads; the supervisor (the Deployment) brings the process back as a standby."""
+    worker threads; the supervisor (the Deployment) brings the process back as a standby.
+    Sharded, the Lease is the shard's own (named after it, labelled with its ring) and the same
+    rules hold: act only while holding it."""
     timing = ElectionTiming(config.lease_duration, config.renew_deadline, config.retry_period)
-    store = KubeLeaseStore(http, config.controller_namespace, config.lease_name, request_timeout=config.retry_period)
-    return LeaderElector(store, timing=timing, on_elected=controller.start, on_deposed=_exit_deposed)
+    where = (http, config.controller_namespace)
+    if shard is None:
+        store = KubeLeaseStore(*where, config.lease_name, request_timeout=config.retry_period)
+    else:
+        store = shard_lease_store(shard, *where, shard.identity, request_timeout=config.retry_period)
+    identity = shard.identity if shard is not None else config.leader_identity or None
+    return LeaderElector(store, identity=identity, timing=timing, on_elected=controller.start, on_deposed=_exit_deposed)
+
+
+def _waits_for(config: ControllerConfig, shard: Shard | None) -> str:
+    """The start-up line's note on what the replica waits for before acting."""
+    if shard is not None:
+        return f", shard {shard.identity} of ring {shard.ring}, acting once it holds its Lease"
+    if config.leader_elect:
+        return f", standby until it holds Lease {config.controller_namespace}/{config.lease_name}"
+    return ""
 
 
 def _exit_if_election_failed(campaign: asyncio.Task[None]) -> None:

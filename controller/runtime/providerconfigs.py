@@ -20,8 +20,9 @@ config (generation, deletion mark, finalizers, status, the credentials Secret it
   With --namespace, only the objects of the watched namespaces count: a ClusterProviderConfig
   shared with another controller instance serving other namespaces is held only by this one's.
 
-Writes happen on the leader only (`may_act`), from one loop that wakes on every change and at
-least every `tick` seconds; the handlers themselves only update the index and the queue.
+Writes happen on the leader only (`may_act`; sharded, on every replica: see `sharded`), from one
+loop that wakes on every change and at least every `tick` seconds; the handlers themselves only
+update the index and the queue.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.kube import KubeClient
+from kumo.controller.runtime.sharding import used_anywhere
 from kumo.controller.runtime.workqueue import WorkQueue
 
 from kumo import api
@@ -117,6 +119,10 @@ class ProviderConfigs:
     cache: ObjectCache
     queue: WorkQueue[ObjectKey]
     may_act: Callable[[], bool] = lambda: True
+    # With --shard-ring every replica runs this loop and knows only its own shard's users: the user
+    # count is then left out of status (replicas would overwrite each other's counts), and the
+    # in-use finalizer is given up only once no object in the cluster uses the config.
+    sharded: bool = False
     recheck_every: float = RECHECK_EVERY
     tick: float = TICK
     # How a config is checked; None: configstatus.check through the reconciler (tests pass their own).
@@ -290,6 +296,8 @@ class ProviderConfigs:
         current = {**config.status, **self._written.get(key, {})}
         generation, outcome = self._outcomes.get(key, (config.generation, None))
         wanted = configstatus.config_status(current, outcome, generation, users)
+        if self.sharded:
+            wanted.pop("users")
         if not configstatus.needs_write(current, wanted):
             return
         if self._count_only(key, current, wanted):
@@ -318,6 +326,8 @@ class ProviderConfigs:
         if users and not held and not config.deleting:
             wanted = [*config.finalizers, IN_USE_FINALIZER]
         elif not users and held and config.deleting:
+            if self.sharded and await used_anywhere(self.kube, key):
+                return  # another shard's objects still use it
             wanted = [f for f in config.finalizers if f != IN_USE_FINALIZER]
             log.info("%s: no object uses it any more, in-use protection released", _describe(key))
         else:

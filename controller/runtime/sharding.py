@@ -38,13 +38,14 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kumo.controller.core.assignment import NotAssigned
 from kumo.controller.core.providerconfig import ConfigKey, config_key
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.config import ControllerConfig
+from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.leader import KubeLeaseStore, LeaseRecord
 
 from kumo import api
@@ -165,13 +166,7 @@ class ShardAssignment:
             raise NotAssigned("being drained to another shard")
 
 
-class ObjectLister(Protocol):
-    """The listing `used_anywhere` needs (KubeClient's)."""
-
-    def list_objects(self, kind: Any, namespace: str | None) -> Any: ...
-
-
-async def used_anywhere(kube: ObjectLister, config: ConfigKey) -> bool:
+async def used_anywhere(kube: KubeClient, config: ConfigKey) -> bool:
     """Whether any Bucket or Database in the cluster, on any shard, uses `config`.
 
     A shard's cache knows only its own objects, so before a replica gives up a ProviderConfig's

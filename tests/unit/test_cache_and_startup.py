@@ -113,7 +113,7 @@ class ListingKube:
         self.objects, self.secrets, self.gone = objects, secrets, set(gone)
         self.gets: list[str] = []
 
-    async def list_objects(self, kind, namespace):
+    async def list_objects(self, kind, namespace, label_selector=""):
         for body in self.objects:
             if body["kind"] == kind.value and namespace in (None, body["metadata"]["namespace"]):
                 yield body

@@ -11,15 +11,21 @@ from typing import Any
 
 import pytest
 from kumo.controller.core.assignment import NotAssigned
+from kumo.controller.core.drift import DriftPolicy
+from kumo.controller.core.outcome import Result
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.config import ControllerConfig
 from kumo.controller.runtime.leader import LeaseRecord
+from kumo.controller.runtime.operator import Controller
 from kumo.controller.runtime.sharding import Shard, ShardAssignment, ShardingError, shard_lease_store, shard_of
 from kumo.providers.base import Kind
 
 from kumo import api
+from kumo.api import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
 
+from .test_provider_config_status import World as PCWorld
+from .test_provider_config_status import config as pc_config
 from .test_reconciler import EXTERNAL, NAME, NS, World, entries
 
 RING = "kumo"
@@ -225,3 +231,214 @@ def test_the_shard_lease_is_named_by_the_shard_and_labelled_with_its_ring():
     body = store._body(LeaseRecord(holder=SHARD.identity))
     assert body["metadata"]["name"] == body["spec"]["holderIdentity"] == "kumo-0"
     assert body["metadata"]["labels"] == {api.LABEL_CONTROLLER_RING: RING}
+
+
+# ---------------------------------------------------------------------- the operator's shard
+
+
+class ShardKube:
+    """The KubeClient calls a sharded Controller makes: listings (recording their selectors) and
+    the metadata patches of drain acknowledgements."""
+
+    def __init__(self, objects=(), secrets=()) -> None:
+        self.objects, self.secrets = list(objects), list(secrets)
+        self.selectors: list[str] = []
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    async def list_objects(self, kind, namespace, label_selector=""):
+        self.selectors.append(label_selector)
+        for body in self.objects:
+            if body["kind"] == kind.value:
+                yield body
+
+    async def list_secret_metadata(self, namespace, label_selector):
+        self.selectors.append(label_selector)
+        for meta in self.secrets:
+            yield meta
+
+    async def patch_object_metadata(self, key, patch):
+        self.patches.append((str(key), patch))
+
+    async def patch_secret_metadata(self, namespace, name, patch):
+        self.patches.append((f"Secret/{namespace}/{name}", patch))
+
+
+class RecordingReconciler:
+    """Counts reconciles; answers each with `result`."""
+
+    default_drift_policy = DriftPolicy.CORRECT
+
+    def __init__(self, result: Result | None = None) -> None:
+        self.result = result or Result()
+        self.reconciled: list[ObjectKey] = []
+
+    def forget(self, key):
+        pass
+
+    async def reconcile(self, key, body):
+        self.reconciled.append(key)
+        return self.result
+
+
+def bucket(name: str, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kumo.dev/v1alpha1",
+        "kind": "Bucket",
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1, "labels": labels},
+        "spec": {},
+        "status": {},
+    }
+
+
+def sharded_controller(kube: ShardKube, reconciler: RecordingReconciler | None = None) -> Controller:
+    return Controller(reconciler or RecordingReconciler(), shard=SHARD, kube=kube)  # type: ignore[arg-type]
+
+
+async def drain_queue(controller: Controller) -> None:
+    """Run one worker until the queue has nothing left to hand out."""
+    worker = asyncio.create_task(controller._work())
+    for _ in range(1000):  # a bound on event-loop turns, not on time
+        if not (controller.queue._queued or controller.queue._processing):
+            break
+        await asyncio.sleep(0)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+
+
+def test_the_start_up_listing_asks_only_for_this_shards_objects_and_secrets():
+    kube = ShardKube(objects=[bucket("a", **{SHARD_LABEL: "kumo-0"})])
+    controller = sharded_controller(kube)
+    asyncio.run(controller.prime(kube, []))  # type: ignore[arg-type]
+    assert kube.selectors == [SHARD.secret_selector, SHARD.selector, SHARD.selector]
+
+
+def test_a_drained_object_is_acknowledged_in_one_patch_and_never_reconciled():
+    """The drain label arrives on an object this shard works on: its worker removes both labels
+    in one patch, makes no reconcile (so no cloud call), and forgets the object."""
+    kube = ShardKube()
+    reconciler = RecordingReconciler()
+    controller = sharded_controller(kube, reconciler)
+    key = ObjectKey(Kind.BUCKET, NS, "a")
+
+    async def scenario():
+        controller.on_object_event(Kind.BUCKET, "ADDED", bucket("a", **{SHARD_LABEL: "kumo-0"}))
+        await drain_queue(controller)
+        controller.on_object_event(Kind.BUCKET, "MODIFIED", bucket("a", **{SHARD_LABEL: "kumo-0", DRAIN_LABEL: "true"}))
+        await drain_queue(controller)
+
+    asyncio.run(scenario())
+    assert reconciler.reconciled == [key]  # only the pass before the drain
+    assert kube.patches == [(str(key), SHARD.acknowledgement())]
+    assert key not in controller.cache
+
+
+def test_a_drain_seen_in_the_start_up_listing_is_acknowledged_not_left_to_the_sweep():
+    """An object drained while the replica was down counts as work at start, settled or not."""
+    kube = ShardKube(objects=[bucket("a", **{SHARD_LABEL: "kumo-0", DRAIN_LABEL: "true"})])
+    controller = sharded_controller(kube)
+
+    async def scenario():
+        await controller.prime(kube, [])  # type: ignore[arg-type]
+        await drain_queue(controller)
+
+    asyncio.run(scenario())
+    assert [patch for _, patch in kube.patches] == [SHARD.acknowledgement()]
+
+
+def test_a_pass_the_guard_stopped_forgets_the_object():
+    """A reconcile that ended `dropped` (assigned elsewhere meanwhile) leaves nothing queued or cached."""
+    kube = ShardKube()
+    controller = sharded_controller(kube, RecordingReconciler(Result(dropped=True)))
+
+    async def scenario():
+        controller.on_object_event(Kind.BUCKET, "ADDED", bucket("a", **{SHARD_LABEL: "kumo-0"}))
+        await drain_queue(controller)
+
+    asyncio.run(scenario())
+    assert len(controller.cache) == 0 and not controller.queue._timers
+
+
+def secret_event(name: str, **labels: str) -> dict[str, Any]:
+    base = {LABEL_MANAGED_BY: "kumo", LABEL_OWNER_KIND: "Bucket", LABEL_OWNER_NAME: name}
+    return {"metadata": {"name": f"{name}-bucket", "namespace": NS, "labels": {**base, **labels}}}
+
+
+def test_secrets_of_other_shards_are_as_absent_and_a_drained_one_is_acknowledged():
+    """The Secret watch is not label-selected (credentials Secrets share it): a kumo Secret on
+    another shard or none is not this replica's; one being drained is acknowledged and dropped."""
+    kube = ShardKube()
+    controller = sharded_controller(kube)
+
+    async def scenario():
+        controller.on_secret_event("ADDED", secret_event("mine", **{SHARD_LABEL: "kumo-0"}))
+        controller.on_secret_event("ADDED", secret_event("theirs", **{SHARD_LABEL: "kumo-1"}))
+        controller.on_secret_event("ADDED", secret_event("unassigned"))
+        controller.on_secret_event("MODIFIED", secret_event("moving", **{SHARD_LABEL: "kumo-0", DRAIN_LABEL: "x"}))
+        await asyncio.gather(*controller._releases)
+
+    asyncio.run(scenario())
+    assert set(controller.secrets) == {(NS, "mine-bucket")}
+    assert kube.patches == [(f"Secret/{NS}/moving-bucket", SHARD.acknowledgement())]
+
+
+def test_an_unsharded_controller_is_unchanged_by_shard_labels():
+    """Without --shard-ring, labels of a ring mean nothing: no acknowledgement, every Secret counts."""
+    controller = Controller(RecordingReconciler())  # type: ignore[arg-type]
+    controller.on_secret_event("ADDED", secret_event("theirs", **{SHARD_LABEL: "kumo-1", DRAIN_LABEL: "x"}))
+    assert set(controller.secrets) == {(NS, "theirs-bucket")}
+
+
+# ---------------------------------------------------------------------- provider configs, sharded
+
+
+def provider_configs_world(cluster_users: list[dict[str, Any]]) -> PCWorld:
+    """ProviderConfigs as a shard runs it; a listing of the whole cluster finds `cluster_users`."""
+    world = PCWorld()
+    world.configs.sharded = True
+
+    async def list_objects(kind, namespace, label_selector=""):
+        assert not label_selector, "the usage check must see every shard's objects"
+        for body in cluster_users:
+            if kind is Kind.DATABASE:
+                yield body
+
+    world.kube.list_objects = list_objects  # type: ignore[method-assign]
+    return world
+
+
+def test_a_shard_writes_provider_config_status_without_a_user_count():
+    """Every shard writes the config's Ready condition (they agree), never its own partial user
+    count, which the others would overwrite with theirs."""
+
+    async def scenario() -> None:
+        world = provider_configs_world([])
+        world.use("orders", {"kind": "ProviderConfig", "name": "aws"})
+        world.configs.on_config_event("ProviderConfig", None, pc_config())
+        await world.run_pass()
+        [(what, (*_, status))] = world.kube.writes
+        assert what == "status" and "users" not in status
+        assert status["conditions"][0]["reason"] == api.IDENTITY_VERIFIED
+
+    asyncio.run(scenario())
+
+
+def test_a_shard_keeps_a_cluster_configs_protection_while_another_shard_uses_it():
+    """A ClusterProviderConfig being deleted: the shard without users of its own still holds it
+    while an object on another shard uses it, and releases it once none in the cluster does."""
+    elsewhere = {"metadata": {"name": "billing", "namespace": "shop"}, "spec": {"providerConfigRef": {"name": "aws"}}}
+
+    async def scenario() -> None:
+        users = [elsewhere]
+        world = provider_configs_world(users)
+        deleting = pc_config(
+            "ClusterProviderConfig", deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[api.IN_USE_FINALIZER]
+        )
+        world.configs.on_config_event("ClusterProviderConfig", None, deleting)
+        await world.run_pass()
+        assert [what for what, _ in world.kube.writes if what == "finalizers"] == []
+        users.clear()
+        await world.run_pass()
+        released = [args for what, args in world.kube.writes if what == "finalizers"]
+        assert released and released[0][1][-1] == {"op": "replace", "path": "/metadata/finalizers", "value": []}
+
+    asyncio.run(scenario())
