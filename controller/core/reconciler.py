@@ -61,6 +61,7 @@ from kumo.controller.core.resources import InvalidSpec, ObjectKey, managed_resou
 from kumo.controller.core.secrets import ConnectionSecrets, SecretState
 from kumo.providers.base import (
     CallHooks,
+    Creation,
     DatabaseClient,
     ExternalClient,
     Kind,
@@ -390,7 +391,13 @@ class Reconciler:
         verb = "Recreating" if existed else "Creating"
         message = f"{verb} {s.key.kind.lower()} {creation.external_name} (state: {creation.state})"
         _log_change(s, "recreated" if existed else "created", creation.external_name, f"cloud state: {creation.state}")
-        await self._event(s, NORMAL, EVENT_CREATED, message)
+        if existed or secret.password is not None or not _ready_at_once(creation):
+            # A resource usable at once and without a password (a bucket) gets no event: this
+            # pass's status write already says it (Ready=True since this moment, status.atProvider
+            # naming it), one Kubernetes write per object fewer. One that provisions, takes its
+            # first password, or comes back after an out-of-band deletion is news the status does
+            # not tell (yet): those get the event.
+            await self._event(s, NORMAL, EVENT_CREATED, message)
         if creation.observation is not None:
             return Created(creation.observation, secret, password_set)  # the create's own answer
         # Many resources are usable at once (buckets, emulators); one look saves a requeue.
@@ -613,6 +620,11 @@ class Reconciler:
 def _deleting(s: Subject) -> bool:
     """An earlier pass asked the cloud to delete the resource (Ready says Deleting)."""
     return (cond.find(s.status.get("conditions") or [], api.READY) or {}).get("reason") == api.DELETING
+
+
+def _ready_at_once(creation: Creation) -> bool:
+    """The create's own answer says the resource is usable already (S3 and GCS buckets)."""
+    return creation.observation is not None and creation.observation.ready
 
 
 def _log_change(s: Subject, done: str, external_name: str, detail: str = "") -> None:

@@ -132,6 +132,27 @@ def test_writes_to_reach_ready():
     assert len(bucket.kube.writes) == 4, bucket.kube.writes
 
 
+@pytest.mark.parametrize(
+    ("kind", "initial_state", "announced"),
+    [
+        pytest.param(Kind.BUCKET, "available", False, id="bucket-usable-at-once"),
+        pytest.param(Kind.BUCKET, "creating", True, id="bucket-still-provisioning"),
+        pytest.param(Kind.DATABASE, "available", True, id="database-with-its-first-password"),
+    ],
+)
+def test_a_create_the_status_already_tells_posts_no_created_event(kind, initial_state, announced):
+    """A resource the create's answer shows usable, without a password, reaches Ready in three
+    writes (finalizer, Secret, status): the status says when and what was created, so no
+    CreatedExternalResource event. One that provisions or takes its first password gets it."""
+    world = World(kind, create_describes=True, initial_state=initial_state)
+    world.reconcile()
+    assert (api.EVENT_CREATED in reasons(world)) is announced
+    if not announced:
+        assert len(world.kube.writes) == 3, world.kube.writes
+        assert world.condition("Ready")["status"] == "True"
+        assert world.kube.statuses[NAME]["atProvider"]["externalName"] == EXTERNAL
+
+
 def test_restart_finds_existing_resource_and_creates_nothing():
     """After a restart the object is reconciled again: the resource is observed, not created,
     and the known password is not reset."""
