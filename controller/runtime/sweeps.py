@@ -140,7 +140,12 @@ class Sweeper:
         Bodies are decoded one at a time, to build the provider's view and again to judge it, so
         a sweep of 10,000 objects never holds 10,000 decoded bodies at once."""
         stats = SweepStats()
-        first = self.cache.get(members[0])
+        # A member a reconcile has (queued, running, or waiting to look again) is left out of the
+        # cloud read: that reconcile observes it, and its answer here would be dropped (below).
+        # A scope's first sweep comes with its first objects, all of them still being created,
+        # so reading them would only slow their creates down.
+        members = [key for key in members if not self.queue.busy(key)]
+        first = self.cache.get(members[0]) if members else None
         if first is None:
             return stats
         _, client, settings = await self.reconciler.connect(scope.kind, first)

@@ -334,7 +334,8 @@ async def write_tags(s3: ServiceCaller, resource: ManagedResource, tags: Any, cr
 # writes only what the spec wants otherwise: since 5 January 2023 SSE-S3 default encryption
 # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html), since April
 # 2023 all four Block Public Access switches on
-# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/create-bucket-overview.html), no
+# (https://aws.amazon.com/about-aws/whats-new/2022/12/amazon-s3-automatically-enable-block-public-access-disable-access-control-lists-buckets-april-2023/,
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/create-bucket-overview.html), no
 # versioning, no lifecycle rule. A new bucket is therefore never open, even for the moment before
 # kumo's first write. An S3-compatible store with other defaults shows them as drift at the first
 # sweep, which puts them right.

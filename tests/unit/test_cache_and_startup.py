@@ -347,3 +347,37 @@ def test_a_password_edited_in_the_secret_sends_its_database_to_a_reconcile_at_on
     assert len(controller.queue) == 1 and not controller.secret_exists("team", "orders-connection")
     controller.on_secret_event("MODIFIED", _database_secret("a-user-wrote-this", digest_of="a-user-wrote-this"))
     assert controller.secret_exists("team", "orders-connection")
+
+
+def test_a_sweep_leaves_objects_a_reconcile_has_out_of_the_cloud_read():
+    """Objects queued or being reconciled (new ones being created) are not read by the sweep:
+    their reconcile observes them; a scope with nothing else makes no cloud call at all."""
+    from kumo.controller.runtime.sweeps import Sweeper
+    from kumo.controller.runtime.workqueue import WorkQueue
+
+    class CountingClient(ListingClient):
+        def __init__(self, cache):
+            super().__init__(cache, [])
+            self.read: list[list[str]] = []
+
+        async def observe_many(self, resources):
+            self.read.append(sorted(r.external_name for r in resources))
+            return await super().observe_many(resources)
+
+    cache, queue = ObjectCache(), WorkQueue()
+    keys = [ObjectKey(Kind.BUCKET, "team", name) for name in ("a", "b")]
+    for key in keys:
+        cache.put(key, _bucket(key.name))
+    client = CountingClient(cache)
+    reconciler = JudgingReconciler(client)
+    sweeper = Sweeper(reconciler, cache, queue, lambda namespace, name: True)  # type: ignore[arg-type]
+    scope = SweepScope("ClusterProviderConfig", "", "default", Kind.BUCKET)
+
+    queue.add(keys[1])
+    stats = asyncio.run(sweeper.sweep(scope, cache.members(scope)))
+    assert client.read == [[_bucket("a")["status"]["atProvider"]["externalName"]]]
+    assert reconciler.judged == [("a", "7")] and stats.listed == 1
+
+    queue.add(keys[0])
+    assert asyncio.run(sweeper.sweep(scope, cache.members(scope))).listed == 0
+    assert len(client.read) == 1
