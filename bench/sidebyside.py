@@ -250,7 +250,9 @@ def ratio(kumo: float | None, rival: float | None) -> float | None:
 
 def ratios(kumo: Mapping[str, Any], rival: Mapping[str, Any]) -> dict[str, float | None]:
     """kumo/rival for every headline figure the rival has."""
-    return {key: ratio(kumo.get(key), value) for key, value in rival.items() if key in HEADLINES}
+    return {
+        key: ratio(kumo.get(key), value) for key, value in rival.items() if key in HEADLINES and key not in NO_RATIO
+    }
 
 
 def descendants(pid: int, parents: Mapping[int, int]) -> set[int]:
@@ -317,6 +319,7 @@ HEADLINES = {
 }
 DRIFT_SUFFIX = "_drift_corrected_seconds"
 SCALE_READY_SECONDS = "scale_ready_seconds"
+NO_RATIO = ("scale_ready",)  # a count of what was measured, not a cost to compare
 # Rows of the table that are not figures: each controller's run as recorded, never a ratio.
 CONDITIONS = {
     "resync": "poll/resync set",
@@ -350,7 +353,7 @@ def rows(section: Mapping[str, Any]) -> list[list[str]]:
             _label(key, label, section),
             *(_cell(key, f, controllers[name]) for name, f in zip(names, figures, strict=True)),
         ]
-        row += [_number(section["ratios"][name].get(key)) for name in with_ratio]
+        row += [_number(section["ratios"][name].get(key)) if key not in NO_RATIO else "" for name in with_ratio]
         found.append(row)
     for key, label in CONDITIONS.items():
         cells = [conditions_of(controllers[name])[key] for name in names]
