@@ -182,9 +182,11 @@ def _run(args: argparse.Namespace) -> int:
     from kumo.controller.runtime.logs import configure_logging
     from kumo.controller.runtime.memory import limit_arenas
     from kumo.controller.runtime.operator import run
+    from kumo.controller.runtime.sharding import shard_of
 
     try:
         config = ControllerConfig.load(vars(args))
+        shard_of(config)  # a ring or shard name that cannot name a label or a Lease: refused here
     except OptionError as error:
         print(f"kumo run: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -295,8 +297,10 @@ def _credentials(api_client: Any) -> Any:
     import kopf
 
     configuration = api_client.configuration
-    # "Bearer <token>" as the loader stores it; a bare token gets kopf's default scheme, Bearer.
-    scheme, _, token = (configuration.get_api_key_with_prefix("authorization") or "").rpartition(" ")
+    # "Bearer <token>" as the loader stores it (under the name the generated client's auth settings
+    # use); a bare token gets kopf's default scheme, Bearer.
+    header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    scheme, _, token = header.rpartition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,

@@ -543,3 +543,22 @@ def test_kumo_dev_without_the_test_bed_says_where_to_get_it(monkeypatch, capsys)
     message = str(exited.value.code)
     assert "the test bed is not installed" in message
     assert "pip install -e testbed" in message
+
+
+def test_plan_logs_in_with_the_kubeconfigs_server_ca_and_token(tmp_path):
+    """`kumo plan` loads the kubeconfig with the official loader, as drift and status do, and
+    hands what it found to kumo's own client (before: a missing token made it anonymous)."""
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not read until a request is made")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: 'https://127.0.0.1:6443', certificate-authority: '{ca}'}}}}]\n"
+        "users: [{name: u, user: {token: s3cret}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: team-a}}]\n"
+    )
+    api_client, namespace = cli._kube_access(str(kubeconfig))
+    credentials = cli._credentials(api_client)
+    assert namespace == "team-a" and credentials.server == "https://127.0.0.1:6443"
+    assert credentials.as_http_headers() == {"Authorization": "Bearer s3cret"}
+    assert str(credentials.ca_path) == str(ca) and not credentials.insecure
