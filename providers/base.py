@@ -239,6 +239,10 @@ class ProviderSettings:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     # ProviderConfig defaults for each object's providerOptions, by kind plural ("databases", "buckets")
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Who makes the calls, when several replicas do (kumo run --shard-ring: the shard's name):
+    # providers append it to their SDK clients' User-Agent (plumbing.user_agent_suffix), so the
+    # cloud's own request logs (CloudTrail's userAgent, Cloud Audit Logs) attribute each call.
+    caller: str = ""
 
     def scope_key(self) -> tuple[str, str, str]:
         """Identifies one cloud account and region, the unit of rate limiting. Without a key id

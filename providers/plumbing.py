@@ -154,8 +154,15 @@ def settings_digest(settings: ProviderSettings) -> str:
         settings.region,
         sorted(settings.credentials.items()),
         sorted(settings.endpoints.items()),
+        settings.caller,
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def user_agent_suffix(settings: ProviderSettings) -> str:
+    """What an SDK client adds to its User-Agent to name the replica calling ("" when unnamed):
+    `kumo-shard/<name>`, one product token as RFC 9110 section 10.1.5 describes them."""
+    return f"kumo-shard/{settings.caller}" if settings.caller else ""
 
 
 def _nothing_shared(settings: ProviderSettings) -> None:

@@ -140,9 +140,11 @@ class Reconciler:
         default_drift_policy: DriftPolicy = DriftPolicy.CORRECT,
         on_event: EventHook | None = None,
         assignment: Assignment | None = None,
+        caller: str = "",
     ) -> None:
         self.kube = kube
         self.assignment: Assignment = assignment or Unsharded()
+        self.caller = caller  # the replica's name in its cloud calls' User-Agent (sharded)
         self.secrets = ConnectionSecrets(kube)
         self.events = EventRecorder(kube, on_event)
         self.providers = providers
@@ -168,6 +170,8 @@ class Reconciler:
         few seconds so a rotated credential or a changed endpoint takes effect without a restart."""
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         settings = await self.configs.resolve(self.kube, body, self.controller_namespace, protect=not deleting)
+        if self.caller:
+            settings = replace(settings, caller=self.caller)
         provider = self.providers.get(settings.provider)
         if kind not in provider.kinds:
             raise Terminal(f"provider {settings.provider!r} does not manage {kind} objects")

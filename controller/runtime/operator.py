@@ -498,6 +498,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         if config.metrics_port:
             metrics.serve(config.metrics_port, config.health_host)
         cloud_calls = CloudCalls(RateLimiters(config.cloud_rate, config.cloud_burst), metrics)
+        shard = shard_of(config)
         reconciler = Reconciler(
             kube,
             providers,
@@ -506,8 +507,8 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
             hooks_for=cloud_calls.hooks_for,
             default_drift_policy=DriftPolicy(config.drift_policy),
             on_event=metrics.count_event if metrics else None,
+            caller=shard.identity if shard is not None else "",
         )
-        shard = shard_of(config)
         if shard is not None:
             for info in MANAGED.values():  # the API server sends this replica its objects only
                 settings.watching.label_selectors[GROUP, VERSION, info.plural] = shard.selector

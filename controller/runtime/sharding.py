@@ -44,7 +44,7 @@ from kumo.controller.core.assignment import NotAssigned
 from kumo.controller.core.providerconfig import ConfigKey, config_key
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
-from kumo.controller.runtime.config import ControllerConfig
+from kumo.controller.runtime.config import ControllerConfig, OptionError
 from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.leader import KubeLeaseStore, LeaseRecord
 
@@ -59,8 +59,9 @@ _SHARD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RING_NAME = _SHARD_NAME  # the ring's name is the name part of a label key: at most 63 as well
 
 
-class ShardingError(ValueError):
-    """--shard-ring or the replica's identity cannot name a ring or a shard."""
+class ShardingError(OptionError):
+    """--shard-ring or the replica's identity cannot name a ring or a shard (`kumo run` refuses
+    to start, as for any wrong option)."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from kumo.providers.base import (
     Unavailable,
 )
 from kumo.providers.options import ProviderOption, text_matching
-from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors
+from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors, user_agent_suffix
 
 try:
     import boto3
@@ -345,6 +345,11 @@ def service_endpoint(settings: ProviderSettings, service: str) -> str | None:
 def _make_client(session: Any, settings: ProviderSettings, service: str) -> Any:
     endpoint = service_endpoint(settings, service)
     config = CLIENT_CONFIG
+    if user_agent_suffix(settings):
+        # botocore's user_agent_extra is one string: kumo's own token stays first.
+        config = config.merge(
+            Config(user_agent_extra=f"{CLIENT_CONFIG.user_agent_extra} {user_agent_suffix(settings)}")
+        )
     if service == "s3" and endpoint:
         # Emulators and most S3-compatible endpoints have no wildcard DNS for bucket hosts.
         config = config.merge(Config(s3={"addressing_style": "path"}))

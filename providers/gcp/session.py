@@ -39,7 +39,7 @@ from kumo.providers.base import (
     Unavailable,
 )
 from kumo.providers.options import ProviderOption, text_matching
-from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors
+from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors, user_agent_suffix
 
 try:
     import google.api_core.exceptions as google_errors
@@ -47,6 +47,7 @@ try:
     import google.auth.exceptions as auth_errors
     import google.cloud.storage as storage
     import requests
+    from google.api_core.gapic_v1.client_info import ClientInfo
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import sqladmin_v1beta4 as sqladmin
     from google.oauth2 import service_account
@@ -316,6 +317,8 @@ def _make_sqladmin(settings: ProviderSettings) -> SqlAdmin:
         "transport": "rest",  # no gRPC channel to manage; the emulator speaks REST only
         "client_options": {"api_endpoint": endpoint} if endpoint else None,
     }
+    if _client_info(settings) is not None:  # None would replace the generated clients' default
+        options["client_info"] = _client_info(settings)
     return SqlAdmin(
         instances=sqladmin.SqlInstancesServiceClient(**options),
         users=sqladmin.SqlUsersServiceClient(**options),
@@ -330,7 +333,15 @@ def _make_storage(settings: ProviderSettings) -> Any:
         project=project_of(settings),
         credentials=credentials_for(settings, SERVICE_STORAGE),
         client_options={"api_endpoint": endpoint} if endpoint else None,
+        client_info=_client_info(settings),
     )
+
+
+def _client_info(settings: ProviderSettings) -> Any:
+    """The User-Agent the Google clients send: their own, plus the calling replica's name when
+    there is one (None: the client's default)."""
+    suffix = user_agent_suffix(settings)
+    return ClientInfo(user_agent=suffix) if suffix else None
 
 
 CLIENT_FACTORIES: dict[str, Callable[[ProviderSettings], Any]] = {

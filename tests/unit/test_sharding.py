@@ -7,6 +7,7 @@ Each test is one scenario; its docstring says what it proves.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from kumo.controller.runtime.config import ControllerConfig
 from kumo.controller.runtime.leader import LeaseRecord
 from kumo.controller.runtime.operator import Controller
 from kumo.controller.runtime.sharding import Shard, ShardAssignment, ShardingError, shard_lease_store, shard_of
-from kumo.providers.base import Kind
+from kumo.providers.base import Kind, ProviderSettings
+from kumo.providers.plumbing import settings_digest, user_agent_suffix
 
 from kumo import api
 from kumo.api import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME
@@ -442,3 +444,43 @@ def test_a_shard_keeps_a_cluster_configs_protection_while_another_shard_uses_it(
         assert released and released[0][1][-1] == {"op": "replace", "path": "/metadata/finalizers", "value": []}
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------- the replica in the User-Agent
+
+
+def test_each_shards_cloud_calls_name_it_in_the_user_agent():
+    """A shard's name reaches every SDK client it builds: AWS's user_agent_extra after kumo's own
+    token, Google's ClientInfo for the SQL Admin and Storage clients; unsharded, nothing is added."""
+    import boto3
+    from kumo.providers.aws.session import _make_client
+    from kumo.providers.gcp.session import _make_sqladmin, _make_storage
+
+    aws = ProviderSettings("aws", region="us-east-1", endpoints={"s3": "http://127.0.0.1:1"}, caller="kumo-0")
+    session = boto3.Session(region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    assert _make_client(session, aws, "s3").meta.config.user_agent_extra == "kumo kumo-shard/kumo-0"
+    assert _make_client(session, replace(aws, caller=""), "s3").meta.config.user_agent_extra == "kumo"
+
+    gcp = ProviderSettings(
+        "gcp",
+        project="p",
+        endpoints={"storage": "http://127.0.0.1:1", "sqladmin": "http://127.0.0.1:2"},
+        caller="kumo-0",
+    )
+    assert _make_storage(gcp)._connection._client_info.user_agent.startswith("kumo-shard/kumo-0 ")
+    sent = next(iter(_make_sqladmin(gcp).instances._transport._wrapped_methods.values()))._default_metadata
+    assert dict(sent)["x-goog-api-client"].startswith("kumo-shard/kumo-0 ")
+    assert user_agent_suffix(replace(gcp, caller="")) == ""
+
+
+def test_the_reconciler_hands_its_name_to_the_provider_with_the_settings():
+    """The settings a provider client is built with carry the replica's name (and the client
+    cache keys on it, so a named and an unnamed client are never shared)."""
+    world = World(Kind.BUCKET)
+    seen: list[ProviderSettings] = []
+    make = world.cloud.client
+    world.cloud.client = lambda kind, settings, hooks=None: seen.append(settings) or make(kind, settings, hooks)  # type: ignore[method-assign]
+    world.reconciler.caller = "kumo-0"
+    world.reconcile()
+    assert seen and {s.caller for s in seen} == {"kumo-0"}
+    assert settings_digest(seen[0]) != settings_digest(replace(seen[0], caller=""))
