@@ -38,6 +38,12 @@ JSON_PATCH = "application/json-patch+json"
 # plain JSON from a server that does not offer it.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 DEFAULT_TIMEOUT = 60.0  # seconds for one request, as kopf's settings.networking.request_timeout
+# A 429 with Retry-After asks the client to come back (the API server's max-inflight limit, or a
+# watch cache "(re)initializing" just after it started): client-go's rest client waits and tries
+# again, up to 10 times (k8s.io/client-go/rest/request.go, checkWait); kumo does the same, with a
+# cap on each wait so a bad header cannot stall a worker.
+THROTTLED_RETRIES = 10
+MAX_RETRY_AFTER = 10.0  # seconds
 
 
 class Credentials(Protocol):
@@ -136,7 +142,9 @@ class KubeHTTP:
         query = {name: str(value) for name, value in (params or {}).items() if value not in (None, "")}
         data = None if body is None else json.dumps(body)
         limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
-        for attempt in (1, 2):
+        attempt, throttled, pause = 1, 0, 0.0
+        while attempt <= 2:
+            await asyncio.sleep(pause)  # outside the request, whose timeout must not run meanwhile
             session, credentials = await self._connected(renew=attempt == 2)
             headers = {"Accept": accept, **credentials.as_http_headers()}
             if data is not None:
@@ -151,7 +159,12 @@ class KubeHTTP:
                     timeout=limit,
                 ) as response:
                     text = await response.text()
+                    wait = _retry_after(response.status, response.headers.get("Retry-After"))
+                    if wait is not None and throttled < THROTTLED_RETRIES:
+                        throttled, pause = throttled + 1, wait
+                        continue
                     if response.status == 401 and attempt == 1:
+                        attempt = 2
                         continue  # credentials may have rotated: log in again, once
                     if response.status >= 400:
                         refusal = Refusal(response.status, response.reason or "", text)
@@ -179,6 +192,16 @@ class KubeHTTP:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _retry_after(status: int, header: str | None) -> float | None:
+    """Seconds to wait before asking again, when the answer is a 429 that says (None otherwise)."""
+    if status != 429 or header is None:
+        return None
+    try:
+        return min(max(float(header), 0.0), MAX_RETRY_AFTER)
+    except ValueError:  # an HTTP date: the API server sends seconds, so this is not it
+        return None
 
 
 def _decoded(text: str) -> dict[str, Any]:

@@ -261,3 +261,32 @@ def test_an_unreachable_api_server_is_a_kube_error_in_one_line():
             await http.close()
 
     asyncio.run(scenario())
+
+
+def test_a_429_with_retry_after_is_asked_again_as_client_go_does():
+    """The API server's "come back later" (a watch cache still initializing, the in-flight limit)
+    is waited out: the call succeeds on a later try instead of failing a start-up listing."""
+    answers = [status(429, "storage is (re)initializing"), web.json_response({"metadata": {"uid": "cluster-uid"}})]
+
+    async def namespace(_: web.Request) -> web.Response:
+        reply = answers.pop(0)
+        if reply.status == 429:
+            reply.headers["Retry-After"] = "0"
+        return reply
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        assert await kube.namespace_uid("kube-system") == "cluster-uid"
+        assert len(server.requests) == 2
+
+    served({("GET", "/api/v1/namespaces/kube-system"): namespace}, scenario)
+
+
+def test_a_429_without_retry_after_is_an_error_at_once():
+    """Without Retry-After the server did not ask to come back: the refusal is the caller's."""
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        with pytest.raises(KubeError, match="429"):
+            await kube.namespace_uid("kube-system")
+        assert len(server.requests) == 1
+
+    served({("GET", "/api/v1/namespaces/kube-system"): refuse(429, "slow down")}, scenario)
