@@ -8,6 +8,16 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CONTROLPLANE := $(VENV)/.controlplane
 PYTEST_ARGS ?=
+# `make test` and `make e2e` run pytest on PYTEST_WORKERS pytest-xdist workers, each starting a test
+# bed of its own: most e2e time is waiting on reconciles, polls and sweeps, not CPU, so two workers
+# nearly halve it on two cores. A test file stays on one worker (--dist loadfile: module fixtures
+# run once, a file's tests keep their order). A test marked `@pytest.mark.alone` runs afterwards
+# in a serial pass with nothing else on the machine (tests/README.md says when a test needs it).
+# A reused bed (KUMO_TESTBED_ENV) can serve one worker only, so then there is no xdist worker.
+PYTEST_WORKERS ?= $(if $(KUMO_TESTBED_ENV),0,2)
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile -m "not alone"
+# pytest exits 5 when it collects nothing: no test of the selection is marked `alone`.
+PYTEST_ALONE := -m alone $(PYTEST_ARGS) || test $$? -eq 5
 
 .PHONY: help install controlplane test unit e2e demo bench bench-rivals chaos lint fmt docs dev-up dev-down clean
 
@@ -35,14 +45,16 @@ $(CONTROLPLANE): $(INSTALLED) testbed/controlplane/go.mod testbed/controlplane/g
 controlplane: $(CONTROLPLANE)  ## build (once) the local Kubernetes control plane
 
 test: $(CONTROLPLANE) lint  ## lint, then unit + e2e tests against the local control plane and emulators
-	@echo "==> running tests"
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "==> running tests ($(PYTEST_WORKERS) workers, then the tests marked alone)"
+	@$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ALONE)
 
 unit: $(INSTALLED)  ## unit tests only (no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 e2e: $(CONTROLPLANE)  ## e2e tests only
-	@$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/e2e $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/e2e $(PYTEST_ALONE)
 
 demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud account needed
 	@$(PY) -m kumo.testbed.demo

@@ -21,6 +21,7 @@ and a few unprivileged users (`alice`, `bob`) that tests use to prove RBAC is en
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import ipaddress
 import os
@@ -89,10 +90,21 @@ def ensure_binaries(progress: bool = True) -> Binaries:
         return Binaries(*(Path(str(path)) for path in overrides))
     target = cache_dir() / "controlplane" / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-{_pin_digest()}"
     binaries = Binaries(target / "kube-apiserver", target / "etcd", target / "kube-controller-manager")
-    if all(path.exists() for path in (binaries.kube_apiserver, binaries.etcd, binaries.kube_controller_manager)):
+    if _all_present(binaries):
         return binaries
-    _build(target, progress)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time (two pytest-xdist workers, or a test bed started beside `make test`):
+    # builds into the same cache remove each other's staging directory. The next waits, then
+    # finds the binaries built.
+    with (target.parent / f"{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not _all_present(binaries):
+            _build(target, progress)
     return binaries
+
+
+def _all_present(binaries: Binaries) -> bool:
+    return all(path.exists() for path in (binaries.kube_apiserver, binaries.etcd, binaries.kube_controller_manager))
 
 
 def _build(target: Path, progress: bool) -> None:
@@ -146,7 +158,8 @@ def _tick(say: Callable[[str], None], started: float, done: threading.Event) -> 
 
 
 def _write_pki(directory: Path) -> None:
-    """A CA, a serving certificate for 127.0.0.1/localhost, and the service-account key pair."""
+    """A CA (its key kept, 0600, for `issue_loopback_certificate`), a serving certificate for
+    127.0.0.1/localhost, and the service-account key pair."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kumo-testbed-ca")])
@@ -161,28 +174,9 @@ def _write_pki(directory: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    server_key, server_cert = _loopback_certificate(ca_cert, ca_key, "kube-apiserver", ("kubernetes.default.svc",))
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write_key(directory / "ca.key", ca_key)
     _write_key(directory / "server.key", server_key)
     _write_key(directory / "sa.key", sa_key)
     (directory / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -190,6 +184,41 @@ def _write_pki(directory: Path) -> None:
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+
+
+def issue_loopback_certificate(pki: Path, directory: Path, common_name: str) -> Path:
+    """A serving certificate for 127.0.0.1/localhost signed by the bed's CA in `pki`, written as
+    `directory`/tls.crt and tls.key (another server of the bed: the sharder's webhook); returns
+    the CA certificate's path, what its clients trust."""
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, rsa.RSAPrivateKey):
+        raise TypeError(f"{pki / 'ca.key'} is not an RSA key")
+    key, cert = _loopback_certificate(ca_cert, ca_key, common_name)
+    _write_key(directory / "tls.key", key)
+    (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return pki / "ca.crt"
+
+
+def _loopback_certificate(
+    ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey, common_name: str, extra_names: tuple[str, ...] = ()
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    now = datetime.datetime.now(datetime.UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    names: list[x509.GeneralName] = [x509.DNSName("localhost"), *(x509.DNSName(name) for name in extra_names)]
+    names.append(x509.IPAddress(ipaddress.ip_address(LOOPBACK)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
 
 
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:

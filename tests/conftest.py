@@ -22,8 +22,12 @@ from kumo.api import IN_USE_FINALIZER
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[TestBed]:
+    """The session's bed; under pytest-xdist (`make test`) each worker has a bed of its own."""
     env_file = os.environ.get("KUMO_TESTBED_ENV")
     if env_file:
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            # Each worker starts a controller of its own: two would reconcile the same objects.
+            pytest.fail("a reused test bed (KUMO_TESTBED_ENV) serves one pytest worker: run with -n 0")
         yield TestBed.from_env_file(Path(env_file))
         return
     bed = TestBed.start(progress=True, audit_log=True)
