@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CONTROLPLANE := $(VENV)/.controlplane
+SHARDER := $(VENV)/.sharder
 PYTEST_ARGS ?=
 # `make test` and `make e2e` run pytest on PYTEST_WORKERS pytest-xdist workers, each starting a test
 # bed of its own: most e2e time is waiting on reconciles, polls and sweeps, not CPU, so two workers
@@ -19,7 +20,7 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile -m "not alone"
 # pytest exits 5 when it collects nothing: no test of the selection is marked `alone`.
 PYTEST_ALONE := -m alone $(PYTEST_ARGS) || test $$? -eq 5
 
-.PHONY: help install controlplane test unit e2e demo bench bench-rivals chaos lint fmt docs dev-up dev-down clean
+.PHONY: help install controlplane sharder test unit e2e demo bench bench-rivals chaos lint fmt docs dev-up dev-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,7 +45,16 @@ $(CONTROLPLANE): $(INSTALLED) testbed/controlplane/go.mod testbed/controlplane/g
 
 controlplane: $(CONTROLPLANE)  ## build (once) the local Kubernetes control plane
 
-test: $(CONTROLPLANE) lint  ## lint, then unit + e2e tests against the local control plane and emulators
+# The sharder (timebertt/kubernetes-controller-sharding) for tests/e2e/test_sharder.py: built once
+# into the cache like the control plane (testbed/sharding.py; about 2 CPU-minutes the first time).
+$(SHARDER): $(INSTALLED) testbed/sharder/go.mod testbed/sharder/go.sum testbed/sharder/main.go
+	@echo "==> the sharder (built once into the cache, reused later)"
+	@$(PY) -c "from kumo.testbed.sharding import ensure_sharder; print(ensure_sharder())"
+	@touch $@
+
+sharder: $(SHARDER)  ## build (once) the sharder the sharded tests run
+
+test: $(CONTROLPLANE) $(SHARDER) lint  ## lint, then unit + e2e tests against the local control plane and emulators
 	@echo "==> running tests ($(PYTEST_WORKERS) workers, then the tests marked alone)"
 	@$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@$(PY) -m pytest $(PYTEST_ALONE)
@@ -52,7 +62,7 @@ test: $(CONTROLPLANE) lint  ## lint, then unit + e2e tests against the local con
 unit: $(INSTALLED)  ## unit tests only (no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-e2e: $(CONTROLPLANE)  ## e2e tests only
+e2e: $(CONTROLPLANE) $(SHARDER)  ## e2e tests only
 	@$(PY) -m pytest tests/e2e $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@$(PY) -m pytest tests/e2e $(PYTEST_ALONE)
 

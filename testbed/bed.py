@@ -41,10 +41,18 @@ class TestBed:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, *, progress: bool = True, audit_log: bool = False, workdir: Path | None = None) -> TestBed:
+    def start(
+        cls, *, progress: bool = True, audit_log: bool = False, workdir: Path | None = None, sharder: bool = False
+    ) -> TestBed:
         """Start every server; `workdir` (an empty directory the bed then owns and removes on
-        `stop`) defaults to a new temporary one."""
+        `stop`) defaults to a new temporary one. `sharder` adds the sharder of
+        timebertt/kubernetes-controller-sharding (`sharding.py`; built on first use), described
+        under env["sharder"]."""
+        from . import sharding  # imports install_crds from here
+
         binaries = ensure_binaries(progress=progress)
+        if sharder:
+            sharding.ensure_sharder(progress)  # a first build takes minutes: before any server runs
         workdir = workdir or Path(tempfile.mkdtemp(prefix="kumo-testbed-"))
         bed = cls(workdir)
         try:
@@ -59,7 +67,15 @@ class TestBed:
                 process, endpoint = emulators.start_emulator(spec, workdir, env=emulator_env)
                 bed.processes.append(process)
                 endpoints[spec.name] = endpoint
+            running_sharder = None
+            if sharder:
+                running_sharder = sharding.start_sharder(
+                    str(plane.kubeconfig), workdir, plane.ca_file.parent, progress=progress
+                )
+                bed.processes.append(running_sharder.process)
             bed.env = bed._describe(plane, endpoints, time.monotonic() - started)
+            if running_sharder:
+                bed.env["sharder"] = running_sharder.describe()
         except BaseException:
             bed.stop()
             raise
