@@ -290,3 +290,33 @@ def test_a_429_without_retry_after_is_an_error_at_once():
         assert len(server.requests) == 1
 
     served({("GET", "/api/v1/namespaces/kube-system"): refuse(429, "slow down")}, scenario)
+
+
+def test_the_kubeconfig_flag_reaches_kopfs_login(tmp_path, monkeypatch):
+    """kopf's login_with_kubeconfig reads only KUBECONFIG: `kumo run --kubeconfig F` passes F
+    through it, so the watches and kumo's own calls reach the same cluster as the official
+    loader did with the flag."""
+    from kumo.controller.runtime import operator
+    from kumo.controller.runtime.config import ControllerConfig
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    started: list[dict[str, Any]] = []
+
+    async def operator_stub(**options: Any) -> None:
+        started.append(options)
+
+    monkeypatch.setattr(operator.kopf, "operator", operator_stub)
+    monkeypatch.setattr(operator.kopf, "login_with_service_account", lambda **_: None)  # as outside a Pod
+    asyncio.run(operator.run(ControllerConfig(kubeconfig=str(kubeconfig))))
+    credentials = operator.login(settings=kopf.OperatorSettings())
+    assert started and credentials is not None
+    assert (
+        credentials.server == "https://127.0.0.1:6443" and credentials.as_http_headers()["Authorization"] == "Bearer t"
+    )
