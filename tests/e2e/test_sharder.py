@@ -53,7 +53,7 @@ __all__ = ["ha_namespace"]  # the fixture: a fresh namespace with an AWS Provide
 
 SHARD = shard_label(DEFAULT_RING)
 DRAIN = drain_label(DEFAULT_RING)
-BUCKETS = 16  # all on one of two shards by chance: 2 x 2^-16
+BUCKETS = 24  # by chance all on one of two shards: 2 x 2^-24; none moving to a third: (2/3)^24, 6e-5
 LEASE_SECONDS, RENEW_EVERY = 15, 2.0
 TIMEOUT = 30.0  # the sharder reacts to Lease events at once; this is only the give-up bound
 
