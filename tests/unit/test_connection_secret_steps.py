@@ -84,3 +84,33 @@ def test_only_the_owned_secret_is_deleted():
     asyncio.run(secrets.ensure_password(owner()))
     asyncio.run(secrets.delete(owner()))
     assert (NS, SECRET) not in kube.secrets
+
+
+def test_a_secret_the_sharder_moved_ahead_of_its_draining_owner_keeps_its_data_and_follows_the_owner():
+    """Issue 17's window: the sharder moves a controlled Secret to the owner's next shard at once,
+    while the owner keeps the old shard's label until that shard acknowledges the drain. A pass of
+    the old shard in that window (its cache has not seen the drain label yet) reads the Secret live:
+    it keeps the data and password, and only writes the owner's label back; the new shard's first
+    pass, once the owner is its own, writes its label again. Nothing is deleted, no password is
+    made, and the Secret ends on the owner's shard."""
+    ring_label = api.shard_label("kumo")
+
+    def on(shard: str) -> SecretOwner:
+        body = owner().body
+        return SecretOwner(owner().key, {**body, "metadata": {**body["metadata"], "labels": {ring_label: shard}}})
+
+    kube, secrets = world()
+    first = asyncio.run(secrets.ensure_password(on("old")))
+    assert first.password is not None
+    details = conn.database_data({"host": "h", "port": "5432", "engine": "postgres"}, "app", first.password.value)
+    asyncio.run(secrets.publish(on("old"), first, details))
+    kube.secrets[(NS, SECRET)]["metadata"]["labels"][ring_label] = "new"  # the sharder's direct move
+
+    for shard in ("old", "new"):  # the old shard's late pass, then the new shard's first
+        state = asyncio.run(secrets.ensure_password(on(shard)))
+        assert state.password == first.password, "the stored password is kept, none is made"
+        asyncio.run(secrets.publish(on(shard), state, details))
+        assert kube.secrets[(NS, SECRET)]["metadata"]["labels"][ring_label] == shard
+        assert kube.secret_value(NS, SECRET, "password") == first.password.value
+    assert [write[0] for write in kube.writes].count("kube:create-secret") == 1
+    assert not any("delete" in write[0] for write in kube.writes)
