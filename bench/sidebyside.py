@@ -572,8 +572,8 @@ class Trial:
 
     def scale(self, kind: KindRef) -> dict[str, Any]:
         """More buckets, up to SCALE_N in all, applied at once: the highest RSS of the
-        controller's processes from then until all are Ready (or the cap) and a settling window
-        after, seconds to all Ready, and how many were Ready when it was measured."""
+        controller's processes from then until all are Ready and a settling window after, or
+        until the cap; seconds to all Ready (to within the poll), and how many were Ready."""
         from .auditwrites import breakdown, by_controller
         from .cloudops import by_service
 
@@ -608,7 +608,9 @@ class Trial:
                 self.say(f"scale: {ready}/{len(names)} Ready ({time.time() - started:.0f}s), RSS so far {peak} MiB")
                 said = time.monotonic()
             time.sleep(SCALE_POLL_SECONDS)
-        settle_until = time.time() + settle  # the first sweeps or polls at full size
+        # All Ready: the first sweeps or polls at full size. At the cap: measured then, so the
+        # count of Ready buckets is of the same moment as the RSS.
+        settle_until = time.time() + (settle if all_ready_at is not None else 0.0)
         while time.time() < settle_until:
             peak = max(peak, tree_rss_mb(pid))
             time.sleep(RSS_EVERY_SECONDS)
@@ -624,7 +626,7 @@ class Trial:
             "added": len(added),
             "apply_seconds": round(applied_seconds, 1),
             "cap_seconds": cap,
-            "settle_seconds": settle,
+            "settle_seconds": settle if all_ready_at is not None else 0.0,
             "ready": ready,
             "ready_seconds": ready_seconds,
             "rss_mb_peak": peak,
