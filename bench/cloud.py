@@ -291,6 +291,25 @@ class Clouds:
             time.sleep(0.25)
         return "versioning on -> off"
 
+    def drift_put_back(self, kind: str, name: str) -> bool:
+        """Whether the setting `drift` changed no longer has the value it wrote (one read): a
+        controller put it back, whether or not it ever reported the object out of sync."""
+        if kind == "rds":
+            found = self._aws(kind, "DescribeDBInstances", self.rds.describe_db_instances, DBInstanceIdentifier=name)
+            return bool(found["DBInstances"][0]["BackupRetentionPeriod"] != 1)
+        if kind == "s3":
+            return bool(
+                self._aws(kind, "GetBucketVersioning", self.s3.get_bucket_versioning, Bucket=name).get("Status")
+                != "Suspended"
+            )
+        if kind == "cloudsql":
+            instance = self._sql(kind, "instances.get", self.instances.get, instance=name)
+            return bool(instance.settings.backup_configuration.enabled)
+        self.counter.add(kind, "buckets.get")
+        bucket = self.gcs.bucket(name)
+        bucket.reload(retry=None, timeout=CALL_TIMEOUT)
+        return bool(bucket.versioning_enabled)
+
     # ------------------------------------------------------------------ clean-up
 
     def delete(self, kind: str, name: str) -> bool:

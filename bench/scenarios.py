@@ -112,6 +112,7 @@ class Bench:
     env: dict[str, Any] = field(default_factory=dict)  # the bed's env.json, with the bench's GCS endpoint
     processes: list[ManagedProcess] = field(default_factory=list)
     stuck: set[str] = field(default_factory=set)  # "Kind/name" of objects left at Ready=False
+    sharder: bool = False  # start the bed with the sharder (bench/sharded.py)
 
     # ------------------------------------------------------------------ set-up and tear-down
 
@@ -150,7 +151,7 @@ class Bench:
                 # servers started below inherit it, so that command can stop the bed kept.
                 os.environ[BED_VARIABLE] = DevPaths.at(self.kept_env_file).marker
             self.progress.say("setup", "starting the test bed (control plane + emulators, audit log on)")
-            self.bed = TestBed.start(progress=True, audit_log=True)
+            self.bed = TestBed.start(progress=True, audit_log=True, sharder=self.sharder)
             self.owns_bed = True
             self.progress.say("setup", f"test bed up in {self.bed.env['startup_seconds']}s")
         self.env = copy.deepcopy(self.bed.env)
