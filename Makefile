@@ -74,8 +74,9 @@ demo: $(CONTROLPLANE)  ## the whole story on the local test bed: no cloud accoun
 # keeps the first only. `make bench-rivals` runs the defaults unless BENCH_RIVALS_RESYNC says more.
 BENCH_RIVALS_RESYNC_ALL ?= default,60
 
-bench: $(CONTROLPLANE)  ## benchmarks at scale, then kumo beside its rivals at their defaults and at a 60 s resync -> bench/results.json (BENCH_N, BENCH_SCALE_N; BENCH_RIVALS=0 skips the rivals)
+bench: $(CONTROLPLANE) $(SHARDER)  ## benchmarks at scale, kumo sharded over 1, 2, 4 replicas, then beside its rivals at their defaults and at a 60 s resync -> bench/results.json (BENCH_N, BENCH_SCALE_N; BENCH_SHARDS=0 skips the sharded runs, BENCH_RIVALS=0 the rivals)
 	@$(PY) -m bench.run
+	@$(PY) -m bench.sharded
 	@BENCH_RIVALS_RESYNC="$${BENCH_RIVALS_RESYNC:-$(BENCH_RIVALS_RESYNC_ALL)}" $(PY) -m bench.sidebyside
 
 bench-rivals: $(CONTROLPLANE)  ## only kumo beside its rivals, each on a fresh bed (bench/sidebyside.py; BENCH_QUICK=1 for N=5)
