@@ -21,7 +21,7 @@ The runtime (controller/runtime/providerconfigs.py) decides when to check and wr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from kumo.controller.core import conditions as cond
@@ -60,12 +60,20 @@ def reference(key: ConfigKey) -> dict[str, Any]:
 
 
 async def check(
-    kube: Kube, providers: Providers, key: ConfigKey, controller_namespace: str, hooks_for: HooksFor | None = None
+    kube: Kube,
+    providers: Providers,
+    key: ConfigKey,
+    controller_namespace: str,
+    hooks_for: HooksFor | None = None,
+    caller: str = "",
 ) -> ConfigCheck:
     """Resolve the config, find its plugin, and run the plugin's identity check if it has one.
-    Never writes: the in-use protection is the reconcile's business, not the check's."""
+    Never writes: the in-use protection is the reconcile's business, not the check's. `caller`
+    names the replica in the call, as in the reconciler's (a sharded replica's shard)."""
     try:
         settings = await resolve(kube, reference(key), controller_namespace)
+        if caller:
+            settings = replace(settings, caller=caller)
         provider = providers.get(settings.provider)
         if not isinstance(provider, IdentityCheck):
             return unchecked(settings.provider)

@@ -289,7 +289,12 @@ class ProviderConfigs:
         """The check with the reconciler's Kubernetes access, plugins and call hooks."""
         reconciler = self.reconciler
         return await configstatus.check(
-            reconciler.kube, reconciler.providers, key, reconciler.controller_namespace, reconciler.hooks_for
+            reconciler.kube,
+            reconciler.providers,
+            key,
+            reconciler.controller_namespace,
+            reconciler.hooks_for,
+            caller=reconciler.caller,
         )
 
     async def _write_status(self, key: ConfigKey, config: _Config, users: int) -> None:

@@ -50,9 +50,11 @@ class Checked:
     def __init__(self, refusal: Exception | None = None) -> None:
         self.refusal = refusal
         self.hooks: list[CallHooks | None] = []
+        self.callers: list[str] = []
 
     async def check(self, settings: ProviderSettings, hooks: CallHooks | None = None) -> Identity:
         self.hooks.append(hooks)
+        self.callers.append(settings.caller)
         if self.refusal is not None:
             raise self.refusal
         return Identity(
@@ -142,6 +144,18 @@ def test_the_identity_call_goes_through_the_controllers_hooks() -> None:
     providers = ProviderRegistry(providers={"aws": plugin})
     asyncio.run(configstatus.check(kube, providers, ("ProviderConfig", NAMESPACE, "aws"), "ns", lambda _: hooks))
     assert plugin.hooks == [hooks]
+
+
+def test_a_sharded_replica_names_itself_in_the_identity_call_too() -> None:
+    """Issue 17: every cloud call of a shard carries its name (User-Agent `kumo-shard/<name>`),
+    the ProviderConfig's identity check as well as the reconciles' calls."""
+    kube, plugin = FakeKube([]), Checked()
+    kube.provider_configs[("ProviderConfig", NAMESPACE, "aws")] = config()
+    providers = ProviderRegistry(providers={"aws": plugin})
+    key = ("ProviderConfig", NAMESPACE, "aws")
+    asyncio.run(configstatus.check(kube, providers, key, "ns", caller="kumo-0"))
+    asyncio.run(configstatus.check(kube, providers, key, "ns"))
+    assert plugin.callers == ["kumo-0", ""]
 
 
 def test_status_is_written_only_when_it_changes() -> None:
