@@ -93,9 +93,9 @@ def owner_of(write_name: str, owners: Mapping[str, str]) -> str | None:
 def by_kind(
     writes: Iterable[AuditWrite], names: Mapping[str, Iterable[str]], unnamed_events: Iterable[str] = ()
 ) -> dict[str, list[AuditWrite]]:
-    """The writes per kind (the keys of `names`, each with the names of its objects), by the
-    object each write is about (`owner_of`); the rest under UNATTRIBUTED: shared objects (a
-    ProviderConfig and its Secret), leases.
+    """The writes per kind (the keys of `names`, each with the names, or UIDs, of its objects),
+    by the object each write is about (`owner_of`); the rest under UNATTRIBUTED: shared objects
+    (a ProviderConfig and its Secret), leases.
 
     An Event created with generateName (kumo's) has no name in the audit log, which logs the
     request: `unnamed_events` are the involved objects of the Events the API holds that the audit

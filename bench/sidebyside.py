@@ -542,7 +542,9 @@ class Trial:
         writes = by_controller(self.audit.between(started, ended))
         objects = {service: len(names) for service, names in self.names.items()}
         not_ready = sorted(f"{s}/{n}" for (s, n), t in ready_at.items() if t is None)
-        kind_writes = by_kind(writes, self.names, unnamed_events(self.events_between(started, ended), writes))
+        kind_writes = by_kind(
+            writes, self.owner_keys(kinds), unnamed_events(self.events_between(started, ended), writes)
+        )
         return {
             "ready_seconds": {
                 service: (
@@ -635,6 +637,16 @@ class Trial:
             "cloud_requests": by_service(self.counter.since(before)),
             "k8s_writes": breakdown(writes),
         }
+
+    def owner_keys(self, kinds: dict[str, KindRef]) -> dict[str, list[str]]:
+        """By service: the names of this trial's objects and their UIDs, which name what a
+        controller keeps per object under the UID (Crossplane's ProviderConfigUsage)."""
+        found: dict[str, list[str]] = {}
+        for service, kind in kinds.items():
+            mine = set(self.names.get(service, []))
+            uids = [obj["metadata"]["uid"] for obj in self.list_objects(kind) if obj["metadata"]["name"] in mine]
+            found[service] = [*self.names.get(service, []), *uids]
+        return found
 
     def events_between(self, start: float, end: float) -> list[tuple[str, str]]:
         """(name, involved object's name) of every Event created in [start, end] (to the second

@@ -511,3 +511,9 @@ def test_an_event_created_with_generate_name_goes_to_the_object_the_api_says_it_
     assert unnamed == ["sbs-s3-0000", "sbs-rds-0000"]
     found = auditwrites.by_kind(writes, names, unnamed)
     assert (len(found["s3"]), len(found["rds"]), len(found[auditwrites.UNATTRIBUTED])) == (1, 2, 1)
+
+
+def test_a_write_named_after_an_objects_uid_goes_to_its_kind() -> None:
+    uid = "133f3202-10f6-4f06-a789-8f7cd2684a41"  # Crossplane's ProviderConfigUsage per managed resource
+    found = auditwrites.by_kind([_write(uid, "create providerconfigusages")], {"s3": ["sbs-s3-0000", uid]})
+    assert len(found["s3"]) == 1 and not found[auditwrites.UNATTRIBUTED]
