@@ -132,9 +132,12 @@ class FaultProxy:
         failure_rate: float = 0.2,
         seed: int | None = None,
         on_request: Callable[[str, str, Any, bytes], None] | None = None,
+        on_answered: Callable[[int], None] | None = None,
     ) -> None:
         """`on_request(method, path_and_query, headers, body)` sees every request before it is
-        forwarded or faulted: with `failure_rate=0` the proxy is a faithful request counter."""
+        forwarded or faulted: with `failure_rate=0` the proxy is a faithful request counter.
+        `on_answered(status)` runs once the answer is sent (status 0: dropped), on the same thread
+        as that request's `on_request`, so a recorder can pair the two (threading.local)."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be within [0, 1], not {failure_rate}")
         parts = urlsplit(upstream_url)
@@ -145,6 +148,7 @@ class FaultProxy:
         self.upstream_netloc = parts.netloc
         self.failure_rate = failure_rate
         self.on_request = on_request
+        self.on_answered = on_answered
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._turn = 0
@@ -239,13 +243,16 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.on_request is not None:
             proxy.on_request(self.command, self.path, self.headers, body)
         fault = proxy._choose()
+        status = 0
         if fault is Fault.DROPPED:
             self._drop()
         elif fault is not None:
             answer = fault_answer(fault, dialect_of(self.headers))
-            self._answer(answer.status, [("Content-Type", answer.content_type)], answer.body)
+            status = self._answer(answer.status, [("Content-Type", answer.content_type)], answer.body)
         else:
-            self._forward(proxy, body)
+            status = self._forward(proxy, body)
+        if proxy.on_answered is not None:
+            proxy.on_answered(status)
 
     def _read_body(self) -> bytes:
         if "chunked" in str(self.headers.get("Transfer-Encoding") or "").lower():
@@ -260,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()  # the CRLF after each chunk
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _forward(self, proxy: FaultProxy, body: bytes) -> None:
+    def _forward(self, proxy: FaultProxy, body: bytes) -> int:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "host"}
         headers["Host"] = proxy.upstream_netloc
         if body or self.command in ("POST", "PUT", "PATCH"):
@@ -273,17 +280,16 @@ class _Handler(BaseHTTPRequestHandler):
             status, reason, answer_headers = response.status, response.reason, response.getheaders()
         except (OSError, http.client.HTTPException) as error:
             message = json.dumps({"error": {"code": 502, "message": f"faultproxy: upstream failed: {error}"}})
-            self._answer(502, [("Content-Type", "application/json")], message.encode())
-            return
+            return self._answer(502, [("Content-Type", "application/json")], message.encode())
         finally:
             upstream.close()
         kept = [(k, v) for k, v in answer_headers if k.lower() not in HOP_BY_HOP]
         if self.command != "HEAD":  # a HEAD answer keeps the Content-Length of the GET it describes
             kept = [(k, v) for k, v in kept if k.lower() != "content-length"]
             kept.append(("Content-Length", str(len(data))))
-        self._answer(status, kept, data, reason)
+        return self._answer(status, kept, data, reason)
 
-    def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None) -> None:
+    def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None) -> int:
         self.log_request(status)
         self.send_response_only(status, reason)  # no Server/Date of the proxy's own: upstream's pass
         names = {k.lower() for k, _ in headers}
@@ -294,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
+        return status
 
     def _drop(self) -> None:
         """Close the connection without a byte of answer, as a crashed load balancer would."""

@@ -312,6 +312,64 @@ def wait_until_assigning(
         time.sleep(0.2)
 
 
+def wait_until_assigning_to(
+    api_client: Any,
+    namespace: str,
+    shards: Sequence[str],
+    ring: str = DEFAULT_RING,
+    timeout: float = RING_TIMEOUT_SECONDS,
+) -> None:
+    """Wait until the ring's webhook assigns objects in `namespace` to every one of `shards`:
+    dry-run creates of Secrets controlled by Buckets of varied names (each hashed on its owner)
+    until each shard has been given one. The ring's status can count a shard before the webhook
+    hashes onto it, so a test that needs objects on every shard waits on this."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    wanted, seen = set(shards), set[str]()
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while not wanted <= seen:
+        owner = {
+            "apiVersion": API_VERSION,
+            "kind": BUCKET.kind,
+            "name": f"probe-{attempt % 64}",
+            "uid": "0",
+            "controller": True,
+        }
+        probe = {"metadata": {"name": "kumo-sharder-probe", "ownerReferences": [owner]}}
+        created = core.create_namespaced_secret(namespace, probe, dry_run="All")
+        seen.add((created.metadata.labels or {}).get(shard_label(ring), ""))
+        attempt += 1
+        if attempt % 64 == 0:  # every name tried once: start again on a fresh view of the ring
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ControllerRing {ring} assigned to {sorted(seen)}, not all of {sorted(wanted)}")
+            seen.clear()
+            time.sleep(0.2)
+
+
+def wait_for_available_shards(
+    api_client: Any, count: int, ring: str = DEFAULT_RING, timeout: float = RING_TIMEOUT_SECONDS
+) -> None:
+    """Wait until the ring's status counts `count` available shards (the sharder's view of the
+    shard Leases: a replica started is not yet one it assigns to, nor is a killed one gone from
+    it until its Lease expires)."""
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = objects.get_cluster_custom_object(SHARDING_GROUP, RING_VERSION, RING_PLURAL, ring)
+        available = (found.get("status") or {}).get("availableShards")
+        if available == count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"ControllerRing {ring} has {available} available shards, not {count}, after {timeout:.0f}s"
+            )
+        time.sleep(0.2)
+
+
 def delete_ring(api_client: Any, name: str = DEFAULT_RING) -> None:
     """Delete the ring and its webhook configuration now (the garbage collector would remove the
     latter later, through its ownerReference): no later API request waits on a webhook call."""
