@@ -66,6 +66,7 @@ class Sweeper:
     _due: dict[SweepScope, float] = field(default_factory=dict)
     _last_assessed: dict[ObjectKey, float] = field(default_factory=dict)
     _running: dict[SweepScope, asyncio.Task[SweepStats]] = field(default_factory=dict)
+    _started: bool = False  # the scopes of start-up have been given their first sweep
     completed: int = 0  # sweeps finished since start (for tests and benchmarks)
 
     async def run(self) -> None:
@@ -83,13 +84,17 @@ class Sweeper:
         self._running = {scope: task for scope, task in self._running.items() if not task.done()}
         for scope, members in self.cache.scopes().items():
             interval = min((own or self.interval for own in members.values()), default=self.interval)
-            due = self._due.setdefault(scope, now)
+            # A scope of start-up is swept at once: that sweep verifies what was Ready before. One
+            # that appears later holds objects just reconciled (each observed its resource), so
+            # its first sweep is an interval away, not in the middle of their creates.
+            due = self._due.setdefault(scope, now if not self._started else now + interval)
             if due > now or scope in self._running:
                 continue
             # Jitter only ever shortens the interval: scopes spread out, and a drift is still
             # found within one interval plus the duration of a sweep.
             self._due[scope] = now + interval * random.uniform(0.9, 1.0)  # noqa: S311 - jitter
             self._running[scope] = asyncio.create_task(self._sweep_bounded(semaphore, scope))
+        self._started = True
 
     def _sleep_for(self, now: float) -> float:
         upcoming = [due - now for due in self._due.values()]

@@ -381,3 +381,39 @@ def test_a_sweep_leaves_objects_a_reconcile_has_out_of_the_cloud_read():
     queue.add(keys[0])
     assert asyncio.run(sweeper.sweep(scope, cache.members(scope))).listed == 0
     assert len(client.read) == 1
+
+
+def test_scopes_of_start_up_are_swept_at_once_and_later_ones_an_interval_after_they_appear():
+    """The first sweep verifies what was Ready before a restart, so it starts at once; a scope
+    that appears afterwards holds objects just created (each observed by its reconcile), so its
+    first sweep comes an interval later, not in the middle of their creates."""
+    from kumo.controller.runtime.sweeps import Sweeper
+    from kumo.controller.runtime.workqueue import WorkQueue
+
+    cache = ObjectCache()
+    cache.put(ObjectKey(Kind.BUCKET, "team", "old"), _bucket("old"))
+    reconciler = ForgetfulReconciler()
+    sweeper = Sweeper(reconciler, cache, WorkQueue(), lambda namespace, name: True, interval=60.0)  # type: ignore[arg-type]
+    swept: list[str] = []
+
+    async def sweep_bounded(semaphore, scope):
+        swept.append(scope.config_namespace or "cluster")
+
+    sweeper._sweep_bounded = sweep_bounded  # type: ignore[method-assign]
+
+    async def scenario():
+        semaphore = asyncio.Semaphore(1)
+        sweeper._start_due(0.0, semaphore)  # start-up
+        await asyncio.sleep(0)
+        config = {"kind": "ProviderConfig", "name": "aws"}
+        later = _bucket("new", namespace="other")
+        later["spec"]["providerConfigRef"] = config
+        cache.put(ObjectKey(Kind.BUCKET, "other", "new"), later)
+        sweeper._start_due(1.0, semaphore)  # the new scope's objects were just created
+        await asyncio.sleep(0)
+        assert len(swept) == 1
+        sweeper._start_due(61.0, semaphore)  # an interval later: both are due
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert swept[0] == "cluster" and sorted(swept) == ["cluster", "cluster", "other"]
