@@ -377,7 +377,13 @@ class Controller:
                     took = time.monotonic() - started
                     log.debug("reconciled %s in %.3fs: %s", key, took, _describe(result))
                     self._observe(key, result, took)
-                    if result.dropped:
+                    if result.dropped and self._drained_meanwhile(key):
+                        # The drain label arrived during the pass and the guard stopped it: the
+                        # event that queued the key again is the only one the drain sends, so
+                        # acknowledge now (forgetting it would leave the object waiting on this
+                        # shard's acknowledgement until a restart or the sharder's next sync).
+                        await self._acknowledge_drain(key)
+                    elif result.dropped:
                         self._forget(key)  # assigned elsewhere meanwhile: its shard has it now
                     else:
                         self._schedule(key, result)
@@ -386,6 +392,11 @@ class Controller:
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
+
+    def _drained_meanwhile(self, key: ObjectKey) -> bool:
+        """The cache's latest body of `key` is still this shard's, with the drain label on it."""
+        body = self.cache.get(key)
+        return body is not None and self.shard is not None and self.shard.draining(body) and self.may_act()
 
     async def _acknowledge_drain(self, key: ObjectKey) -> None:
         """The sharder is moving the object: no further cloud call for it from here, both labels
