@@ -12,11 +12,13 @@ PYTEST_ARGS ?=
 # `make test` and `make e2e` run pytest on PYTEST_WORKERS pytest-xdist workers, each starting a test
 # bed of its own: most e2e time is waiting on reconciles, polls and sweeps, not CPU, so two workers
 # nearly halve it on two cores. A test file stays on one worker (--dist loadfile: module fixtures
-# run once, a file's tests keep their order). A test marked `@pytest.mark.alone` runs afterwards
+# run once, a file's tests keep their order); files go out in collection order, not most tests
+# first (--no-loadscope-reorder), so the long few-test e2e files start early and the many short
+# unit files come last, filling whichever worker ends first. A test marked `@pytest.mark.alone` runs afterwards
 # in a serial pass with nothing else on the machine (tests/README.md says when a test needs it).
 # A reused bed (KUMO_TESTBED_ENV) can serve one worker only, so then there is no xdist worker.
 PYTEST_WORKERS ?= $(if $(KUMO_TESTBED_ENV),0,2)
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile -m "not alone"
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone"
 # pytest exits 5 when it collects nothing: no test of the selection is marked `alone`.
 PYTEST_ALONE := -m alone $(PYTEST_ARGS) || test $$? -eq 5
 
