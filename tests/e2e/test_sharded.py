@@ -72,7 +72,10 @@ from .test_chaos import (
 from .test_ha import CONTROLLER_NAMESPACE, LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 from .test_sharder import sharder
 
-pytestmark = pytest.mark.e2e
+# Alone (tests/README.md): three replicas renew 6 s shard Leases within 4 s; beside another
+# pytest-xdist worker's bed on a loaded machine a replica missed a renewal while starting, the
+# sharder took its shard away and the spread check failed (2 runs of 2 on two workers, none alone).
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 __all__ = ["sharder"]  # the fixture: the sharder, once for the module
 
