@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,7 +371,7 @@ def _kill_one(bench: Bench, shards: Shards, assigned: dict[tuple[str, str], str]
     }
 
 
-def _throttled(check: Any, every: float) -> Any:
+def _throttled(check: Callable[[], tuple[bool, str]], every: float) -> Callable[[], tuple[bool, str]]:
     """`check` asked at most once per `every` seconds (Bench.wait polls 5 times a second; a list
     of thousands of objects is too heavy for that), its last answer repeated in between."""
     last: dict[str, Any] = {"at": 0.0, "answer": (False, "")}
