@@ -208,10 +208,12 @@ class Controller:
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
+        moved_away = False
         if self.shard is not None and event_type != "DELETED" and not self.shard.owns(body):
             # Sharded, the Secret watch is not label-selected (see sharding.py): one on another
             # shard, or not yet on any, is as absent to this replica as a selected watch makes it.
             event_type = "DELETED"
+            moved_away = True
         elif self.shard is not None and event_type != "DELETED" and self.shard.draining(body):
             self._acknowledge_secret_drain(where)
             event_type = "DELETED"
@@ -230,7 +232,10 @@ class Controller:
                 self.queue.add(owner)
             return
         self.edited_secrets.discard(where)
-        self._secret_gone(where, _secret_owner(meta))
+        # A Secret the sharder moved on is not gone: its owner is moving too (the sharder moves
+        # the Secret at once, the owner after this shard acknowledges its drain). A reconcile of
+        # the owner here would write this shard's label back on it, a Secret now another shard's.
+        self._secret_gone(where, None if moved_away else _secret_owner(meta))
 
     def _acknowledge_secret_drain(self, where: tuple[str, str]) -> None:
         """A connection Secret the sharder moves: remove both labels (nothing else waits on it)."""

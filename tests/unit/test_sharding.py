@@ -411,6 +411,34 @@ def test_secrets_of_other_shards_are_as_absent_and_a_drained_one_is_acknowledged
     assert kube.patches == [(f"Secret/{NS}/moving-bucket", SHARD.acknowledgement())]
 
 
+def test_a_secret_moved_to_another_shard_does_not_send_its_owner_to_a_reconcile_here():
+    """The sharder moves a controlled Secret to its owner's next shard at once, before the owner's
+    drain is acknowledged here: to this shard the Secret is gone, but its owner is not reconciled
+    for it (that pass would write this shard's label back on the new shard's Secret). A Secret
+    deleted outright still sends its owner to a reconcile (kumo writes it again)."""
+    kube = ShardKube()
+    reconciler = RecordingReconciler()
+    controller = sharded_controller(kube, reconciler)
+    key = ObjectKey(Kind.BUCKET, NS, "a")
+
+    async def scenario():
+        controller.on_object_event(Kind.BUCKET, "ADDED", bucket("a", **{SHARD_LABEL: "kumo-0"}))
+        controller.on_secret_event("ADDED", secret_event("a", **{SHARD_LABEL: "kumo-0"}))
+        await drain_queue(controller)
+        controller.on_secret_event("MODIFIED", secret_event("a", **{SHARD_LABEL: "kumo-1"}))
+        await drain_queue(controller)
+        moved = list(reconciler.reconciled)
+        controller.on_secret_event("ADDED", secret_event("a", **{SHARD_LABEL: "kumo-0"}))
+        controller.on_secret_event("DELETED", secret_event("a", **{SHARD_LABEL: "kumo-0"}))
+        await drain_queue(controller)
+        return moved
+
+    moved = asyncio.run(scenario())
+    assert moved == [key], "the move sent no reconcile"
+    assert reconciler.reconciled == [key, key], "the deletion did"
+    assert (NS, "a-bucket") not in controller.secrets
+
+
 def test_an_unsharded_controller_is_unchanged_by_shard_labels():
     """Without --shard-ring, labels of a ring mean nothing: no acknowledgement, every Secret counts."""
     controller = Controller(RecordingReconciler())  # type: ignore[arg-type]
