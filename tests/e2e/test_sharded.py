@@ -69,7 +69,7 @@ from .test_chaos import (
     _settled,
     _updates_missing,
 )
-from .test_ha import CONTROLLER_NAMESPACE, LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
+from .test_ha import CONTROLLER_NAMESPACE
 from .test_sharder import sharder
 
 # Alone (tests/README.md): three replicas renew 6 s shard Leases within 4 s; beside another
@@ -84,6 +84,9 @@ KINDS = (("aws", "Bucket"), ("aws", "Database"), ("gcp", "Bucket"), ("gcp", "Dat
 # third of the ring: (2/3)^24 = 6e-5 (the ring's tokens are spread, not exact thirds).
 PER_KIND = 6
 SWEEP_INTERVAL = 5  # seconds
+# Short leases, so a killed shard's objects move within seconds; not test_ha's 6/4/1: on this
+# loaded machine a replica's event loop, busy with a burst, can miss a 4 s renew deadline.
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 10, 8, 2
 SHARD_ENV = {
     "KUMO_LEASE_DURATION": str(LEASE_DURATION),
     "KUMO_RENEW_DEADLINE": str(RENEW_DEADLINE),
@@ -279,6 +282,15 @@ class Ring:
             for identity, replica in self.replicas.items()
         )
 
+    def leadership(self) -> list[str]:
+        """Each replica's Lease lines and whether it runs, for a failure's message."""
+        lines = []
+        for identity, replica in self.replicas.items():
+            running = replica.process is not None and replica.process.alive()
+            logged = [line[:160] for line in replica.log_text().splitlines() if "leader" in line]
+            lines.append(f"{identity} running={running}: {logged[-3:]}")
+        return lines
+
     def wait(self, what: str, check: Callable[[], Any], timeout: float = SETTLE_TIMEOUT) -> Any:
         return wait_for(what, check, self.logs, timeout, every=0.5)
 
@@ -367,8 +379,8 @@ def test_three_shards_then_one_killed_then_a_fourth_each_call_from_the_objects_s
 
     # Spread: every replica holds objects, and each connection Secret is on its owner's shard.
     first = _shards(listed, ring)
-    assert set(first.values()) == set(ring.replicas), _count(first)
-    _assert_secrets_follow_their_owners(kumo, listed, ring)
+    assert set(first.values()) == set(ring.replicas), (_count(first), ring.leadership())
+    ring.wait("every Secret on its owner's shard", partial(_secrets_on_their_owners_shard, kumo, ring))
 
     # SIGKILL the replica that holds aws-bu-00, then drift that bucket while it has no live shard.
     victim = first["aws-bu-00"]
@@ -414,6 +426,12 @@ def test_three_shards_then_one_killed_then_a_fourth_each_call_from_the_objects_s
 
     after_join = _shards(ring.wait(f"objects moved to {newcomer} and in sync", rebalanced), ring)
     move_seconds = time.monotonic() - joined_at
+    # The sharder moves a controlled Secret at once and its owner only once the old shard
+    # acknowledges; a pass of the old shard meanwhile writes its own label back on the Secret (the
+    # owner's, still), and the new shard's first pass writes the new one (see
+    # tests/unit/test_connection_secret_steps.py). Counted at first look, then waited on.
+    secrets_behind = len(_secrets_off_their_owners_shard(kumo, ring))
+    ring.wait("every Secret on its owner's shard", partial(_secrets_on_their_owners_shard, kumo, ring))
     moved = sorted(name for name, shard in after_join.items() if shard == newcomer)
     for name in moved:
         assert ring.assignments.drained_into(name, newcomer), (name, ring.assignments.history.get(name))
@@ -430,7 +448,7 @@ def test_three_shards_then_one_killed_then_a_fourth_each_call_from_the_objects_s
     edited = ring.wait("every edit applied", partial(_all_settled, kumo, planned))
     # The strict bed holds an RDS modification pending a moment, as RDS does (testbed/strictaws/rds.py).
     ring.wait("every edit in the clouds", lambda: not _updates_missing(ring.clouds, planned, edited))
-    _assert_secrets_follow_their_owners(kumo, edited, ring)
+    ring.wait("every Secret on its owner's shard", partial(_secrets_on_their_owners_shard, kumo, ring))
     duplicates, leaks, missing = _ownership_findings(ring.clouds, ring.namespace, edited)
     assert (duplicates, leaks, missing) == ([], [], []), (duplicates, leaks, missing)
 
@@ -467,7 +485,8 @@ def test_three_shards_then_one_killed_then_a_fourth_each_call_from_the_objects_s
         f"(upstream: at most 2 x lease = {2 * LEASE_DURATION}s after the last renewal), in sync and drift "
         f"corrected {resync_seconds:.1f}s after the kill (bound: 2 x lease + sweep {SWEEP_INTERVAL}s = "
         f"{2 * LEASE_DURATION + SWEEP_INTERVAL}s)\n"
-        f"{newcomer} joined: {len(moved)} objects drained and moved, all in sync {move_seconds:.1f}s after its start\n"
+        f"{newcomer} joined: {len(moved)} objects drained and moved, all in sync {move_seconds:.1f}s after its start "
+        f"({secrets_behind} Secrets not yet on their owner's new shard then)\n"
         f"{len(calls)} cloud calls, {sum(len(made) for made in per_object.values())} naming one object; "
         f"writes per replica {writes_per_replica}; objects that changed shard: {len(moved_or_orphaned)}"
     )
@@ -490,11 +509,19 @@ def _count(shards: dict[str, str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _assert_secrets_follow_their_owners(kumo: Kumo, listed: dict[str, dict[str, Any]], ring: Ring) -> None:
+def _secrets_off_their_owners_shard(kumo: Kumo, ring: Ring) -> list[str]:
+    """Objects whose connection Secret is not (yet) on the object's shard."""
     label = shard_label(ring.name)
-    for name, obj in listed.items():
+    off = []
+    for name, obj in kumo.managed().items():
         secret = kumo.core.read_namespaced_secret(connection_secret_name(Kind(obj["kind"]), obj), ring.namespace)
-        assert (secret.metadata.labels or {}).get(label) == obj["metadata"]["labels"][label], name
+        if (secret.metadata.labels or {}).get(label) != obj["metadata"]["labels"][label]:
+            off.append(name)
+    return off
+
+
+def _secrets_on_their_owners_shard(kumo: Kumo, ring: Ring) -> bool:
+    return not _secrets_off_their_owners_shard(kumo, ring)
 
 
 def _acknowledged(log: str) -> str:
