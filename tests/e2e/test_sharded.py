@@ -185,6 +185,7 @@ class Assignments:
 
     def __init__(self, api: client.ApiClient, namespace: str, ring: str) -> None:
         self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.shard, self.drain = shard_label(ring), drain_label(ring)
         self.history: dict[str, list[tuple[str, bool]]] = {}
@@ -192,7 +193,7 @@ class Assignments:
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch, args=(kind,), name=f"assignments-{kind}", daemon=True)
-            for kind in ("Bucket", "Database")
+            for kind in ("Bucket", "Database", "Secret")
         ]
         for thread in self._threads:
             thread.start()
@@ -221,25 +222,28 @@ class Assignments:
         return arrived > 0 and held[arrived - 1][1] and held[arrived - 1][0] != shard
 
     def _watch(self, kind: str) -> None:
+        """Objects by name; connection Secrets as `Secret/<name>`."""
         version = ""
         while not self._stop.is_set():
-            stream = watch.Watch().stream(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURALS[kind],
-                resource_version=version,
-                timeout_seconds=5,
-            )
+            if kind == "Secret":
+                listing: Callable[..., Any] = partial(self.core.list_namespaced_secret, self.namespace)
+            else:
+                listing = partial(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind]
+                )
+            stream = watch.Watch().stream(listing, resource_version=version, timeout_seconds=5)
             try:
                 for event in stream:
-                    meta = event["object"]["metadata"]
+                    meta = event["raw_object"]["metadata"]
+                    if kind == "Secret" and not meta.get("ownerReferences"):
+                        continue  # not a connection Secret
                     version = meta["resourceVersion"]
                     labels = meta.get("labels") or {}
                     state = (labels.get(self.shard, ""), self.drain in labels)
                     with self._lock:
-                        states = self.history.setdefault(meta["name"], [])
+                        states = self.history.setdefault(
+                            f"{kind}/{meta['name']}" if kind == "Secret" else meta["name"], []
+                        )
                         if not states or states[-1] != state:
                             states.append(state)
             except ApiException as error:
@@ -430,7 +434,12 @@ def test_three_shards_then_one_killed_then_a_fourth_each_call_from_the_objects_s
     # acknowledges; a pass of the old shard meanwhile writes its own label back on the Secret (the
     # owner's, still), and the new shard's first pass writes the new one (see
     # tests/unit/test_connection_secret_steps.py). Counted at first look, then waited on.
-    secrets_behind = len(_secrets_off_their_owners_shard(kumo, ring))
+    behind = _secrets_off_their_owners_shard(kumo, ring)
+    secrets_behind = len(behind)
+    for name in behind:
+        secret = connection_secret_name(Kind(kinds[name]), {"metadata": {"name": name}})
+        history = ring.assignments.history
+        print(f"  {name}: object {history.get(name)}, Secret {history.get('Secret/' + secret)}")
     ring.wait("every Secret on its owner's shard", partial(_secrets_on_their_owners_shard, kumo, ring))
     moved = sorted(name for name, shard in after_join.items() if shard == newcomer)
     for name in moved:
