@@ -151,17 +151,17 @@ def chaos_controller(testbed, kube_api, chaos_namespace, tmp_path) -> Iterator[C
 # ------------------------------------------------------------------------------------- the killer
 
 
-class Killer:
-    """SIGKILLs the controller `kills` times, each after 0.5 to 3 s of life, restarting it at once."""
+class KillLoop:
+    """Kills `kills` times on a thread, each after 0.5 to 3 s of life, the moments drawn from
+    `seed`; a subclass says what one kill is (`_kill_once`)."""
 
-    def __init__(self, controller: ControllerProcess, kills: int, seed: int) -> None:
-        self.controller = controller
+    def __init__(self, kills: int, seed: int) -> None:
         self.kills = kills
         self.seed = seed
         self.survived = 0
         self.errors: list[BaseException] = []
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="chaos-killer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"chaos-{type(self).__name__}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -173,11 +173,25 @@ class Killer:
         rng = random.Random(self.seed)
         try:
             while self.survived < self.kills and not self.stopping.wait(rng.uniform(0.5, 3.0)):
-                self.controller.kill()
-                self.controller.start()
+                self._kill_once(rng)
                 self.survived += 1
         except BaseException as error:  # reported by the test, not lost in a thread
             self.errors.append(error)
+
+    def _kill_once(self, rng: random.Random) -> None:
+        raise NotImplementedError
+
+
+class Killer(KillLoop):
+    """SIGKILLs the controller, restarting it at once."""
+
+    def __init__(self, controller: ControllerProcess, kills: int, seed: int) -> None:
+        super().__init__(kills, seed)
+        self.controller = controller
+
+    def _kill_once(self, rng: random.Random) -> None:
+        self.controller.kill()
+        self.controller.start()
 
 
 class Shards:
@@ -263,44 +277,27 @@ def chaos_shards(testbed, kube_api, chaos_namespace, sharder, tmp_path) -> Itera
                     raise
 
 
-class ShardKiller:
+class ShardKiller(KillLoop):
     """SIGKILLs a random live shard `kills` times, each after 0.5 to 3 s; every other time the
     same shard starts again at once (its container restarted: same name, its own Lease), else a
     new shard takes its place (a new Pod: the dead shard's objects are reassigned when its Lease
     has expired, and the newcomer's share drained to it from the live shards)."""
 
     def __init__(self, shards: Shards, kills: int, seed: int) -> None:
+        super().__init__(kills, seed)
         self.shards = shards
-        self.kills = kills
-        self.seed = seed
-        self.survived = 0
-        self.errors: list[BaseException] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="chaos-shard-killer", daemon=True)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
-
-    def _run(self) -> None:
-        rng = random.Random(self.seed)
-        try:
-            while self.survived < self.kills and not self.stopping.wait(rng.uniform(0.5, 3.0)):
-                with self.shards.lock:
-                    identity = rng.choice(sorted(self.shards.replicas))
-                    victim = self.shards.replicas[identity]
-                victim.kill()
-                if self.survived % 2 == 0:
-                    self.shards.restart(victim)
-                else:
-                    with self.shards.lock:
-                        del self.shards.replicas[identity]
-                    self.shards.start()
-                self.survived += 1
-        except BaseException as error:  # reported by the test, not lost in a thread
-            self.errors.append(error)
+    def _kill_once(self, rng: random.Random) -> None:
+        with self.shards.lock:
+            identity = rng.choice(sorted(self.shards.replicas))
+            victim = self.shards.replicas[identity]
+        victim.kill()
+        if self.survived % 2 == 0:
+            self.shards.restart(victim)
+        else:
+            with self.shards.lock:
+                del self.shards.replicas[identity]
+            self.shards.start()
 
 
 # ------------------------------------------------------------------------------------- the test
@@ -333,7 +330,7 @@ def _run_chaos(
     kumo: Kumo,
     own_clouds: OwnClouds,
     namespace: str,
-    killer: Killer | ShardKiller,
+    killer: KillLoop,
     log_text: Callable[[], str],
     starts: Callable[[], str],
 ) -> None:
