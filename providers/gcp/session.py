@@ -4,11 +4,12 @@ the ownership labels, and the checking of `spec.providerOptions` against each ki
 
 `client_cache()` is the shared `ClientCache` (kumo.providers.plumbing) set up for the Cloud SQL
 Admin clients (`google.cloud.sqladmin_v1beta4`, REST transport) and the Cloud Storage client, once
-per distinct `ProviderSettings`. `ServiceCaller` takes each client from it lazily, inside the worker
-thread of the first call, because finding Application Default Credentials may probe the metadata
-server. `ServiceCaller` is the only place that touches a client: it runs each request through the
-shared `InstrumentedCaller` (pacing, metrics, redaction), which raises `Retryable` or `Terminal`
-carrying Google's own message as `translate` reads it. `cloudsql.py` and `gcs.py` use nothing else
+per distinct `ProviderSettings`; each service's SDK is imported when its first client is built.
+`ServiceCaller` takes each client from it lazily, inside the worker thread of the first call,
+because finding Application Default Credentials may probe the metadata server. `ServiceCaller`
+is the only place that touches a client: it runs each request through the shared
+`InstrumentedCaller` (pacing, metrics, redaction), which raises `Retryable` or `Terminal` carrying
+Google's own message as `translate` reads it. `cloudsql.py` and `gcs.py` use nothing else
 from the SDKs' error or auth modules.
 
 SDK-level retries are switched off (every call passes ``retry=None``): a failed call comes back as
@@ -25,6 +26,8 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from importlib import import_module
+from importlib.util import find_spec
 from typing import Any, TypeVar
 
 from kumo.providers import options as checks
@@ -41,21 +44,40 @@ from kumo.providers.base import (
 from kumo.providers.options import ProviderOption, text_matching
 from kumo.providers.plumbing import ClientCache, InstrumentedCaller, SdkErrors, user_agent_suffix
 
+MISSING_SDK = (
+    "the gcp provider needs google-cloud-sql and google-cloud-storage "
+    "(pip install google-cloud-sql google-cloud-storage)"
+)
+SQLADMIN_MODULE = "google.cloud.sqladmin_v1beta4"
+STORAGE_MODULE = "google.cloud.storage"
+
 try:
     import google.api_core.exceptions as google_errors
     import google.auth
     import google.auth.exceptions as auth_errors
-    import google.cloud.storage as storage
     import requests
     from google.api_core.gapic_v1.client_info import ClientInfo
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import sqladmin_v1beta4 as sqladmin
     from google.oauth2 import service_account
 except ImportError as missing_sdk:  # the registry logs this and skips the provider
-    raise Unavailable(
-        "the gcp provider needs google-cloud-sql and google-cloud-storage "
-        "(pip install google-cloud-sql google-cloud-storage)"
-    ) from missing_sdk
+    raise Unavailable(MISSING_SDK) from missing_sdk
+
+# The two service SDKs are imported by the factory that builds their first client, not here: the
+# Cloud SQL one alone holds ~12 MiB of proto-plus message classes and its gRPC transports, which a
+# replica without Databases on GCP never uses (issue 17). Their presence is still checked now, so
+# a missing SDK keeps the whole provider out at start as before.
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it."""
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package (google.cloud) is missing too
+        return False
+
+
+if not (_installed(SQLADMIN_MODULE) and _installed(STORAGE_MODULE)):
+    raise Unavailable(MISSING_SDK)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -311,6 +333,7 @@ class SqlAdmin:
 
 
 def _make_sqladmin(settings: ProviderSettings) -> SqlAdmin:
+    sqladmin = import_module(SQLADMIN_MODULE)  # on the first Database on GCP: see the imports
     endpoint = settings.endpoints.get(SERVICE_SQLADMIN)
     options: dict[str, Any] = {
         "credentials": credentials_for(settings, SERVICE_SQLADMIN),
@@ -328,6 +351,7 @@ def _make_sqladmin(settings: ProviderSettings) -> SqlAdmin:
 
 
 def _make_storage(settings: ProviderSettings) -> Any:
+    storage = import_module(STORAGE_MODULE)  # on the first Bucket or identity check on GCP
     endpoint = settings.endpoints.get(SERVICE_STORAGE)
     return storage.Client(
         project=project_of(settings),
