@@ -136,7 +136,9 @@ class ControllerConfig:
         default_text="the UID of the kube-system namespace",
     )
     workers: int = option(16, env="KUMO_WORKERS", help="reconciles in flight at once")
-    threads: int = option(64, env="KUMO_THREADS", help="blocking SDK and Kubernetes calls in flight at once")
+    threads: int = option(
+        64, env="KUMO_THREADS", help="cloud SDK calls in flight at once (threads); also the Kubernetes API connections"
+    )
     kubeconfig: str = option(
         "",
         env="KUBECONFIG",
