@@ -29,14 +29,18 @@ from ..conftest import WATCHED_NAMESPACES
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture(scope="session")
-def controller(testbed: TestBed, kube_api: client.ApiClient, tmp_path_factory) -> Iterator[ControllerProcess]:
-    core = client.CoreV1Api(kube_api)
+def ensure_namespace(kube_api: client.ApiClient, name: str) -> None:
+    """Create the namespace unless it exists (the controllers' own, shared by every test)."""
     try:
-        core.create_namespace({"metadata": {"name": "kumo-system"}})
+        client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name}})
     except ApiException as error:
         if error.status != 409:
             raise
+
+
+@pytest.fixture(scope="session")
+def controller(testbed: TestBed, kube_api: client.ApiClient, tmp_path_factory) -> Iterator[ControllerProcess]:
+    ensure_namespace(kube_api, "kumo-system")
     log_path = tmp_path_factory.mktemp("controller") / "controller.log"
     process = ControllerProcess(
         kubeconfig=testbed.env["kubeconfig"], log_path=log_path, extra_env={"KUMO_NAMESPACES": WATCHED_NAMESPACES}

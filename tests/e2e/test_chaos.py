@@ -42,7 +42,7 @@ from kumo.testbed.process import StartupError
 from kumo.testbed.sharding import apply_ring, delete_ring, kumo_ring, start_shard, wait_until_assigning_to
 
 from ..conftest import _fresh_namespace
-from .conftest import Kumo, condition, example, unique
+from .conftest import Kumo, condition, ensure_namespace, example, unique
 from .test_sharder import sharder
 
 pytestmark = pytest.mark.e2e
@@ -132,11 +132,7 @@ def chaos_namespace(kube_api: client.ApiClient) -> Iterator[str]:
 
 
 def own_controller(testbed: TestBed, kube_api: client.ApiClient, namespace: str, log_dir: Any) -> ControllerProcess:
-    try:
-        client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": "kumo-system"}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    ensure_namespace(kube_api, "kumo-system")
     env = {"KUMO_NAMESPACES": namespace, "KUMO_CLOUD_RATE": "0", "KUMO_SWEEP_INTERVAL": "5"}
     return ControllerProcess(kubeconfig=testbed.env["kubeconfig"], log_path=log_dir / "controller.log", extra_env=env)
 
@@ -250,11 +246,7 @@ def _started(start: Callable[[], ControllerProcess]) -> ControllerProcess:
 @pytest.fixture
 def chaos_shards(testbed, kube_api, chaos_namespace, sharder, tmp_path) -> Iterator[Shards]:
     """SHARDS replicas of a ring over the chaos namespace, each one the webhook assigns to."""
-    try:
-        client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": "kumo-system"}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    ensure_namespace(kube_api, "kumo-system")
     shards = Shards(testbed, chaos_namespace, tmp_path)
     apply_ring(kube_api, kumo_ring(shards.ring, namespaces=[chaos_namespace]))
     try:

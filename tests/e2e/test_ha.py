@@ -22,7 +22,7 @@ from kumo.testbed.controllerproc import ControllerProcess
 from kumo.testbed.probes import probe_for
 
 from ..conftest import _fresh_namespace
-from .conftest import Kumo, example, unique, wait_for
+from .conftest import Kumo, ensure_namespace, example, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,11 +42,7 @@ LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # controller/runtime/logs.py text form
 def ha_namespace(kube_api: client.ApiClient, testbed: TestBed) -> Iterator[str]:
     """A fresh namespace with an AWS ProviderConfig named `aws`, watched by no other controller."""
     core = client.CoreV1Api(kube_api)
-    try:
-        core.create_namespace({"metadata": {"name": CONTROLLER_NAMESPACE}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    ensure_namespace(kube_api, CONTROLLER_NAMESPACE)
     for name in _fresh_namespace(kube_api, "ha"):
         secret, config = probe_for("aws", testbed.env).provider_config(name="aws")
         core.create_namespaced_secret(name, secret)

@@ -58,7 +58,7 @@ from bench.cloudops import operation_of
 from kumo.api import GROUP, PLURALS, VERSION, connection_secret_name, drain_label, shard_label
 
 from ..conftest import _fresh_namespace
-from .conftest import Kumo, example, unique, wait_for
+from .conftest import Kumo, ensure_namespace, example, unique, wait_for
 from .test_chaos import (
     UPDATED_LABEL,
     UPDATED_STORAGE_GB,
@@ -304,11 +304,7 @@ def ring(testbed: TestBed, kube_api: client.ApiClient, sharder: Sharder, tmp_pat
     """A fresh namespace whose ProviderConfigs reach the emulators through the recording proxies,
     a ring of its own over it, and three replicas of that ring, all available to the sharder."""
     core = client.CoreV1Api(kube_api)
-    try:
-        core.create_namespace({"metadata": {"name": CONTROLLER_NAMESPACE}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    ensure_namespace(kube_api, CONTROLLER_NAMESPACE)
     calls = CallLog(
         {
             "aws": testbed.env["aws"]["endpoint"],
