@@ -8,6 +8,7 @@ process started by `kumo dev up` outlives the command, so it is found again late
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -120,3 +121,38 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of the TCP sockets in LISTEN state that process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed since listed
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = []
+    for table, decode in (("tcp", _ipv4), ("tcp6", _ipv6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == TCP_LISTEN and inode in inodes:
+                address, port = local.split(":")
+                found.append((decode(address), int(port, 16)))
+    return sorted(found)
+
+
+def _ipv4(hex_address: str) -> str:
+    """/proc/net/tcp writes an IPv4 address as one little-endian 32-bit word in hex."""
+    return str(ipaddress.IPv4Address(bytes.fromhex(hex_address)[::-1]))
+
+
+def _ipv6(hex_address: str) -> str:
+    """/proc/net/tcp6 writes an IPv6 address as four little-endian 32-bit words in hex."""
+    raw = bytes.fromhex(hex_address)
+    return str(ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))))

@@ -10,7 +10,6 @@ binaries (`testbed.cluster.cache_dir`), so a changed pin rebuilds and everything
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -26,14 +25,13 @@ from typing import Any, ClassVar
 
 from kumo.testbed.bed import install_crds
 from kumo.testbed.cluster import cache_dir
-from kumo.testbed.process import LOOPBACK, ManagedProcess, free_port
+from kumo.testbed.process import LOOPBACK, ManagedProcess, free_port, listening_sockets
 
 RIVALS_DIR = Path(__file__).resolve().parent
 # The rivals' CRD sets are large (provider-aws has 195): Established takes longer than kumo's.
 CRD_TIMEOUT_SECONDS = 180.0
 START_TIMEOUT_SECONDS = 120.0
 PROGRESS_EVERY_SECONDS = 20.0
-TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
 
 
 @dataclass(frozen=True)
@@ -216,38 +214,6 @@ class Rival(ABC):
 def conditions(obj: dict[str, Any]) -> dict[str, str]:
     """type -> status of the object's status.conditions."""
     return {c.get("type", ""): c.get("status", "") for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of the TCP sockets in LISTEN state that process `pid` holds open."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:  # closed since listed
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    found = []
-    for table, decode in (("tcp", _ipv4), ("tcp6", _ipv6)):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == TCP_LISTEN and inode in inodes:
-                address, port = local.split(":")
-                found.append((decode(address), int(port, 16)))
-    return sorted(found)
-
-
-def _ipv4(hex_address: str) -> str:
-    """/proc/net/tcp writes an IPv4 address as one little-endian 32-bit word in hex."""
-    return str(ipaddress.IPv4Address(bytes.fromhex(hex_address)[::-1]))
-
-
-def _ipv6(hex_address: str) -> str:
-    """/proc/net/tcp6 writes an IPv6 address as four little-endian 32-bit words in hex."""
-    raw = bytes.fromhex(hex_address)
-    return str(ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))))
 
 
 def _answers(url: str) -> bool:

@@ -29,6 +29,7 @@ from kubernetes.client.rest import ApiException
 from kumo.controller.core.resources import owner_reference
 from kumo.providers.base import Kind
 from kumo.testbed.bed import TestBed
+from kumo.testbed.process import listening_sockets
 from kumo.testbed.sharding import (
     DEFAULT_RING,
     Sharder,
@@ -41,7 +42,6 @@ from kumo.testbed.sharding import (
     wait_until_assigning,
 )
 
-from bench.rivals.rival import listening_sockets
 from kumo.api import GROUP, PLURALS, VERSION, connection_secret_name, drain_label, shard_label
 
 from .conftest import Kumo, example, unique, wait_for

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kumo.testbed.process import listening_sockets
 
 from bench.rivals import RIVALS, by_name
 from bench.rivals.ack import ACK_S3, SYNCED
 from bench.rivals.crossplane import PROVIDER_AWS
-from bench.rivals.rival import listening_sockets
 
 ENV: dict[str, Any] = {
     "kubeconfig": "/nowhere/kubeconfig",
