@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from typing import Any
 
-from . import observe, report
+from . import observe, report, unwind_on_sigterm
 from .params import Params
 from .scenarios import Bench
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the clean-up: no test bed left behind
 
 
 def run_scenarios(bench: Bench, results: dict[str, Any], details: dict[str, Any]) -> None:
@@ -57,7 +52,7 @@ def run_scenarios(bench: Bench, results: dict[str, Any], details: dict[str, Any]
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminated)
+    unwind_on_sigterm()
     params = Params.from_env()
     results: dict[str, Any] = {"machine": observe.machine(), "params": params.as_json()}
     details: dict[str, Any] = {}

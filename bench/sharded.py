@@ -31,7 +31,6 @@ import dataclasses
 import json
 import os
 import random
-import signal
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from kumo.testbed.sharding import apply_ring, kumo_ring, start_shards, wait_unti
 
 from kumo.api import BUCKET, DATABASE, GROUP, VERSION, shard_label
 
-from . import observe
+from . import observe, unwind_on_sigterm
 from .cloud import KINDS
 from .params import Params
 from .scenarios import CLUSTER_ID, Bench, Obj, Progress, _interleave
@@ -566,12 +565,8 @@ def _or_dash(value: Any) -> str:
 # ---------------------------------------------------------------------- the program
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the clean-up: no test bed left behind
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminated)
+    unwind_on_sigterm()
     sp = ShardParams.from_env()
     if sp.skipped:
         print("sharded: skipped (BENCH_SHARDS=0)", flush=True)

@@ -42,7 +42,6 @@ import copy
 import json
 import math
 import os
-import signal
 import statistics
 import sys
 import time
@@ -54,6 +53,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import unwind_on_sigterm
 from .params import DEFAULT_OUT
 
 SERVICES = ("s3", "rds")  # the kinds compared: S3 buckets and RDS instances
@@ -1107,12 +1107,8 @@ def write_results(out: Path, section: dict[str, Any], key: str = RESULTS_KEY) ->
     out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the clean-up: no test bed left behind
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminated)
+    unwind_on_sigterm()
     params = SideBySideParams.from_env()
     if params.skipped:
         print("side by side: skipped (BENCH_RIVALS=0)", flush=True)
