@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,45 +112,54 @@ def _build(target: Path, progress: bool) -> None:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    say = _progress_printer(progress)
-    say(
-        f"building kube-apiserver and kube-controller-manager {KUBERNETES_VERSION} and etcd {ETCD_VERSION}"
-        " (first time only, a few minutes)"
-    )
-    started = time.monotonic()
-    done = threading.Event()
-    ticker = threading.Thread(target=_tick, args=(say, started, done), daemon=True)
-    ticker.start()
-    try:
+    with BuildProgress(progress) as build:
+        build.say(
+            f"building kube-apiserver and kube-controller-manager {KUBERNETES_VERSION} and etcd {ETCD_VERSION}"
+            " (first time only, a few minutes)"
+        )
         for package, binary in (
             ("go.etcd.io/etcd/server/v3", "etcd"),
             ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
             ("k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"),
         ):
-            say(f"go build {package}")
+            build.say(f"go build {package}")
             subprocess.run(
                 ["go", "build", "-o", str(staging / binary), package],
                 cwd=GO_MODULE_DIR,
                 check=True,
                 env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"},
             )
-    finally:
-        done.set()
     staging.replace(target)
-    say(f"control plane built in {time.monotonic() - started:.0f}s -> {target}")
+    build.say(f"control plane built in {build.elapsed():.0f}s -> {target}")
 
 
-def _progress_printer(enabled: bool) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        if enabled:
+class BuildProgress:
+    """Progress lines on stderr for a first-time build of minutes (when `enabled`): what the build
+    says, plus a "still building" line every 20 s while the `with` block runs, so a fresh machine's
+    first `make test` does not look hung."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._started = time.monotonic()
+        self._done = threading.Event()
+
+    def __enter__(self) -> BuildProgress:
+        threading.Thread(target=self._tick, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+
+    def say(self, message: str) -> None:
+        if self._enabled:
             print(f"[kumo testbed] {message}", file=sys.stderr, flush=True)
 
-    return say
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
 
-
-def _tick(say: Callable[[str], None], started: float, done: threading.Event) -> None:
-    while not done.wait(20):
-        say(f"... still building ({time.monotonic() - started:.0f}s)")
+    def _tick(self) -> None:
+        while not self._done.wait(20):
+            self.say(f"... still building ({self.elapsed():.0f}s)")
 
 
 # ---------------------------------------------------------------------------- certificates

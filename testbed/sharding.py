@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,7 @@ from typing import Any
 from kumo.api import API_VERSION, BUCKET, DATABASE, GROUP, LABEL_CONTROLLER_RING, SHARDING_GROUP, shard_label
 
 from .bed import install_crds
-from .cluster import _progress_printer, _tick, cache_dir, issue_loopback_certificate
+from .cluster import BuildProgress, cache_dir, issue_loopback_certificate
 from .controllerproc import ControllerProcess
 from .process import LOOPBACK, ManagedProcess, free_port
 
@@ -103,13 +102,9 @@ def _build(target: Path, progress: bool) -> None:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "crds").mkdir(parents=True)
-    say = _progress_printer(progress)
-    say(f"building the sharder: {SHARDER_MODULE} {SHARDER_VERSION} (first time only, a few minutes)")
-    started = time.monotonic()
-    done = threading.Event()
-    threading.Thread(target=_tick, args=(say, started, done), daemon=True).start()
     env = {**os.environ, **GO_ENV}
-    try:
+    with BuildProgress(progress) as build:
+        build.say(f"building the sharder: {SHARDER_MODULE} {SHARDER_VERSION} (first time only, a few minutes)")
         subprocess.run(["go", "build", "-o", str(staging / "sharder"), "."], cwd=GO_MODULE_DIR, check=True, env=env)
         module = subprocess.run(
             ["go", "mod", "download", "-json", f"{SHARDER_MODULE}@{SHARDER_VERSION}"],
@@ -119,13 +114,11 @@ def _build(target: Path, progress: bool) -> None:
             text=True,
             env=env,
         )
-    finally:
-        done.set()
     crd = Path(json.loads(module.stdout)["Dir"]) / CRD_IN_MODULE
     shutil.copyfile(crd, staging / "crds" / crd.name)
     staging.replace(target)
     size_mb = (target / "sharder").stat().st_size / 1e6
-    say(f"sharder built in {time.monotonic() - started:.0f}s ({size_mb:.0f} MB) -> {target}")
+    build.say(f"sharder built in {build.elapsed():.0f}s ({size_mb:.0f} MB) -> {target}")
 
 
 # ---------------------------------------------------------------------------- the process
