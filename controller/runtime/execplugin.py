@@ -48,20 +48,20 @@ CLUSTER_CONFIG_EXTENSION = "client.authentication.k8s.io/exec"
 # client-go waits for the plugin as long as it takes; a controller cannot wait forever for a
 # command that hangs (on a network call, or on a prompt it should not have made).
 EXEC_TIMEOUT = 60.0  # seconds
-RETRY_DELAY = 10.0  # seconds before kopf runs its login again after a failed plugin
 
 
-class ExecConfigError(kopf.PermanentError):
-    """An exec entry no retry can satisfy: a missing field, an unsupported apiVersion, a command
-    that is not installed, or a plugin that insists on a terminal."""
+class ExecPluginError(Exception):
+    """A plugin that gave no credential; the message names the kubeconfig user entry."""
 
 
-class ExecPluginFailed(kopf.TemporaryError):
-    """The plugin ran and failed, timed out, or printed no usable ExecCredential: worth another
-    try (a network hiccup on the way to the cloud's token service)."""
+class ExecConfigError(ExecPluginError):
+    """An exec entry that cannot work as written: a missing field, an unsupported apiVersion, a
+    command that is not installed, or a plugin that insists on a terminal."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, delay=RETRY_DELAY)
+
+class ExecPluginFailed(ExecPluginError):
+    """The plugin ran and failed, timed out, or printed no usable ExecCredential (perhaps a
+    network hiccup on the way to the cloud's token service: another run may succeed)."""
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,17 @@ credential's value.
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kopf
 import yaml
-from kumo.controller.runtime.execplugin import ExecCredentials, ExecPlugin, cluster_info
+from kumo.controller.runtime.execplugin import ExecCredential, ExecCredentials, ExecPlugin, cluster_info
 
 log = logging.getLogger(__name__)
 KUBECONFIG_ENV = "KUBECONFIG"
@@ -46,9 +47,9 @@ NAMED_SECTIONS = ("clusters", "users", "contexts")
 SECTION_ITEM = {"clusters": "cluster", "users": "user", "contexts": "context"}
 
 
-class KubeconfigError(kopf.PermanentError):
+class KubeconfigError(Exception):
     """A kubeconfig that cannot describe a login: unreadable, or missing what the chosen context
-    needs. Permanent for kopf: retrying the same files cannot help."""
+    needs. The message names the file or entry and the field, never a credential's value."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class KubeconfigReader:
                 cluster.name,
                 cluster.body["server"],
             )
-        user = _UserLogin.of(target.user, self.credentials, stale, lambda: _cluster_info(cluster, ca_path, ca_data))
+        user = _user_login(target.user, self.credentials, stale, lambda: _cluster_info(cluster, ca_path, ca_data))
         return kopf.ConnectionInfo(
             server=str(cluster.body["server"]),
             ca_path=ca_path,
@@ -234,68 +235,80 @@ class _UserLogin:
     certificate_data: str | None = None
     private_key_path: str | None = None
     private_key_data: str | None = None
-    expiration: Any = None
+    expiration: datetime.datetime | None = None
 
     def fields(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if value is not None}
 
-    @classmethod
-    def of(
-        cls, user: Entry | None, credentials: ExecCredentials, stale: kopf.ConnectionInfo | None, cluster: Any
-    ) -> _UserLogin:
-        if user is None:
-            return cls()  # anonymous: the API server decides what that may do
-        body, where = user.body, f"user {user.name!r}"
-        login = cls(
-            username=str(body.get("username") or "") or None,
-            password=str(body.get("password") or "") or None,
-        )
-        # Inline data wins over a file, for the certificate and the key alike: client-go's rule
-        # ("client-cert-data and client-cert are both specified ... client-cert-data will override").
-        login.certificate_data = body.get("client-certificate-data") or None
-        login.certificate_path = None if login.certificate_data else user.path("client-certificate")
-        login.private_key_data = body.get("client-key-data") or None
-        login.private_key_path = None if login.private_key_data else user.path("client-key")
-        for path, key in ((login.certificate_path, "client-certificate"), (login.private_key_path, "client-key")):
-            if path is not None:
-                _readable(path, where, key)
-        token_file = user.path("tokenFile")
-        auth_provider = body.get("auth-provider") or {}
-        provider_token = (
-            (auth_provider.get("config") or {}).get("access-token") if isinstance(auth_provider, Mapping) else None
-        )
-        login.token = _read_token(token_file, where) if token_file else (body.get("token") or provider_token or None)
-        if login.token and login.username:
-            raise KubeconfigError(f"kubeconfig {where}: set a token or a username and password, not both")
-        exec_spec = body.get("exec")
-        if exec_spec:
-            if auth_provider:
-                raise KubeconfigError(f"kubeconfig {where}: auth-provider and exec cannot both be set")
-            login._exec(user, exec_spec, credentials, stale, cluster)
-        return login
-
-    def _exec(
-        self,
-        user: Entry,
-        spec: Any,
-        credentials: ExecCredentials,
-        stale: kopf.ConnectionInfo | None,
-        cluster: Any,
-    ) -> None:
-        """The plugin's credential replaces the entry's static ones of the same kind."""
-        if not isinstance(spec, Mapping):
-            raise KubeconfigError(f"kubeconfig user {user.name!r}: exec is not a mapping")
-        command = str(spec.get("command") or "")
-        if os.sep in command:  # a path, not a name to look up on PATH: relative to the defining file
-            command = _resolved(command, user.origin)
-        plugin = ExecPlugin.parse(user.name, {**spec, "command": command})
-        credential = credentials.get(plugin, cluster() if plugin.provide_cluster_info else None, stale)
+    def use(self, credential: ExecCredential) -> None:
+        """An exec plugin's credential replaces the entry's static one of the same kind."""
         if credential.token:
             self.token = credential.token
         if credential.client_certificate_data:
             self.certificate_data, self.certificate_path = credential.client_certificate_data, None
             self.private_key_data, self.private_key_path = credential.client_key_data, None
         self.expiration = credential.expiration
+
+
+def _user_login(
+    user: Entry | None,
+    credentials: ExecCredentials,
+    stale: kopf.ConnectionInfo | None,
+    cluster: Callable[[], dict[str, Any]],
+) -> _UserLogin:
+    """The user entry's static credentials, then its exec plugin's (None: anonymous, and the
+    API server decides what that may do)."""
+    if user is None:
+        return _UserLogin()
+    body, where = user.body, f"user {user.name!r}"
+    login = _UserLogin(
+        token=_static_token(user),
+        username=str(body.get("username") or "") or None,
+        password=str(body.get("password") or "") or None,
+    )
+    if login.token and login.username:
+        raise KubeconfigError(f"kubeconfig {where}: set a token or a username and password, not both")
+    # Inline data wins over a file, for the certificate and the key alike: client-go's rule
+    # ("client-cert-data and client-cert are both specified ... client-cert-data will override").
+    login.certificate_data = body.get("client-certificate-data") or None
+    login.certificate_path = None if login.certificate_data else user.path("client-certificate")
+    login.private_key_data = body.get("client-key-data") or None
+    login.private_key_path = None if login.private_key_data else user.path("client-key")
+    for path, key in ((login.certificate_path, "client-certificate"), (login.private_key_path, "client-key")):
+        if path is not None:
+            _readable(path, where, key)
+    if body.get("exec"):
+        if body.get("auth-provider"):
+            raise KubeconfigError(f"kubeconfig {where}: auth-provider and exec cannot both be set")
+        plugin = _exec_plugin(user)
+        login.use(credentials.get(plugin, cluster() if plugin.provide_cluster_info else None, stale))
+    return login
+
+
+def _static_token(user: Entry) -> str | None:
+    """tokenFile (read now: a rotated file is picked up at the next login), else token, else an
+    auth-provider's cached access-token, as kopf's own kubeconfig login honoured it."""
+    token_file = user.path("tokenFile")
+    if token_file:
+        try:
+            return Path(token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as error:
+            raise KubeconfigError(
+                f"kubeconfig user {user.name!r}: tokenFile {token_file}: {error.strerror or error}"
+            ) from None
+    provider = user.body.get("auth-provider")
+    provider_config = (provider.get("config") or {}) if isinstance(provider, Mapping) else {}
+    return str(user.body.get("token") or provider_config.get("access-token") or "") or None
+
+
+def _exec_plugin(user: Entry) -> ExecPlugin:
+    spec = user.body["exec"]
+    if not isinstance(spec, Mapping):
+        raise KubeconfigError(f"kubeconfig user {user.name!r}: exec is not a mapping")
+    command = str(spec.get("command") or "")
+    if os.sep in command:  # a path, not a name to look up on PATH: relative to the defining file
+        command = _resolved(command, user.origin)
+    return ExecPlugin.parse(user.name, {**spec, "command": command})
 
 
 def _resolved(path: str, origin: Path) -> str:
@@ -316,13 +329,6 @@ def _readable(path: str, where: str, key: str) -> None:
     """A referenced file must exist now: a clear error beats the TLS library's."""
     if not os.access(path, os.R_OK):
         raise KubeconfigError(f"kubeconfig {where}: {key} {path} does not exist or is not readable")
-
-
-def _read_token(path: str, where: str) -> str | None:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
-    except OSError as error:
-        raise KubeconfigError(f"kubeconfig {where}: tokenFile {path}: {error.strerror or error}") from None
 
 
 def _first_line(error: Exception) -> str:

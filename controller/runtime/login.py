@@ -3,12 +3,16 @@ as before), else the kubeconfig as kubectl reads it (controller/runtime/kubeconf
 
 Two consumers log in: kopf's vault (`@kopf.on.login`, for the watches) and kumo's own client
 (controller/runtime/kubehttp.py, for reads and writes). Each asks again only when what it holds
-stopped working: kopf when its credential expired or drew a 401 (https://kopf.readthedocs.io/en/stable/authentication/),
-KubeHTTP likewise. So a consumer's second and later logins carry "the one you gave me is stale",
-and an exec plugin's credential it held is replaced by a fresh run of the plugin, while the other
-consumer's first login reuses the credential still held. One `ClusterLogin` per process keeps
-the plugin's credential for both (an EKS token from `aws eks get-token` lives 15 minutes: the
-watches and the client renew it together, and an expired token recovers without a restart).
+stopped working: kopf when its credential expired or drew a 401
+(https://kopf.readthedocs.io/en/stable/authentication/), KubeHTTP likewise. So a consumer's
+second and later logins mean "the one you gave me is stale", and an exec plugin's credential it
+held is replaced by a fresh run of the plugin, while the other consumer's first login reuses the
+credential still held. One `ClusterLogin` per process keeps the plugin's credential for both (an
+EKS token from `aws eks get-token` lives 15 minutes: an expired token recovers without a restart).
+
+`kumo run` logs in once before kopf starts (`check`), so a kubeconfig that cannot work stops it
+at once with the error; later, a failing login is retried (kopf would otherwise stop its
+credentials task for good and leave the operator running without watches).
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
-from kumo.controller.runtime.kubeconfig import KubeconfigReader
+from kumo.controller.runtime.execplugin import ExecPluginError
+from kumo.controller.runtime.kubeconfig import KubeconfigError, KubeconfigReader
 
 LoginFn = Callable[..., kopf.ConnectionInfo | None]
+# What a login can fail with; each message names the file or entry and never holds a secret.
+LOGIN_ERRORS = (KubeconfigError, ExecPluginError)
+RETRY_DELAY = 10.0  # seconds before kopf tries a failed login again
 
 
 class ClusterLogin:
@@ -45,3 +53,26 @@ class ClusterLogin:
             return given
 
         return login
+
+    def kopf_handler(self) -> LoginFn:
+        """kopf's `@kopf.on.login` handler: a failed login is a temporary error, tried again."""
+        login = self.consumer()
+
+        def handler(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            try:
+                return login(**kwargs)
+            except LOGIN_ERRORS as error:
+                raise kopf.TemporaryError(str(error), delay=RETRY_DELAY) from None
+
+        return handler
+
+    def check(self) -> kopf.ConnectionInfo:
+        """Log in once (an exec plugin's credential is then held for the consumers' first logins);
+        raises one of LOGIN_ERRORS when there is nothing to log in with or it cannot work."""
+        info = self.consumer()()
+        if info is None:
+            raise KubeconfigError(
+                "no Kubernetes credentials: not in a Pod (no ServiceAccount token) and no kubeconfig "
+                "(--kubeconfig and KUBECONFIG are unset and ~/.kube/config does not exist)"
+            )
+        return info

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kumo.controller.runtime.execplugin import ExecConfigError, ExecPluginFailed
 from kumo.controller.runtime.kubeconfig import KubeconfigError, KubeconfigReader, kubeconfig_files
-from kumo.controller.runtime.login import ClusterLogin
+from kumo.controller.runtime.login import RETRY_DELAY, ClusterLogin
 
 V1 = "client.authentication.k8s.io/v1"
 V1BETA1 = "client.authentication.k8s.io/v1beta1"
@@ -410,12 +410,11 @@ def test_without_an_expiration_the_credential_is_held_until_reported_stale(tmp_p
     ],
     ids=["always-interactive", "v1-without-mode", "v1alpha1", "no-command", "not-installed"],
 )
-def test_exec_entries_no_retry_can_satisfy_are_permanent_errors_naming_the_user(tmp_path, exec_spec, message):
+def test_exec_entries_that_cannot_work_are_refused_naming_the_user(tmp_path, exec_spec, message):
     path = simple(tmp_path / "config", {"exec": exec_spec})
     with pytest.raises(ExecConfigError) as refused:
         read(path)
     assert message in str(refused.value)
-    assert isinstance(refused.value, kopf.PermanentError)  # kopf stops instead of retrying forever
 
 
 @pytest.mark.parametrize(
@@ -429,16 +428,13 @@ def test_exec_entries_no_retry_can_satisfy_are_permanent_errors_naming_the_user(
     ],
     ids=["exit-status", "not-json", "half-a-pair", "empty-status", "bad-expiry"],
 )
-def test_a_failing_plugin_is_a_retryable_error_naming_the_user_and_never_the_secret(
-    tmp_path, status, raw, exit_code, message
-):
+def test_a_failing_plugin_is_an_error_naming_the_user_and_never_the_secret(tmp_path, status, raw, exit_code, message):
     script = plugin(tmp_path / "tool", status, raw=raw, exit_code=exit_code)
     path = simple(tmp_path / "config", {"exec": {"apiVersion": V1, "command": str(script), "interactiveMode": "Never"}})
     with pytest.raises(ExecPluginFailed) as failed:
         read(path)
     assert message in str(failed.value) and "user 'u'" in str(failed.value)
     assert SECRET not in str(failed.value) and SECRET not in repr(failed.value)
-    assert isinstance(failed.value, kopf.TemporaryError)
 
 
 def test_a_plugin_answering_in_another_api_version_is_refused(tmp_path):
@@ -473,3 +469,70 @@ def test_outside_a_pod_the_kubeconfig_logs_in_with_kopfs_trust_env(tmp_path, mon
     info = ClusterLogin(str(path), "ctx").consumer()(settings=settings, logger=None)
     assert info is not None and info.trust_env and info.default_namespace == "team"
     assert info.as_http_headers() == {"Authorization": "Bearer t"}
+
+
+def test_kumo_run_checks_the_login_before_starting_and_kopf_retries_a_later_failure(tmp_path, monkeypatch):
+    """Before kopf starts, a kubeconfig that cannot work is an error `kumo run` exits with; once
+    running, kopf's login handler raises a temporary error (kopf tries again) instead of a
+    permanent one (kopf would stop its credentials task and keep running without watches)."""
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with pytest.raises(KubeconfigError, match="no Kubernetes credentials: not in a Pod"):
+        ClusterLogin().check()
+    failing = plugin(tmp_path / "tool", {"token": SECRET}, exit_code=1)
+    path = simple(
+        tmp_path / "config", {"exec": {"apiVersion": V1, "command": str(failing), "interactiveMode": "Never"}}
+    )
+    with pytest.raises(ExecPluginFailed, match="exited with status 1"):
+        ClusterLogin(str(path)).check()
+    with pytest.raises(kopf.TemporaryError, match=r"user 'u': exec plugin .* exited with status 1") as retried:
+        ClusterLogin(str(path)).kopf_handler()(settings=kopf.OperatorSettings(), logger=None)
+    assert retried.value.delay == RETRY_DELAY
+
+
+def test_the_check_holds_the_credential_for_the_consumers_first_logins(tmp_path, monkeypatch):
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    tool = tmp_path / "tool"
+    script = plugin(tool, {"token": SECRET})
+    path = simple(tmp_path / "config", {"exec": {"apiVersion": V1, "command": str(script), "interactiveMode": "Never"}})
+    login = ClusterLogin(str(path))
+    checked = login.check()
+    assert login.kopf_handler()(settings=kopf.OperatorSettings()) == checked == login.consumer()()
+    assert len(runs(tool)) == 1
+
+
+# -------------------------------------------------------------------------------------- the CLI
+
+
+def test_the_cli_reaches_the_cluster_kumo_run_would_reach(tmp_path, monkeypatch):
+    """status and drift (the official client) and plan (kumo's client) log in from the same reading:
+    the same server and header, inline TLS data as private files, the context's namespace."""
+    from kumo.kubeaccess import cli_login, context_namespace, official_client
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    key = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+    path = simple(
+        tmp_path / "config",
+        {"token": SECRET, "client-certificate-data": base64.b64encode(PEM.encode()).decode(), "client-key-data": key},
+        cluster={"server": "https://c:6443", "certificate-authority-data": base64.b64encode(PEM.encode()).decode()},
+        namespace="team-a",
+    )
+    info = cli_login(str(path), None)
+    assert context_namespace(info) == "team-a"
+    configuration = (api_client := official_client(info)).configuration
+    assert configuration.host == "https://c:6443" and configuration.verify_ssl
+    assert api_client.default_headers["Authorization"] == f"Bearer {SECRET}"
+    written = [Path(configuration.ssl_ca_cert), Path(configuration.cert_file), Path(configuration.key_file)]
+    assert [file.read_text() for file in written] == [PEM, PEM, key]
+    assert all(stat.S_IMODE(file.stat().st_mode) == 0o600 for file in written)
+    assert stat.S_IMODE(written[0].parent.stat().st_mode) == 0o700
+
+
+def test_the_cli_says_when_there_is_no_kubeconfig(tmp_path, monkeypatch):
+    from kumo.kubeaccess import cli_login
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with pytest.raises(KubeconfigError, match="no kubeconfig"):
+        cli_login(None, None)
