@@ -195,7 +195,7 @@ class KubeconfigReader:
     ) -> kopf.ConnectionInfo:
         cluster = target.cluster
         insecure = bool(cluster.body.get("insecure-skip-tls-verify"))
-        ca_data = cluster.body.get("certificate-authority-data") or None
+        ca_data = _inline(cluster, "certificate-authority-data", f"cluster {cluster.name!r}")
         ca_path = None if ca_data else cluster.path("certificate-authority")
         if insecure and (ca_data or ca_path):
             raise KubeconfigError(
@@ -270,9 +270,9 @@ def _user_login(
         raise KubeconfigError(f"kubeconfig {where}: set a token or a username and password, not both")
     # Inline data wins over a file, for the certificate and the key alike: client-go's rule
     # ("client-cert-data and client-cert are both specified ... client-cert-data will override").
-    login.certificate_data = body.get("client-certificate-data") or None
+    login.certificate_data = _inline(user, "client-certificate-data", where)
     login.certificate_path = None if login.certificate_data else user.path("client-certificate")
-    login.private_key_data = body.get("client-key-data") or None
+    login.private_key_data = _inline(user, "client-key-data", where)
     login.private_key_path = None if login.private_key_data else user.path("client-key")
     for path, key in ((login.certificate_path, "client-certificate"), (login.private_key_path, "client-key")):
         if path is not None:
@@ -323,6 +323,20 @@ def _cluster_info(cluster: Entry, ca_path: str | None, ca_data: Any) -> dict[str
     elif ca_path:
         ca_bytes = Path(ca_path).read_bytes()
     return cluster_info(cluster.body, ca_bytes, cluster.body.get("extensions") or ())
+
+
+def _inline(entry: Entry, key: str, where: str) -> str | None:
+    """A `-data` field: base64 of PEM in a kubeconfig. Checked here, so a damaged one is named
+    (its value never is) instead of failing later inside the TLS setup."""
+    value = entry.body.get(key)
+    if not value:
+        return None
+    text = "".join(str(value).split())
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is one
+        raise KubeconfigError(f"kubeconfig {where}: {key} is not base64") from None
+    return text
 
 
 def _readable(path: str, where: str, key: str) -> None:

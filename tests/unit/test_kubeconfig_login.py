@@ -514,7 +514,11 @@ def test_the_cli_reaches_the_cluster_kumo_run_would_reach(tmp_path, monkeypatch)
     key = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
     path = simple(
         tmp_path / "config",
-        {"token": SECRET, "client-certificate-data": base64.b64encode(PEM.encode()).decode(), "client-key-data": key},
+        {
+            "token": SECRET,
+            "client-certificate-data": base64.b64encode(PEM.encode()).decode(),
+            "client-key-data": base64.b64encode(key.encode()).decode(),
+        },
         cluster={"server": "https://c:6443", "certificate-authority-data": base64.b64encode(PEM.encode()).decode()},
         namespace="team-a",
     )
@@ -536,3 +540,12 @@ def test_the_cli_says_when_there_is_no_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     with pytest.raises(KubeconfigError, match="no kubeconfig"):
         cli_login(None, None)
+
+
+def test_damaged_inline_data_is_named_and_never_quoted(tmp_path):
+    path = simple(
+        tmp_path / "config", {"token": "t", "client-key-data": f"{SECRET}!!", "client-certificate-data": "eA=="}
+    )
+    with pytest.raises(KubeconfigError, match="user 'u': client-key-data is not base64") as refused:
+        read(path)
+    assert SECRET not in str(refused.value)
