@@ -86,30 +86,16 @@ class ExecPlugin:
             raise ExecConfigError(
                 f"{where}: apiVersion {api_version!r} is not supported (use one of {', '.join(SUPPORTED_API_VERSIONS)})"
             )
-        mode = spec.get("interactiveMode") or ("IfAvailable" if api_version in API_VERSIONS_WITH_DEFAULT_MODE else "")
-        if not mode:
-            raise ExecConfigError(f"{where}: interactiveMode must be set for apiVersion {api_version}")
-        if mode not in INTERACTIVE_MODES:
-            raise ExecConfigError(f"{where}: interactiveMode {mode!r} is not one of {', '.join(INTERACTIVE_MODES)}")
-        if mode == "Always":
-            raise ExecConfigError(
-                f"{where}: interactiveMode Always needs a terminal to prompt on, which a controller does not have; "
-                "use a plugin configuration that logs in without prompting (interactiveMode Never or IfAvailable)"
-            )
+        _check_interactive_mode(where, api_version, spec.get("interactiveMode"))
         command = str(spec.get("command") or "")
         if not command:
             raise ExecConfigError(f"{where}: command is not set")
-        env = []
-        for variable in spec.get("env") or []:
-            if not isinstance(variable, Mapping) or not variable.get("name"):
-                raise ExecConfigError(f"{where}: every env entry needs a name and a value")
-            env.append((str(variable["name"]), str(variable.get("value") or "")))
         return cls(
             user=user,
             api_version=api_version,
             command=command,
             args=tuple(str(arg) for arg in spec.get("args") or ()),
-            env=tuple(env),
+            env=_environment(where, spec.get("env")),
             provide_cluster_info=bool(spec.get("provideClusterInfo")),
             install_hint=str(spec.get("installHint") or ""),
         )
@@ -158,6 +144,30 @@ class ExecPlugin:
             hint = f" {self.install_hint.strip()}" if self.install_hint.strip() else ""
             raise ExecPluginFailed(f"{name} exited with status {finished.returncode} (its stderr is in the log).{hint}")
         return ExecCredential.parse(finished.stdout, self.api_version, name)
+
+
+def _check_interactive_mode(where: str, api_version: str, mode: Any) -> None:
+    """Never and IfAvailable run without a terminal (kumo says `interactive: false`); Always cannot."""
+    mode = mode or ("IfAvailable" if api_version in API_VERSIONS_WITH_DEFAULT_MODE else "")
+    if not mode:
+        raise ExecConfigError(f"{where}: interactiveMode must be set for apiVersion {api_version}")
+    if mode not in INTERACTIVE_MODES:
+        raise ExecConfigError(f"{where}: interactiveMode {mode!r} is not one of {', '.join(INTERACTIVE_MODES)}")
+    if mode == "Always":
+        raise ExecConfigError(
+            f"{where}: interactiveMode Always needs a terminal to prompt on, which a controller does not have; "
+            "use a plugin configuration that logs in without prompting (interactiveMode Never or IfAvailable)"
+        )
+
+
+def _environment(where: str, listed: Any) -> tuple[tuple[str, str], ...]:
+    """The entry's `env` list as (name, value) pairs, added to the process environment."""
+    pairs = []
+    for variable in listed or []:
+        if not isinstance(variable, Mapping) or not variable.get("name"):
+            raise ExecConfigError(f"{where}: every env entry needs a name and a value")
+        pairs.append((str(variable["name"]), str(variable.get("value") or "")))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
