@@ -282,7 +282,7 @@ class LocalControlPlane:
             self.processes.append(self._start_etcd())
             self.processes.append(self._start_apiserver())
             self.processes.append(self._start_controller_manager())
-        except Exception:
+        except BaseException:  # an interrupted start (SIGTERM, Ctrl-C) too: no server outlives it
             self.stop()
             raise
         self.write_kubeconfig(self.kubeconfig, "admin")

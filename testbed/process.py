@@ -94,7 +94,13 @@ class ManagedProcess:
                 start_new_session=True,  # own process group: stopped as a whole, survives `dev up`
             )
         self.pid = proc.pid
-        self._wait_ready(proc, timeout)
+        try:
+            self._wait_ready(proc, timeout)
+        except BaseException:
+            # Not ready, or interrupted while waiting (a SIGTERM the benchmark raises as
+            # SystemExit, a Ctrl-C): no caller holds this process yet, so nobody else stops it.
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -106,7 +112,6 @@ class ManagedProcess:
                 if self.ready():
                     return
             time.sleep(0.1)
-        self.stop()
         raise StartupError(f"{self.name} not ready after {timeout:.0f}s\n{self.log_tail()}")
 
     def stop(self) -> None:
