@@ -417,3 +417,29 @@ def test_scopes_of_start_up_are_swept_at_once_and_later_ones_an_interval_after_t
 
     asyncio.run(scenario())
     assert swept[0] == "cluster" and sorted(swept) == ["cluster", "cluster", "other"]
+
+
+def test_bodies_read_back_exactly_before_and_after_their_kind_has_a_compression_dictionary():
+    """The first Bucket stored with conditions becomes the Buckets' preset dictionary. A body
+    stored before it (a new object's, no status yet), the settled ones after it, another kind's
+    (its own dictionary) and one far larger than the dictionary all read back as slim() kept
+    them; a settled body is held compressed, in a fraction of its JSON."""
+    fresh = _bucket("fresh")
+    fresh["status"] = {}
+    database = {**_bucket("orders"), "kind": "Database", "spec": {"engine": "postgres", "size": "small"}}
+    stored = [
+        (Kind.BUCKET, fresh),
+        (Kind.BUCKET, _bucket("a")),
+        (Kind.BUCKET, _bucket("b", ready=False, in_sync="False")),
+        (Kind.DATABASE, database),
+        (Kind.BUCKET, _bucket("large", annotations={"team.example/notes": "y" * 20_000})),
+    ]
+    cache = ObjectCache()
+    for kind, body in stored:
+        cache.put(ObjectKey(kind, "team", body["metadata"]["name"]), body)
+    for kind, body in stored:
+        assert cache.get(ObjectKey(kind, "team", body["metadata"]["name"])) == slim(body), body["metadata"]["name"]
+    settled = ObjectKey(Kind.BUCKET, "team", "b")
+    assert len(cache._bodies[settled]) < len(json.dumps(slim(_bucket("b")))) / 4
+    cache.put(ObjectKey(Kind.BUCKET, "team", "fresh"), _bucket("fresh"))  # its first status written
+    assert cache.get(ObjectKey(Kind.BUCKET, "team", "fresh")) == slim(_bucket("fresh"))
