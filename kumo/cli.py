@@ -132,6 +132,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
     drift.add_argument("--output", "-o", choices=["table", "json"], default="table")
     drift.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    drift.add_argument("--context", help="kubeconfig context (default: its current-context)")
     drift.set_defaults(handler=_drift)
 
     plan = commands.add_parser(
@@ -143,6 +144,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     plan.add_argument("--namespace", "-n", help="for documents without metadata.namespace")
     plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
     plan.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    plan.add_argument("--context", help="kubeconfig context (default: its current-context)")
     add_flags(plan, "cluster_id", "controller_namespace")  # as `kumo run` has them
     plan.set_defaults(handler=_plan)
 
@@ -150,6 +152,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     status.add_argument("target", metavar="KIND/NAME", help="e.g. database/orders-db or bucket/assets")
     status.add_argument("--namespace", "-n", help="default: the kubeconfig context's namespace, else default")
     status.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, then ~/.kube/config)")
+    status.add_argument("--context", help="kubeconfig context (default: its current-context)")
     status.set_defaults(handler=_status)
 
     dev = commands.add_parser("dev", help="the local test bed: control plane + emulated clouds")
@@ -179,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     # controller/runtime/kubehttp.py.
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     from kumo.controller.runtime.config import ControllerConfig, OptionError
+    from kumo.controller.runtime.login import LOGIN_ERRORS
     from kumo.controller.runtime.logs import configure_logging
     from kumo.controller.runtime.memory import limit_arenas
     from kumo.controller.runtime.operator import run
@@ -192,7 +196,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     configure_logging(config.log_format, config.log_level)
     limit_arenas()  # before any thread exists
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except LOGIN_ERRORS as error:  # checked before kopf starts: one line naming the entry and field
+        print(f"kumo run: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -200,7 +208,7 @@ def _drift(args: argparse.Namespace) -> int:
     from kumo.driftreport import read_report, render_json, render_table
 
     try:
-        api_client, context_namespace = _kube_access(args.kubeconfig)
+        api_client, context_namespace = _kube_access(args.kubeconfig, args.context)
         namespace = None if args.all_namespaces else (args.namespace or context_namespace)
         report = read_report(api_client, namespace)
     except Exception as error:  # a report tool answers with one line, never a traceback
@@ -212,17 +220,18 @@ def _drift(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from kumo.controller.core.drift import DriftPolicy
     from kumo.controller.runtime.config import ControllerConfig
+    from kumo.kubeaccess import cli_login, context_namespace
     from kumo.plan import EXIT_ERROR as PLAN_FAILED
     from kumo.plan import load_documents, plan_documents, render_json, render_table
 
     try:
         documents = load_documents(args.filename)
-        api_client, context_namespace = _kube_access(args.kubeconfig)
+        credentials = cli_login(args.kubeconfig, args.context)  # as `kumo run` logs in
         defaults = ControllerConfig.from_env()
         plan = plan_documents(
-            _credentials(api_client),
+            credentials,
             documents,
-            default_namespace=args.namespace or context_namespace,
+            default_namespace=args.namespace or context_namespace(credentials),
             cluster_id=args.cluster_id or defaults.cluster_id,
             controller_namespace=args.controller_namespace or defaults.controller_namespace,
             # What the controller does with drift depends on its default policy (KUMO_DRIFT_POLICY).
@@ -246,7 +255,7 @@ def _status(args: argparse.Namespace) -> int:
 
     try:
         kind, plural, name = parse_target(args.target)
-        api_client, context_namespace = _kube_access(args.kubeconfig)
+        api_client, context_namespace = _kube_access(args.kubeconfig, args.context)
         namespace = args.namespace or context_namespace
         obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         core = client.CoreV1Api(api_client)
@@ -277,41 +286,15 @@ def _secret_keys(core: Any, namespace: str, name: str) -> list[str] | None:
         raise
 
 
-def _kube_access(kubeconfig: str | None) -> tuple[object, str]:
-    """An API client from the kubeconfig (KUBECONFIG when not given) and its context's namespace."""
-    from kubernetes import client, config
+def _kube_access(kubeconfig: str | None, context: str | None) -> tuple[object, str]:
+    """An official API client logged in as `kumo run` would log in (the kubeconfig read by kumo's
+    own reader, kumo/kubeaccess.py), and the context's namespace."""
+    from kumo.kubeaccess import cli_login, context_namespace, official_client
 
     # urllib3 logs every retry of a refused connection; the one-line error says it all.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig or None)
-    namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
-    return client.ApiClient(configuration), str(namespace)
-
-
-def _credentials(api_client: Any) -> Any:
-    """The official client's loaded kubeconfig as the `kopf.ConnectionInfo` that kumo's own
-    client (controller/runtime/kubehttp.py, which `plan` shares with the controller) logs in with:
-    the same server, CA, client certificate (the loader keeps inline data in files) and token."""
-    import kopf
-
-    configuration = api_client.configuration
-    # "Bearer <token>" as the loader stores it (under the name the generated client's auth settings
-    # use); a bare token gets kopf's default scheme, Bearer.
-    header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
-    scheme, _, token = header.rpartition(" ")
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme or None,
-        token=token or None,
-    )
+    info = cli_login(kubeconfig, context)
+    return official_client(info), context_namespace(info)
 
 
 def _failed(command: str, error: Exception) -> int:
@@ -322,7 +305,6 @@ def _failed(command: str, error: Exception) -> int:
 def _one_line(error: Exception) -> str:
     """What went wrong, on one line, without the client library's headers and bodies."""
     from kubernetes.client.rest import ApiException
-    from kubernetes.config import ConfigException
     from urllib3.exceptions import MaxRetryError
 
     if isinstance(error, MaxRetryError):
@@ -336,8 +318,6 @@ def _one_line(error: Exception) -> str:
         except (ValueError, AttributeError):
             detail = ""
         text = f"the Kubernetes API server answered {error.status} {error.reason}" + (f": {detail}" if detail else "")
-    elif isinstance(error, ConfigException):
-        text = f"kubeconfig: {error}"
     else:
         text = str(error) or type(error).__name__
     return " ".join(text.split())

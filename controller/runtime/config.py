@@ -142,8 +142,14 @@ class ControllerConfig:
     kubeconfig: str = option(
         "",
         env="KUBECONFIG",
-        help="kubeconfig file, used when not running in a Pod",
+        help="kubeconfig file, used when not running in a Pod (KUBECONFIG may list several, merged as kubectl does)",
         default_text="the in-cluster config, else ~/.kube/config",
+    )
+    context: str = option(
+        "",
+        env="KUMO_CONTEXT",
+        help="the kubeconfig context to use, when not running in a Pod",
+        default_text="the kubeconfig's current-context",
     )
     health_port: int = option(0, env="KUMO_HEALTH_PORT", help="serve /healthz on this port", default_text="off")
     health_host: str = option(

@@ -11,7 +11,10 @@ Authentication is kopf's own: `login` returns the `kopf.ConnectionInfo` the oper
 Authorization header and the TLS context (https://kopf.readthedocs.io/en/stable/authentication/).
 A 401 runs `login` again once, so a rotated ServiceAccount token (bound tokens are refreshed by
 the kubelet, https://kubernetes.io/docs/reference/access-authn-authz/service-accounts-admin/#bound-service-account-token-volume)
-is picked up without a restart.
+or a kubeconfig exec plugin's expired token (controller/runtime/login.py) is picked up without a
+restart; requests rejected together log in again once. A credential whose `expiration` passed is
+replaced before it is sent. A login bringing other TLS material (an exec plugin's renewed client
+certificate) gets a new connection pool, and the cluster's `proxy-url` carries every request.
 
 Every refusal leaves as one of the core's errors (controller/core/kubeapi.py), decided by
 `translated`: 404 `NotFound`, 409 (and 422 for a JSON patch whose `test` failed) `Conflict`, a
@@ -23,6 +26,7 @@ exception leaves this module.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import ssl
 from collections.abc import Callable, Mapping
@@ -123,6 +127,7 @@ class KubeHTTP:
         self.pool_size = pool_size
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._retired: aiohttp.ClientSession | None = None  # the pool before a TLS change
         self._credentials: Credentials | None = None
         self._lock = asyncio.Lock()
 
@@ -143,9 +148,10 @@ class KubeHTTP:
         data = None if body is None else json.dumps(body)
         limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
         attempt, throttled, pause = 1, 0, 0.0
+        rejected: Credentials | None = None  # what drew the 401 of the first attempt
         while attempt <= 2:
             await asyncio.sleep(pause)  # outside the request, whose timeout must not run meanwhile
-            session, credentials = await self._connected(renew=attempt == 2)
+            session, credentials = await self._connected(rejected=rejected)
             headers = {"Accept": accept, **credentials.as_http_headers()}
             if data is not None:
                 headers["Content-Type"] = content_type
@@ -157,6 +163,7 @@ class KubeHTTP:
                     data=data,
                     headers=headers,
                     timeout=limit,
+                    proxy=getattr(credentials, "proxy_url", None),
                 ) as response:
                     text = await response.text()
                     wait = _retry_after(response.status, response.headers.get("Retry-After"))
@@ -164,7 +171,7 @@ class KubeHTTP:
                         throttled, pause = throttled + 1, wait
                         continue
                     if response.status == 401 and attempt == 1:
-                        attempt = 2
+                        attempt, rejected = 2, credentials
                         continue  # credentials may have rotated: log in again, once
                     if response.status >= 400:
                         refusal = Refusal(response.status, response.reason or "", text)
@@ -174,24 +181,69 @@ class KubeHTTP:
             return _decoded(text)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _connected(self, renew: bool) -> tuple[aiohttp.ClientSession, Credentials]:
+    async def _connected(self, rejected: Credentials | None) -> tuple[aiohttp.ClientSession, Credentials]:
+        """The session and credentials to send with, logging in first when there are none yet,
+        when they expired, or when `rejected` (what drew a 401) is still what is held: requests
+        rejected together renew once, and the later ones use what the first one got."""
         async with self._lock:  # one login and one session however many requests start at once
-            if renew or self._credentials is None:
-                credentials = await asyncio.to_thread(self.login)  # reads files: off the event loop
-                if credentials is None:
-                    raise KubeError("no Kubernetes credentials: neither a ServiceAccount nor a kubeconfig was found")
-                # The pool keeps its TLS context: a rotation changes the token (a header), not the
-                # CA or a client certificate, which take a restart.
+            held = self._credentials
+            if held is None or held is rejected or _expired(held):
+                credentials = await self._login()
+                if held is not None and self._session is not None and _tls_material(credentials) != _tls_material(held):
+                    await self._retire_session()
                 self._credentials = credentials
+            assert self._credentials is not None
             if self._session is None:
                 connector = aiohttp.TCPConnector(limit=self.pool_size, ssl=self._credentials.as_ssl_context())
                 self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
             return self._session, self._credentials
 
+    async def _login(self) -> Credentials:
+        try:
+            credentials = await asyncio.to_thread(self.login)  # reads files, maybe runs a plugin: off the loop
+        except Exception as error:  # the login's own words, which name no secret (login.py)
+            raise KubeError(f"cannot log in to the Kubernetes API: {error}") from error
+        if credentials is None:
+            raise KubeError("no Kubernetes credentials: neither a ServiceAccount nor a kubeconfig was found")
+        return credentials
+
+    async def _retire_session(self) -> None:
+        """The pool's TLS context holds the CA and client certificate: other ones need a new pool.
+        Requests still running on the old pool finish there; it is closed at the next change
+        (idle long since) or by close()."""
+        if self._retired is not None:
+            await self._retired.close()
+        self._retired, self._session = self._session, None
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._retired):
+            if session is not None:
+                await session.close()
+        self._session = self._retired = None
+
+
+def _expired(credentials: Credentials) -> bool:
+    """Past the credential's `expiration` (kopf.ConnectionInfo's, naive meaning UTC, as kopf reads it)."""
+    expiration = getattr(credentials, "expiration", None)
+    if expiration is None:
+        return False
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=datetime.UTC)
+    return bool(datetime.datetime.now(datetime.UTC) >= expiration)
+
+
+def _tls_material(credentials: Credentials) -> tuple[Any, ...]:
+    """What the pool's TLS context is made of (kopf.ConnectionInfo's fields; none on a stand-in)."""
+    names = (
+        "ca_path",
+        "ca_data",
+        "insecure",
+        "certificate_path",
+        "certificate_data",
+        "private_key_path",
+        "private_key_data",
+    )
+    return tuple(getattr(credentials, name, None) for name in names)
 
 
 def _retry_after(status: int, header: str | None) -> float | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import functools
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from kumo.controller.runtime.config import ControllerConfig
 from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.kubehttp import DEFAULT_TIMEOUT, KubeHTTP
 from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
+from kumo.controller.runtime.login import ClusterLogin, LoginFn
 from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.namespaces import watched
 from kumo.controller.runtime.providerconfigs import ProviderConfigs
@@ -473,32 +475,30 @@ def _list_namespaces(patterns: Sequence[str]) -> list[str | None]:
     return [None]
 
 
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """kopf's own minimal logins: the Pod's ServiceAccount, else the kubeconfig named by
-    KUBECONFIG (or ~/.kube/config). The watches and kumo's own calls use the same one."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
-
-def kube_http(config: ControllerConfig, settings: kopf.OperatorSettings) -> KubeHTTP:
+def kube_http(config: ControllerConfig, settings: kopf.OperatorSettings, login: LoginFn) -> KubeHTTP:
     """kumo's own Kubernetes calls: as many connections as `--threads` allows, kopf's request
     timeout, and a User-Agent that lets audit logs and benchmarks attribute our writes."""
     return KubeHTTP(
-        lambda: login(settings=settings),
+        functools.partial(login, settings=settings),
         user_agent=USER_AGENT,
         pool_size=config.threads,
         timeout=settings.networking.request_timeout or DEFAULT_TIMEOUT,
     )
 
 
-def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kopf.OperatorRegistry:
-    """All of kumo's kopf handlers, on a registry of their own (no module-level state)."""
+def build_registry(
+    config: ControllerConfig, providers: ProviderRegistry, cluster_login: ClusterLogin | None = None
+) -> kopf.OperatorRegistry:
+    """All of kumo's kopf handlers, on a registry of their own (no module-level state). The
+    watches and kumo's own calls log in through `cluster_login` (controller/runtime/login.py)."""
     registry = kopf.OperatorRegistry()
+    cluster_login = cluster_login or ClusterLogin(config.kubeconfig, config.context)
     memo: dict[str, Controller] = {}
     configs: dict[str, ProviderConfigs] = {}  # the provider configs' status, usage and requeues
     election: dict[str, tuple[LeaderElector, asyncio.Task[None]]] = {}
     memo_http: dict[str, KubeHTTP] = {}
 
-    kopf.on.login(registry=registry, id="login")(login)
+    kopf.on.login(registry=registry, id="login")(cluster_login.kopf_handler())
 
     @kopf.on.startup(registry=registry, id="start-controller")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -507,7 +507,7 @@ def build_registry(config: ControllerConfig, providers: ProviderRegistry) -> kop
         settings.networking.request_timeout = 60
         loop = asyncio.get_running_loop()
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(config.threads, "kumo-io"))
-        memo_http["http"] = http = kube_http(config, settings)
+        memo_http["http"] = http = kube_http(config, settings, cluster_login.consumer())
         kube = KubeClient(http)
         cluster_id = config.cluster_id or await kube.namespace_uid("kube-system")
         metrics = Metrics()
@@ -663,13 +663,12 @@ def _watch(registry: kopf.OperatorRegistry, memo: dict[str, Controller], kind: K
 
 
 async def run(config: ControllerConfig, stop_flag: asyncio.Event | None = None) -> None:
-    """Run the controller until `stop_flag` is set or the process is signalled."""
-    if config.kubeconfig:
-        # kopf's login_with_kubeconfig reads only the KUBECONFIG variable: `--kubeconfig` is
-        # passed to it (and so to the watches and kumo's own calls alike) through it.
-        os.environ["KUBECONFIG"] = config.kubeconfig
+    """Run the controller until `stop_flag` is set or the process is signalled. A login that
+    cannot work raises one of login.LOGIN_ERRORS before kopf starts (kopf would retry it forever)."""
+    cluster_login = ClusterLogin(config.kubeconfig, config.context)
+    await asyncio.to_thread(cluster_login.check)  # may run an exec plugin: off the loop
     providers = ProviderRegistry.discover(lazy=True)  # a cloud's SDK is imported when first configured
-    registry = build_registry(config, providers)
+    registry = build_registry(config, providers, cluster_login)
     await kopf.operator(
         registry=registry,
         standalone=True,

@@ -545,9 +545,13 @@ def test_kumo_dev_without_the_test_bed_says_where_to_get_it(monkeypatch, capsys)
     assert "pip install -e testbed" in message
 
 
-def test_plan_logs_in_with_the_kubeconfigs_server_ca_and_token(tmp_path):
-    """`kumo plan` loads the kubeconfig with the official loader, as drift and status do, and
-    hands what it found to kumo's own client (before: a missing token made it anonymous)."""
+def test_plan_status_and_drift_log_in_with_the_kubeconfigs_server_ca_and_token(tmp_path, monkeypatch):
+    """`kumo plan` reads the kubeconfig with kumo's own reader, as `kumo run` does, and hands the
+    login to kumo's own client; status and drift get the official client configured from the
+    same login (before: each read the file its own way)."""
+    from kumo.kubeaccess import cli_login
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
     ca = tmp_path / "ca.crt"
     ca.write_text("not read until a request is made")
     kubeconfig = tmp_path / "kubeconfig"
@@ -557,8 +561,11 @@ def test_plan_logs_in_with_the_kubeconfigs_server_ca_and_token(tmp_path):
         "users: [{name: u, user: {token: s3cret}}]\n"
         "contexts: [{name: c, context: {cluster: k, user: u, namespace: team-a}}]\n"
     )
-    api_client, namespace = cli._kube_access(str(kubeconfig))
-    credentials = cli._credentials(api_client)
-    assert namespace == "team-a" and credentials.server == "https://127.0.0.1:6443"
+    credentials = cli_login(str(kubeconfig), None)
+    assert credentials.default_namespace == "team-a" and credentials.server == "https://127.0.0.1:6443"
     assert credentials.as_http_headers() == {"Authorization": "Bearer s3cret"}
     assert str(credentials.ca_path) == str(ca) and not credentials.insecure
+    api_client, namespace = cli._kube_access(str(kubeconfig), None)
+    assert namespace == "team-a" and api_client.configuration.host == "https://127.0.0.1:6443"
+    assert api_client.configuration.ssl_ca_cert == str(ca)
+    assert api_client.default_headers["Authorization"] == "Bearer s3cret"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -292,12 +293,12 @@ def test_a_429_without_retry_after_is_an_error_at_once():
     served({("GET", "/api/v1/namespaces/kube-system"): refuse(429, "slow down")}, scenario)
 
 
-def test_the_kubeconfig_flag_reaches_kopfs_login(tmp_path, monkeypatch):
-    """kopf's login_with_kubeconfig reads only KUBECONFIG: `kumo run --kubeconfig F` passes F
-    through it, so the watches and kumo's own calls reach the same cluster as the official
-    loader did with the flag."""
+def test_the_kubeconfig_flag_reaches_the_login(tmp_path, monkeypatch):
+    """`kumo run --kubeconfig F` logs in with F (checked before kopf starts), and the watches and
+    kumo's own calls share that login; the process environment is left as it was."""
     from kumo.controller.runtime import operator
     from kumo.controller.runtime.config import ControllerConfig
+    from kumo.controller.runtime.login import ClusterLogin
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -312,11 +313,19 @@ def test_the_kubeconfig_flag_reaches_kopfs_login(tmp_path, monkeypatch):
     async def operator_stub(**options: Any) -> None:
         started.append(options)
 
+    logins: list[ClusterLogin] = []
+    build_registry = operator.build_registry
+
+    def recording(config: ControllerConfig, providers: Any, cluster_login: ClusterLogin) -> Any:
+        logins.append(cluster_login)
+        return build_registry(config, providers, cluster_login)
+
     monkeypatch.setattr(operator.kopf, "operator", operator_stub)
+    monkeypatch.setattr(operator, "build_registry", recording)
     monkeypatch.setattr(operator.kopf, "login_with_service_account", lambda **_: None)  # as outside a Pod
     asyncio.run(operator.run(ControllerConfig(kubeconfig=str(kubeconfig))))
-    credentials = operator.login(settings=kopf.OperatorSettings())
-    assert started and credentials is not None
+    credentials = logins[0].consumer()(settings=kopf.OperatorSettings())
+    assert started and credentials is not None and "KUBECONFIG" not in os.environ
     assert (
         credentials.server == "https://127.0.0.1:6443" and credentials.as_http_headers()["Authorization"] == "Bearer t"
     )

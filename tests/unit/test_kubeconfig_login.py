@@ -9,6 +9,7 @@ run, so the tests count runs without timing anything."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -540,6 +541,124 @@ def test_the_cli_says_when_there_is_no_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     with pytest.raises(KubeconfigError, match="no kubeconfig"):
         cli_login(None, None)
+
+
+# --------------------------------------------------------------- kumo's client renewing its login
+
+
+def kube_http_scenario(login: Any, scenario: Any, *, accepted: frozenset[str] = frozenset({"t1", "t2"})) -> list[str]:
+    """Run `scenario(http, url)` against a server that answers 401 to any token not in
+    `accepted`; returns the Authorization header of each request it got."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from kumo.controller.runtime.kubehttp import KubeHTTP
+
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        seen.append(header)
+        if header.removeprefix("Bearer ") not in accepted:
+            return web.json_response({"kind": "Status", "code": 401, "message": "Unauthorized"}, status=401)
+        return web.json_response({"kind": "Namespace", "metadata": {"uid": "u"}})
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        async with TestServer(app) as server:
+            http = KubeHTTP(lambda: login(str(server.make_url(""))), user_agent="kumo-test", pool_size=4)
+            try:
+                await scenario(http)
+            finally:
+                await http.close()
+
+    asyncio.run(run())
+    return seen
+
+
+def test_requests_rejected_together_log_in_once():
+    """Ten requests drawing 401 at once renew the login once (an exec plugin runs once, not ten
+    times), and each is retried with the new token."""
+    import asyncio
+
+    tokens = iter(["expired", "t1", "unused"])
+    logins: list[str] = []
+
+    def login(url: str) -> kopf.ConnectionInfo:
+        logins.append(token := next(tokens))
+        return kopf.ConnectionInfo(server=url, token=token)
+
+    async def scenario(http: Any) -> None:
+        answers = await asyncio.gather(*(http.request("GET", "/api/v1/namespaces/kube-system") for _ in range(10)))
+        assert all(answer["metadata"]["uid"] == "u" for answer in answers)
+
+    seen = kube_http_scenario(login, scenario)
+    assert logins == ["expired", "t1"]
+    assert seen.count("Bearer t1") == 10
+
+
+def test_an_expired_credential_is_renewed_before_it_is_sent():
+    """A credential whose expiration passed (an exec plugin's expirationTimestamp) is replaced
+    before the next request, not after a 401."""
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    given = iter([("t1", past), ("t2", None)])
+
+    def login(url: str) -> kopf.ConnectionInfo:
+        token, expiration = next(given)
+        return kopf.ConnectionInfo(server=url, token=token, expiration=expiration)
+
+    async def scenario(http: Any) -> None:
+        for _ in range(3):
+            await http.request("GET", "/api/v1/namespaces/kube-system")
+
+    assert kube_http_scenario(login, scenario) == ["Bearer t1", "Bearer t2", "Bearer t2"]
+
+
+def test_a_new_client_certificate_gets_a_new_connection_pool():
+    """TLS material lives in the pool's TLS context: a login bringing another client certificate
+    (an exec plugin's, renewed) gets a new pool; a new token alone keeps the pool."""
+    import unittest.mock
+
+    logins = iter(
+        [{"token": "rejected"}, {"token": "t1"}, {"token": "t2", "certificate_data": PEM, "private_key_data": PEM}]
+    )
+    holder: dict[str, Any] = {}
+    pools: list[Any] = []  # the pool in use when each login is asked for, then the last one
+
+    def login(url: str) -> kopf.ConnectionInfo:
+        pools.append(holder["http"]._session)
+        return kopf.ConnectionInfo(server=url, **next(logins))
+
+    async def scenario(http: Any) -> None:
+        holder["http"] = http
+        path = "/api/v1/namespaces/kube-system"
+        await http.request("GET", path)  # rejected -> t1: a new token, the same pool
+        http._credentials = dataclasses.replace(http._credentials, token="rejected")
+        await http.request("GET", path)  # rejected -> t2 with a certificate: a new pool
+        pools.append(http._session)
+
+    # Plain HTTP: the certificate is compared, never loaded.
+    with unittest.mock.patch.object(kopf.ConnectionInfo, "as_ssl_context", lambda self: False):
+        kube_http_scenario(login, scenario)
+    first, renewed, rotated, last = pools
+    assert first is None and renewed is not None and rotated is renewed  # one pool for two tokens
+    assert last is not rotated
+
+
+def test_the_kubeconfig_proxy_url_carries_kumos_requests():
+    """proxy-url: the request goes to the proxy, naming the API server it is for."""
+    seen_hosts: list[str] = []
+
+    def login(url: str) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server="http://kube-api.invalid:6443", token="t1", proxy_url=url)
+
+    async def scenario(http: Any) -> None:
+        answer = await http.request("GET", "/api/v1/namespaces/kube-system")
+        seen_hosts.append(answer["metadata"]["uid"])
+
+    assert kube_http_scenario(login, scenario) == ["Bearer t1"] and seen_hosts == ["u"]
 
 
 def test_damaged_inline_data_is_named_and_never_quoted(tmp_path):
