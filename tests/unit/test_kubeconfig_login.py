@@ -668,3 +668,25 @@ def test_damaged_inline_data_is_named_and_never_quoted(tmp_path):
     with pytest.raises(KubeconfigError, match="user 'u': client-key-data is not base64") as refused:
         read(path)
     assert SECRET not in str(refused.value)
+
+
+def test_kumo_run_with_a_kubeconfig_that_cannot_work_exits_1_with_one_line(tmp_path):
+    """The first-hour trap: a plugin that insists on prompting stops `kumo run` at once, saying
+    which user entry and why, instead of a controller waiting on a login that never comes."""
+    import subprocess
+
+    if Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        pytest.skip("inside a Pod the ServiceAccount login comes first")
+    path = simple(tmp_path / "config", {"exec": {"apiVersion": V1, "command": "x", "interactiveMode": "Always"}})
+    environment = {**os.environ, "HOME": str(tmp_path)}
+    environment.pop("KUBECONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "kumo.cli", "run", "--kubeconfig", str(path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("kumo run: error: kubeconfig user 'u': exec: interactiveMode Always needs a terminal")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
