@@ -5,6 +5,8 @@ Why: kopf already runs on aiohttp; the official client (with requests, oauthlib,
 urllib3, pydantic behind it) cost about 30 MB of resident memory for the dozen REST calls the
 controller makes itself (issue 16). Those calls are few and simple (get, list, create, replace,
 merge and JSON patches, delete), so they are spoken here directly over one pooled session.
+Watches (`stream`: the credentials Secrets', controller/runtime/secretwatch.py) hold their
+connection for minutes and have a session of their own, so they never wait for or starve the pool.
 
 Authentication is kopf's own: `login` returns the `kopf.ConnectionInfo` the operator's
 `@kopf.on.login` handler returns, and its `as_http_headers()` / `as_ssl_context()` give the
@@ -29,7 +31,7 @@ import asyncio
 import datetime
 import json
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -128,6 +130,8 @@ class KubeHTTP:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._retired: aiohttp.ClientSession | None = None  # the pool before a TLS change
+        self._watches: aiohttp.ClientSession | None = None  # the watches' own: see stream()
+        self._watches_tls: tuple[Any, ...] = ()
         self._credentials: Credentials | None = None
         self._lock = asyncio.Lock()
 
@@ -181,6 +185,56 @@ class KubeHTTP:
             return _decoded(text)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    async def stream(
+        self, path: str, *, params: Mapping[str, str | int | None], timeout: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """A watch: each JSON object the server streams, one a line, until it ends the stream.
+
+        A watch holds its connection for minutes, so watches go over a session of their own with
+        no connection limit: taken from the request pool (bounded by --threads), a few of them
+        would leave the controller's calls waiting. Login, a 401 and refusals as in `request`;
+        `timeout` bounds the whole stream (the server ends it before, at its timeoutSeconds).
+        """
+        query = {name: str(value) for name, value in params.items() if value not in (None, "")}
+        limit = aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout)
+        rejected: Credentials | None = None  # what drew the 401 of the first attempt
+        for attempt in (1, 2):
+            _, credentials = await self._connected(rejected=rejected)
+            session = await self._watch_session(credentials)
+            headers = {"Accept": JSON, **credentials.as_http_headers()}
+            try:
+                async with session.get(
+                    credentials.server.rstrip("/") + path,
+                    params=query,
+                    headers=headers,
+                    timeout=limit,
+                    proxy=getattr(credentials, "proxy_url", None),
+                ) as response:
+                    if response.status == 401 and attempt == 1:
+                        rejected = credentials
+                        continue  # credentials may have rotated: log in again, once
+                    if response.status >= 400:
+                        refusal = Refusal(response.status, response.reason or "", await response.text())
+                        raise translated(refusal) from refusal
+                    async for line in _json_lines(response.content):
+                        yield _decoded(line.decode())
+                    return
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise KubeError(_unreachable(credentials.server, "GET", path, error)) from None
+
+    async def _watch_session(self, credentials: Credentials) -> aiohttp.ClientSession:
+        """The watches' session, for the TLS material of `credentials` (a new one when it changed:
+        the streams on the old one end, and their watches connect again)."""
+        async with self._lock:
+            if self._watches is not None and self._watches_tls != _tls_material(credentials):
+                await self._watches.close()
+                self._watches = None
+            if self._watches is None:
+                connector = aiohttp.TCPConnector(limit=0, ssl=credentials.as_ssl_context())  # 0: no limit
+                self._watches = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
+                self._watches_tls = _tls_material(credentials)
+            return self._watches
+
     async def _connected(self, rejected: Credentials | None) -> tuple[aiohttp.ClientSession, Credentials]:
         """The session and credentials to send with, logging in first when there are none yet,
         when they expired, or when `rejected` (what drew a 401) is still what is held: requests
@@ -216,10 +270,10 @@ class KubeHTTP:
         self._retired, self._session = self._session, None
 
     async def close(self) -> None:
-        for session in (self._session, self._retired):
+        for session in (self._session, self._retired, self._watches):
             if session is not None:
                 await session.close()
-        self._session = self._retired = None
+        self._session = self._retired = self._watches = None
 
 
 def _expired(credentials: Credentials) -> bool:
@@ -244,6 +298,19 @@ def _tls_material(credentials: Credentials) -> tuple[Any, ...]:
         "private_key_data",
     )
     return tuple(getattr(credentials, name, None) for name in names)
+
+
+async def _json_lines(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+    """The lines of a watch stream, each one JSON object; read by chunk, since a line holds a
+    whole object (a Secret up to 1 MiB) and aiohttp's readline stops at its buffer's limit."""
+    pending = b""
+    async for chunk in content.iter_any():
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
 
 
 def _retry_after(status: int, header: str | None) -> float | None:

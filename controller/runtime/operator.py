@@ -17,6 +17,11 @@ With `--shard-ring` every replica is active on its own share of the objects (con
 sharding.py): it holds a shard Lease of its own, its watches and start-up listing ask only for the
 objects labelled for it, a worker acknowledges a drain instead of reconciling, and the reconciler
 re-checks the assignment before every cloud mutation.
+
+Secrets: kopf's watch and the start-up listing ask the API server only for kumo's connection
+Secrets (`connection_secrets_selector`), so no other Secret of the cluster reaches the process
+(nor kopf's memory of every object it watches). The credentials Secrets provider configs name
+have a watch each (controller/runtime/secretwatch.py, run by ProviderConfigs).
 """
 
 from __future__ import annotations
@@ -210,17 +215,20 @@ class Controller:
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
-        moved_away = False
-        if self.shard is not None and event_type != "DELETED" and not self.shard.owns(body):
-            # Sharded, the Secret watch is not label-selected (see sharding.py): one on another
-            # shard, or not yet on any, is as absent to this replica as a selected watch makes it.
-            event_type = "DELETED"
-            moved_away = True
-        elif self.shard is not None and event_type != "DELETED" and self.shard.draining(body):
-            self._acknowledge_secret_drain(where)
-            event_type = "DELETED"
         if self._unconfirmed_secrets.pop(where, False) is not False:
             self._confirmed += 1
+        if self.shard is not None and event_type == "DELETED":
+            self._deleted_or_moved(where, _secret_owner(meta))
+            return
+        moved_away = False
+        if self.shard is not None and not self.shard.owns(body):
+            # The watch asks for this shard's Secrets only, so this is a relabel the watch has
+            # not caught up with yet: another shard's Secret is as absent here as a deleted one.
+            event_type = "DELETED"
+            moved_away = True
+        elif self.shard is not None and self.shard.draining(body):
+            self._acknowledge_secret_drain(where)
+            event_type = "DELETED"
         if event_type != "DELETED":
             self.secrets[where] = (meta.get("annotations") or {}).get(ANNOTATION_ROTATION, "")
             if not _password_edited(body):
@@ -238,6 +246,31 @@ class Controller:
         # the Secret at once, the owner after this shard acknowledges its drain). A reconcile of
         # the owner here would write this shard's label back on it, a Secret now another shard's.
         self._secret_gone(where, None if moved_away else _secret_owner(meta))
+
+    def _deleted_or_moved(self, where: tuple[str, str], owner: ObjectKey | None) -> None:
+        """Sharded, the API server sends DELETED both for a Secret deleted and for one that stopped
+        matching the watch's selector: the sharder moved it to its owner's next shard, ahead of
+        the owner, which moves once this shard acknowledges its drain (the API server's watch cache
+        turns an object leaving a watch's selection into DELETED with its last matching state:
+        k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go, convertToWatchEvent). Gone from
+        this shard either way; only a read tells
+        whether the owner must write it again: a reconcile here for a moved Secret would put this
+        shard's label back on it."""
+        self.edited_secrets.discard(where)
+        self.secrets.pop(where, None)
+        if owner is None or owner not in self.cache:
+            return
+
+        async def requeue_if_deleted() -> None:
+            try:
+                found = await self._kube().read_secret(*where)
+            except Exception as error:  # the next sweep finds the Secret missing and reconciles
+                log.warning("could not read Secret %s/%s after it left the watch: %s", *where, error)
+                return
+            if found is None and where not in self.secrets:  # not written again meanwhile
+                self._secret_gone(where, owner)
+
+        self._spawn(requeue_if_deleted(), f"kumo-secret-left-{where[0]}/{where[1]}")
 
     def _acknowledge_secret_drain(self, where: tuple[str, str]) -> None:
         """A connection Secret the sharder moves: remove both labels (nothing else waits on it)."""
@@ -278,7 +311,7 @@ class Controller:
         """
         started = time.monotonic()
         self._loop = None
-        secrets_selector = self.shard.secret_selector if self.shard else f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        secrets_selector = connection_secrets_selector(self.shard)
         objects_selector = self.shard.selector if self.shard else ""
         for namespace in _list_namespaces(namespaces):
             async for meta in kube.list_secret_metadata(namespace, secrets_selector):
@@ -467,6 +500,12 @@ def _secret_owner(meta: Mapping[str, Any]) -> ObjectKey | None:
     return ObjectKey(Kind(kind), meta["namespace"], labels[LABEL_OWNER_NAME])
 
 
+def connection_secrets_selector(shard: Shard | None) -> str:
+    """The label selector of the Secrets kopf watches and prime() lists: kumo's connection
+    Secrets, sharded only this shard's."""
+    return shard.secret_selector if shard is not None else f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
 def _list_namespaces(patterns: Sequence[str]) -> list[str | None]:
     """Where prime() lists: each namespace kopf watches by name, or everywhere (None) when kopf
     serves the whole cluster or namespace globs (then namespaces.watched() filters)."""
@@ -528,6 +567,7 @@ def build_registry(
         if shard is not None:
             for info in MANAGED.values():  # the API server sends this replica its objects only
                 settings.watching.label_selectors[GROUP, VERSION, info.plural] = shard.selector
+        settings.watching.label_selectors["", "v1", "secrets"] = connection_secrets_selector(shard)
         memo["controller"] = controller = Controller(
             reconciler,
             shard=shard,
@@ -548,7 +588,7 @@ def build_registry(
             controller.queue,
             may_act=lambda: controller.may_act(),
             sharded=shard is not None,
-            watched_namespace=lambda namespace: watched(namespace, config.namespaces),
+            watch_api=http,
         )
         controller.watch(watcher.run(), "kumo-provider-configs")
         if config.leader_elect or shard is not None:
@@ -589,8 +629,13 @@ def build_registry(
     # where updating the cache, the queue and the Secret index races the sweeper and the workers
     # on the event loop: a scope changing size in a thread while the sweeper iterated it raised
     # in the sweeper, and no scope was swept again.
-    @kopf.on.event("v1", "secrets", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry, id="watch-secrets")
+    # The Secret watch is label-selected by the API server (startup sets the selector): every
+    # Secret it delivers is one of kumo's, hence no `labels=` filter here, and the DEBUG line
+    # names each Secret that reached the controller.
+    @kopf.on.event("v1", "secrets", registry=registry, id="watch-secrets")
     async def secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        meta = body["metadata"]
+        log.debug("Secret %s/%s: %s", meta.get("namespace"), meta.get("name"), event.get("type") or "listed")
         if "controller" in memo:
             memo["controller"].on_secret_event(event.get("type"), body)
 
@@ -605,14 +650,6 @@ def build_registry(
     async def cluster_provider_config_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         if "watcher" in configs:
             configs["watcher"].on_config_event(CLUSTER_PROVIDER_CONFIG.kind, event.get("type"), body)
-
-    # Credentials Secrets carry no kumo label, so this handler sees every Secret of the watch kopf
-    # already keeps for kumo's own (kopf filters labels in handlers, not in the watch request);
-    # ProviderConfigs ignores all but those a config names.
-    @kopf.on.event("v1", "secrets", registry=registry, id="watch-credentials-secrets")
-    async def credentials_secret_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
-        if "watcher" in configs:
-            configs["watcher"].on_secret_event(event.get("type"), body)
 
     return registry
 

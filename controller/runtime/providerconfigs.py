@@ -1,7 +1,9 @@
 """ProviderConfigs and ClusterProviderConfigs as reconciled objects: status, requeues, usage.
 
-The watches on both kinds and on Secrets feed `ProviderConfigs`; it keeps a small index of every
-config (generation, deletion mark, finalizers, status, the credentials Secret it names) and:
+kopf's watches on both kinds feed `ProviderConfigs`; it keeps a small index of every config
+(generation, deletion mark, finalizers, status, the credentials Secret it names), watches each
+credentials Secret a config names on a watch of its own (controller/runtime/secretwatch.py:
+kopf's Secret watch asks only for kumo's connection Secrets) for as long as one does, and:
 
 - **requeues the users at once** when a config appears, its spec changes, it goes, or its
   credentials Secret appears, changes or goes: the reconciler's resolved-config entry is dropped
@@ -45,6 +47,7 @@ from kumo.controller.core.reconciler import Reconciler
 from kumo.controller.core.resources import ObjectKey
 from kumo.controller.runtime.cache import ObjectCache
 from kumo.controller.runtime.kube import KubeClient
+from kumo.controller.runtime.secretwatch import SecretRef, SecretWatches, WatchTransport
 from kumo.controller.runtime.sharding import used_anywhere
 from kumo.controller.runtime.workqueue import WorkQueue
 
@@ -57,11 +60,8 @@ RECHECK_EVERY = 300.0  # seconds between identity checks of an unchanged config
 TICK = 2.0  # seconds between passes over user counts and finalizers when nothing wakes the loop
 CHECK_TIMEOUT = 60.0  # an identity check that has not answered by then counts as failed
 CHECK_CONCURRENCY = 4
-POLL_UNWATCHED = 5.0  # seconds between reads of credentials Secrets no watch delivers
 CLUSTER_EVENTS_NAMESPACE = "default"  # where kubectl looks for events of cluster-scoped objects
 USERS_NAMED = 5  # objects named in an in-use event; the rest are counted
-
-SecretRef = tuple[str, str]  # (namespace, name)
 
 
 @dataclass
@@ -127,9 +127,9 @@ class ProviderConfigs:
     tick: float = TICK
     # How a config is checked; None: configstatus.check through the reconciler (tests pass their own).
     checker: Callable[[ConfigKey], Awaitable[ConfigCheck]] | None = None
-    # Whether the watches serve a namespace; credentials Secrets elsewhere are read every `poll_every`.
-    watched_namespace: Callable[[str], bool] = lambda _: True
-    poll_every: float = POLL_UNWATCHED
+    # Where the credentials Secrets configs name are watched, one watch each, in any namespace
+    # (kopf's --namespace does not limit them); None: not at all (unit tests deliver the events).
+    watch_api: WatchTransport | None = None
     _configs: dict[ConfigKey, _Config] = field(default_factory=dict)
     _secret_users: dict[SecretRef, set[ConfigKey]] = field(default_factory=dict)
     _secret_digests: dict[SecretRef, str] = field(default_factory=dict)
@@ -141,7 +141,11 @@ class ProviderConfigs:
     _written_at: dict[ConfigKey, float] = field(default_factory=dict)  # clock() of the last status write
     _warned: set[ConfigKey] = field(default_factory=set)  # in-use event posted for this deletion
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _polled_at: float = -math.inf
+    _watches: SecretWatches | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.watch_api is not None:
+            self._watches = SecretWatches(self.watch_api, self.on_secret_event)
 
     # ------------------------------------------------------------------ watch events (event loop)
 
@@ -168,7 +172,8 @@ class ProviderConfigs:
         self._wake.set()
 
     def on_secret_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """Any Secret; only those a config names matter."""
+        """A credentials Secret was listed (`event_type` None), added, changed or deleted; one no
+        config names (any more) is ignored."""
         meta = body["metadata"]
         where = (meta.get("namespace") or "", meta["name"])
         configs = self._secret_users.get(where)
@@ -214,26 +219,34 @@ class ProviderConfigs:
             if not self._secret_users[before]:
                 del self._secret_users[before]
                 self._secret_digests.pop(before, None)
+                if self._watches is not None:
+                    self._watches.unfollow(before)
         if after is not None:
             self._secret_users.setdefault(after, set()).add(key)
+            if self._watches is not None:
+                self._watches.follow(after)  # once per Secret, however many configs name it
 
     # ------------------------------------------------------------------ the loop (leader only)
 
     async def run(self) -> None:
-        """Check, protect and write status, on every change and every `tick` seconds."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            self._wake.clear()
-            if not self.may_act():
-                continue  # a standby keeps the index current; the leader writes
-            try:
-                await self.run_pass()
-            except Exception:  # one bad pass must not end the loop
-                log.exception("provider config pass failed")
+        """Check, protect and write status, on every change and every `tick` seconds (until
+        cancelled, which also ends the credentials Secrets' watches)."""
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.tick)
+                self._wake.clear()
+                if not self.may_act():
+                    continue  # a standby keeps the index current; the leader writes
+                try:
+                    await self.run_pass()
+                except Exception:  # one bad pass must not end the loop
+                    log.exception("provider config pass failed")
+        finally:
+            if self._watches is not None:
+                await self._watches.stop()
 
     async def run_pass(self) -> None:
-        await self._poll_unwatched_secrets()
         now = time.monotonic()
         due = [
             key
@@ -253,21 +266,6 @@ class ProviderConfigs:
                 continue  # deleted meanwhile: its DELETED event drops it
             except KubeError as error:
                 log.warning("%s: %s", _describe(key), error)
-
-    async def _poll_unwatched_secrets(self) -> None:
-        """Credentials Secrets in namespaces the watches do not serve (a ClusterProviderConfig's,
-        in the controller's namespace, when --namespace leaves that out) are read every
-        `poll_every` seconds instead, so a rotated credential there still applies within seconds."""
-        now = time.monotonic()
-        if now - self._polled_at < self.poll_every:
-            return
-        self._polled_at = now
-        for where in [where for where in self._secret_users if not self.watched_namespace(where[0])]:
-            secret = await self.reconciler.kube.read_secret(*where)
-            # The first read records what there is now, no change yet.
-            known = where in self._secret_digests
-            event_type = None if not known else "DELETED" if secret is None else "MODIFIED"
-            self.on_secret_event(event_type, secret or {"metadata": {"namespace": where[0], "name": where[1]}})
 
     async def _check(self, key: ConfigKey, limit: asyncio.Semaphore) -> None:
         config = self._configs.get(key)

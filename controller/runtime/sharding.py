@@ -13,9 +13,10 @@ the contract, and this module is kumo's side of it:
    `shard.alpha.sharding.timebertt.dev/<ring>=<shard>`; the watches and the start-up listing ask
    the API server only for those labelled for this replica, so the cache, the queue and the
    sweeps hold only them. Connection Secrets follow their owner onto its shard (the ring lists
-   them as controlled resources, and kumo copies the owner's label when it writes one); they are
-   filtered in the handler instead, because kopf keeps one Secret watch for kumo's Secrets and for
-   the credentials Secrets ProviderConfigs name, which carry no shard label.
+   them as controlled resources, and kumo copies the owner's label when it writes one), and the
+   Secret watch and listing are selected the same way (`Shard.secret_selector`). A Secret the
+   sharder moves away leaves the watch as a DELETED event, as a deleted one does; the replica
+   reads it to tell which (operator.py `Controller._deleted_or_moved`).
 3. **Drain.** When the sharder moves an object it adds `drain.alpha.sharding.timebertt.dev/<ring>`.
    The replica's worker (never two at once for one key, so no reconcile of it is in flight) then
    makes no further cloud call for it, removes the drain and the shard label in one patch (the

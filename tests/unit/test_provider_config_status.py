@@ -271,9 +271,7 @@ class World:
         self.resolved = RecentConfigs()
         self.forgotten: list[tuple[str, str, str]] = []
         self.resolved.forget = self.forgotten.append
-        self.stored_secrets: dict[tuple[str, str], dict[str, Any]] = {}
-        kube = SimpleNamespace(read_secret=self.read_secret)
-        reconciler = SimpleNamespace(configs=self.resolved, controller_namespace="kumo-system", kube=kube)
+        reconciler = SimpleNamespace(configs=self.resolved, controller_namespace="kumo-system")
         self.outcome = outcome or ConfigCheck(True, api.IDENTITY_VERIFIED, "verified", "arn")
         self.configs = ProviderConfigs(
             self.kube,
@@ -285,9 +283,6 @@ class World:
 
     async def checked(self, key: tuple[str, str, str]) -> ConfigCheck:
         return self.outcome
-
-    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.stored_secrets.get((namespace, name))
 
     def use(self, name: str, ref: dict[str, str]) -> ObjectKey:
         key = ObjectKey(Kind.DATABASE, NAMESPACE, name)
@@ -430,27 +425,5 @@ def test_a_cluster_config_in_use_is_held_and_its_deletion_names_the_holders_once
         await world.run_pass()
         released = [args for what, args in world.kube.writes if what == "finalizers"]
         assert released and released[0][1][-1] == {"op": "replace", "path": "/metadata/finalizers", "value": []}
-
-    asyncio.run(scenario())
-
-
-def test_credentials_secrets_no_watch_delivers_are_read_instead() -> None:
-    """A ClusterProviderConfig's Secret lives in the controller's namespace, which --namespace may
-    leave unwatched: it is read at each pass instead, and a rotation there requeues the users."""
-
-    async def scenario() -> None:
-        world = World()
-        world.configs.watched_namespace = lambda namespace: namespace != "kumo-system"
-        world.configs.poll_every = 0.0
-        user = world.use("orders", {"name": "aws"})
-        world.configs.on_config_event("ClusterProviderConfig", None, config("ClusterProviderConfig", secret="creds"))
-        world.stored_secrets[("kumo-system", "creds")] = secret("creds", "kumo-system", aws_access_key_id="old")
-        await world.run_pass()
-        assert await world.drain() == [], "the first read only records what is there"
-        await world.run_pass()
-        assert await world.drain() == []
-        world.stored_secrets[("kumo-system", "creds")] = secret("creds", "kumo-system", aws_access_key_id="rotated")
-        await world.run_pass()
-        assert await world.drain() == [user]
 
     asyncio.run(scenario())

@@ -5,16 +5,25 @@ what it asks the server, what it delivers, and how it recovers (bookmarks, the e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from kumo.controller.core.kubeapi import KubeError
+from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.kubehttp import Refusal
 from kumo.controller.runtime.secretwatch import SecretWatch, SecretWatches
 
+from .test_kube_client import ApiServer, answer, served, status
+from .test_provider_config_status import World
+from .test_provider_config_status import config as pc_config
+
 NS, NAME = "kumo-system", "aws-credentials"
 PATH = f"/api/v1/namespaces/{NS}/secrets"
+CLUSTER = "ClusterProviderConfig"
 SAFETY = 5.0  # seconds: only ends a broken test instead of hanging it, never decides an outcome
 
 
@@ -68,7 +77,7 @@ class ScriptedAPI:
 
     async def stream(
         self, path: str, *, params: Mapping[str, str | int | None], timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         assert path == PATH and timeout > float(params["timeoutSeconds"] or 0)
         self.calls.append(("watch", dict(params)))
         if not self.streams:
@@ -237,3 +246,94 @@ def test_one_watch_per_followed_secret_until_unfollowed_or_stopped() -> None:
         assert watches.followed == set(), "a stopped controller starts no watch"
 
     asyncio.run(scenario())
+
+
+def test_a_config_follows_its_credentials_secret_and_a_rotation_requeues_its_users() -> None:
+    """A ClusterProviderConfig's Secret lives in the controller's namespace, which --namespace
+    may leave out of kopf's watches: its own watch delivers the rotation all the same. Two configs
+    naming one Secret share one watch, which ends when neither names it any more."""
+    rotated = secret("12", "rotated")
+    api = ScriptedAPI([listing("10", secret("9"))], [([event("MODIFIED", rotated)], None)])
+
+    async def scenario() -> None:
+        world = World()
+        configs = replace(world.configs, watch_api=api)
+        user = world.use("orders", {"name": "aws"})
+        for name in ("aws", "aws-copy"):
+            configs.on_config_event(CLUSTER, None, pc_config(CLUSTER, name, secret=NAME))
+        assert configs._watches is not None and configs._watches.followed == {(NS, NAME)}
+        await asyncio.wait_for(api.exhausted.wait(), SAFETY)
+        assert await world.drain() == [user], "the listing only records; the rotation requeues"
+        configs.on_config_event(CLUSTER, "DELETED", pc_config(CLUSTER, "aws"))
+        assert configs._watches.followed == {(NS, NAME)}, "still named by aws-copy"
+        configs.on_config_event(CLUSTER, "DELETED", pc_config(CLUSTER, "aws-copy"))
+        assert configs._watches.followed == set()
+
+    asyncio.run(scenario())
+    assert [kind for kind, _ in api.calls] == ["list", "watch", "watch"], "one watch for both configs"
+
+
+# ---------------------------------------------------------------------- the stream itself (KubeHTTP)
+
+
+def test_kubehttp_streams_one_object_per_line_however_the_chunks_fall() -> None:
+    """A line may arrive in pieces and a chunk may hold several; blank lines (keep-alives) are
+    skipped; the stream ends when the server ends it."""
+    lines = [json.dumps(event("MODIFIED", secret(str(n)))) for n in range(3)]
+    wire = ("\n".join(lines) + "\n\n").encode()
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for start in range(0, len(wire), 7):  # 7-byte pieces: every line split somewhere
+            await response.write(wire[start : start + 7])
+        await response.write_eof()
+        return response
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        got = [each async for each in kube.http.stream(PATH, params={"watch": "1", "empty": None}, timeout=30)]
+        assert [each["object"]["metadata"]["resourceVersion"] for each in got] == ["0", "1", "2"]
+        assert dict(server.requests[0].query) == {"watch": "1"}
+
+    served({("GET", PATH): watch}, scenario)
+
+
+def test_a_watch_never_takes_a_connection_from_the_request_pool() -> None:
+    """Open watches, as many as the pool has connections, leave the pool free for the controller's
+    calls (watches taking them would leave this call waiting until the safety bound)."""
+    release = asyncio.Event()
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write((json.dumps(bookmark("5")) + "\n").encode())
+        await release.wait()  # the server holds the watch open
+        return response
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        streams = [kube.http.stream(PATH, params={"watch": "1"}, timeout=30) for _ in range(kube.http.pool_size)]
+        for stream in streams:
+            assert (await anext(stream))["type"] == "BOOKMARK"
+        assert await asyncio.wait_for(kube.namespace_uid("kube-system"), SAFETY) == "cluster-uid"
+        release.set()
+        for stream in streams:
+            await stream.aclose()
+
+    uid = answer({"metadata": {"uid": "cluster-uid"}})
+    served({("GET", PATH): watch, ("GET", "/api/v1/namespaces/kube-system"): uid}, scenario)
+
+
+def test_a_watch_refused_with_410_lists_again_and_a_401_logs_in_again_once() -> None:
+    answers = [status(401, "Unauthorized"), status(410, "too old resource version")]
+
+    async def watch(_: web.Request) -> web.Response:
+        return answers.pop(0)
+
+    async def scenario(kube: KubeClient, server: ApiServer) -> None:
+        with pytest.raises(KubeError) as refused:
+            async for _ in kube.http.stream(PATH, params={"watch": "1"}, timeout=30):
+                pass
+        assert isinstance(refused.value.__cause__, Refusal) and refused.value.__cause__.status == 410
+        assert [r.headers["Authorization"] for r in server.requests] == ["Bearer stale", "Bearer fresh"]
+
+    served({("GET", PATH): watch}, scenario, tokens=["stale", "fresh"])
