@@ -84,7 +84,7 @@ def test_a_secret_neither_kumos_nor_named_by_a_config_never_reaches_the_controll
     kumo.core.patch_namespaced_secret(unrelated, kumo.namespace, {"stringData": {"token": "changed"}})
     # A Secret kumo's watch does select, written after the unrelated one's create and change.
     kumo.core.create_namespaced_secret(kumo.namespace, secret_manifest(later, {LABEL_MANAGED_BY: MANAGED_BY}))
-    seen = f"Secret {kumo.namespace}/{later}: ADDED"
+    seen = f"Secret {kumo.namespace}/{later}: "  # ADDED, or "listed" by a watch started after it
     kumo.wait_for(seen, lambda: seen in kumo.controller.log_text(), SEEN_SECONDS)
     log = kumo.controller.log_text()
     assert f"{kumo.namespace}/{unrelated}" not in log, "an unrelated Secret reached the controller"
