@@ -52,6 +52,7 @@ from kumo.controller.runtime.kube import KubeClient
 from kumo.controller.runtime.kubehttp import DEFAULT_TIMEOUT, KubeHTTP
 from kumo.controller.runtime.leader import ElectionTiming, KubeLeaseStore, LeaderElector
 from kumo.controller.runtime.login import ClusterLogin, LoginFn
+from kumo.controller.runtime.memory import EventOnlyMemories
 from kumo.controller.runtime.metrics import Metrics
 from kumo.controller.runtime.namespaces import watched
 from kumo.controller.runtime.providerconfigs import ProviderConfigs
@@ -713,4 +714,5 @@ async def run(config: ControllerConfig, stop_flag: asyncio.Event | None = None) 
         namespaces=list(config.namespaces),
         liveness_endpoint=(f"http://{config.health_host}:{config.health_port}/healthz" if config.health_port else None),
         stop_flag=stop_flag,
+        memories=EventOnlyMemories(),  # kumo's handlers are all on.event: kopf keeps no record per object
     )

@@ -12,6 +12,7 @@ import pytest
 from kumo.controller.core import conditions as cond
 from kumo.controller.core.connection import PASSWORD_ALPHABET, database_data, database_uri, generate_password
 from kumo.controller.core.resources import derived_external_name
+from kumo.controller.runtime.memory import EventOnlyMemories
 from kumo.controller.runtime.operator import fingerprint
 from kumo.controller.runtime.workqueue import Backoff, WorkQueue
 from kumo.providers.base import FieldDrift, Unavailable, diff_settings
@@ -244,3 +245,17 @@ def test_only_events_worth_a_reconcile_enqueue_the_object(after, reconcile):
     """Our own status writes come back as watch events and must not trigger another reconcile;
     spec edits, deletion and kumo annotations must."""
     assert (fingerprint(after) != fingerprint(_body())) is reconcile
+
+
+def test_kopf_keeps_no_record_of_each_watched_object():
+    """kopf's memories otherwise hold a record per object and per Secret for as long as they
+    exist; kumo's on.event handlers use none of it. Each event still gets one to work with."""
+    memories = EventOnlyMemories()
+    bodies = [{"metadata": {"uid": f"uid-{i}", "name": f"b{i}", "namespace": "team"}} for i in range(3)]
+
+    async def recall_each() -> list[object]:
+        return [await memories.recall(body, noticed_by_listing=True) for body in bodies]
+
+    records = asyncio.run(recall_each())
+    assert all(record is not None for record in records)
+    assert list(memories.iter_all_memories()) == []
