@@ -1,4 +1,5 @@
-"""A test bed interrupted while it starts leaves no server behind.
+"""A test bed interrupted while it starts leaves no server behind; the ports it picks for its
+servers are ones no outgoing connection can take meanwhile.
 
 A SIGTERM to the benchmark (raised as SystemExit by its handler) or a Ctrl-C can arrive while a
 server is starting: the server already runs, but nobody holds it yet (issue 17: a strictaws
@@ -7,12 +8,13 @@ emulator survived its benchmark that way).
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
 import pytest
-from kumo.testbed import cluster
-from kumo.testbed.process import ManagedProcess, pid_alive
+from kumo.testbed import cluster, process
+from kumo.testbed.process import LOOPBACK, ManagedProcess, free_port, pid_alive
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(120)")
 
@@ -56,3 +58,36 @@ def test_a_control_plane_interrupted_while_starting_stops_what_already_runs(tmp_
         plane.start()
     assert etcd.stopped, "etcd was running when the API server's start was interrupted"
     assert plane.processes == []
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_bindable() -> None:
+    low, _ = process._ephemeral_range()
+    for _ in range(20):
+        port = free_port()
+        assert process.FREE_PORT_FLOOR <= port < low
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, port))
+
+
+def test_a_taken_port_is_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        choices = iter([busy, busy, busy + 1 if busy + 1 < 65536 else busy - 1])
+
+        class Scripted:
+            def randrange(self, start: int, stop: int) -> int:
+                return next(choices)
+
+        monkeypatch.setattr(process, "_random", Scripted())
+        monkeypatch.setattr(process, "FREE_PORT_FLOOR", 1024)
+        monkeypatch.setattr(process, "_ephemeral_range", lambda: (65535, 65535))
+        assert free_port() != busy
+
+
+def test_without_room_below_the_range_the_kernel_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process, "_ephemeral_range", lambda: (1024, 65535))
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, port))
