@@ -131,7 +131,6 @@ class KubeHTTP:
         self._session: aiohttp.ClientSession | None = None
         self._retired: aiohttp.ClientSession | None = None  # the pool before a TLS change
         self._watches: aiohttp.ClientSession | None = None  # the watches' own: see stream()
-        self._watches_tls: tuple[Any, ...] = ()
         self._credentials: Credentials | None = None
         self._lock = asyncio.Lock()
 
@@ -199,8 +198,7 @@ class KubeHTTP:
         limit = aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout)
         rejected: Credentials | None = None  # what drew the 401 of the first attempt
         for attempt in (1, 2):
-            _, credentials = await self._connected(rejected=rejected)
-            session = await self._watch_session(credentials)
+            session, credentials = await self._watch_session(rejected=rejected)
             headers = {"Accept": JSON, **credentials.as_http_headers()}
             try:
                 async with session.get(
@@ -222,35 +220,39 @@ class KubeHTTP:
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise KubeError(_unreachable(credentials.server, "GET", path, error)) from None
 
-    async def _watch_session(self, credentials: Credentials) -> aiohttp.ClientSession:
-        """The watches' session, for the TLS material of `credentials` (a new one when it changed:
-        the streams on the old one end, and their watches connect again)."""
+    async def _watch_session(self, rejected: Credentials | None) -> tuple[aiohttp.ClientSession, Credentials]:
+        """The watches' session (no connection limit) and the credentials to send with."""
         async with self._lock:
-            if self._watches is not None and self._watches_tls != _tls_material(credentials):
-                await self._watches.close()
-                self._watches = None
+            credentials = await self._current(rejected)
             if self._watches is None:
-                connector = aiohttp.TCPConnector(limit=0, ssl=credentials.as_ssl_context())  # 0: no limit
-                self._watches = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
-                self._watches_tls = _tls_material(credentials)
-            return self._watches
+                self._watches = self._new_session(credentials, limit=0)  # 0: no limit
+            return self._watches, credentials
 
     async def _connected(self, rejected: Credentials | None) -> tuple[aiohttp.ClientSession, Credentials]:
-        """The session and credentials to send with, logging in first when there are none yet,
-        when they expired, or when `rejected` (what drew a 401) is still what is held: requests
-        rejected together renew once, and the later ones use what the first one got."""
+        """The request pool's session and the credentials to send with."""
         async with self._lock:  # one login and one session however many requests start at once
-            held = self._credentials
-            if held is None or held is rejected or _expired(held):
-                credentials = await self._login()
-                if held is not None and self._session is not None and _tls_material(credentials) != _tls_material(held):
-                    await self._retire_session()
-                self._credentials = credentials
-            assert self._credentials is not None
+            credentials = await self._current(rejected)
             if self._session is None:
-                connector = aiohttp.TCPConnector(limit=self.pool_size, ssl=self._credentials.as_ssl_context())
-                self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
-            return self._session, self._credentials
+                self._session = self._new_session(credentials, limit=self.pool_size)
+            return self._session, credentials
+
+    async def _current(self, rejected: Credentials | None) -> Credentials:
+        """The credentials held, after logging in when there are none yet, when they expired, or
+        when `rejected` (what drew a 401) is still what is held: requests rejected together renew
+        once, and the later ones use what the first one got. A login bringing other TLS material
+        (an exec plugin's renewed client certificate) retires both sessions, whose TLS contexts
+        hold the old one. Called under the lock."""
+        held = self._credentials
+        if held is None or held is rejected or _expired(held):
+            credentials = await self._login()
+            if held is not None and _tls_material(credentials) != _tls_material(held):
+                await self._retire_sessions()
+            self._credentials = held = credentials
+        return held
+
+    def _new_session(self, credentials: Credentials, *, limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=limit, ssl=credentials.as_ssl_context())
+        return aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.user_agent})
 
     async def _login(self) -> Credentials:
         try:
@@ -261,13 +263,16 @@ class KubeHTTP:
             raise KubeError("no Kubernetes credentials: neither a ServiceAccount nor a kubeconfig was found")
         return credentials
 
-    async def _retire_session(self) -> None:
-        """The pool's TLS context holds the CA and client certificate: other ones need a new pool.
-        Requests still running on the old pool finish there; it is closed at the next change
-        (idle long since) or by close()."""
+    async def _retire_sessions(self) -> None:
+        """The request pool's requests still running finish on it; it is closed at the next change
+        (idle long since) or by close(). The watches' streams end with their session and their
+        watches connect again, with the new material."""
         if self._retired is not None:
             await self._retired.close()
         self._retired, self._session = self._session, None
+        if self._watches is not None:
+            await self._watches.close()
+            self._watches = None
 
     async def close(self) -> None:
         for session in (self._session, self._retired, self._watches):
