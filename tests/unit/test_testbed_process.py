@@ -8,6 +8,7 @@ emulator survived its benchmark that way).
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 from pathlib import Path
@@ -74,16 +75,20 @@ def test_a_taken_port_is_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.bind((LOOPBACK, 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        choices = iter([busy, busy, busy + 1 if busy + 1 < 65536 else busy - 1])
+        real = random.Random()
+        offered = []
 
-        class Scripted:
+        class TakenFirst:
+            """Offers the taken port twice, then what the real generator picks."""
+
             def randrange(self, start: int, stop: int) -> int:
-                return next(choices)
+                port = busy if len(offered) < 2 else real.randrange(start, stop)
+                offered.append(port)
+                return port
 
-        monkeypatch.setattr(process, "_random", Scripted())
-        monkeypatch.setattr(process, "FREE_PORT_FLOOR", 1024)
-        monkeypatch.setattr(process, "_ephemeral_range", lambda: (65535, 65535))
+        monkeypatch.setattr(process, "_random", TakenFirst())
         assert free_port() != busy
+        assert offered[:2] == [busy, busy]
 
 
 def test_without_room_below_the_range_the_kernel_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
